@@ -1,0 +1,81 @@
+"""IP address ranges of MetalLB IPAddressPools: parsing, containment and overlap.
+
+MetalLB accepts each `spec.addresses` entry either as a CIDR (`192.0.2.0/24`, host bits are masked, as Go's
+`net.ParseCIDR` does) or as an inclusive range `first-last` of one family (whitespace around the dash allowed).
+A bare address is not accepted, matching MetalLB's `config.parseCIDR`.
+
+No I/O, standard library only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AddressRange:
+    """An inclusive range of addresses of one family, as integers."""
+
+    version: int  # 4 or 6
+    first: int
+    last: int
+    text: str  # the entry as written, for messages
+
+    def __contains__(self, ip: object) -> bool:
+        if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return ip.version == self.version and self.first <= int(ip) <= self.last
+        return False
+
+    def overlaps(self, other: AddressRange) -> bool:
+        return self.version == other.version and self.first <= other.last and other.first <= self.last
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+def parse_range(text: object) -> tuple[AddressRange | None, str | None]:
+    """Parse one `spec.addresses` entry. Returns (range, None) or (None, why it is invalid)."""
+    if not isinstance(text, str) or not text.strip():
+        return None, "address entry must be a non-empty string (a CIDR or a first-last range)"
+    entry = text.strip()
+    if "-" in entry:
+        left, _, right = entry.partition("-")
+        try:
+            first = ipaddress.ip_address(left.strip())
+            last = ipaddress.ip_address(right.strip())
+        except ValueError:
+            return None, f"{text!r} is not a valid range (expected first-last, e.g. 192.0.2.10-192.0.2.20)"
+        if first.version != last.version:
+            return None, f"range {text!r} mixes IPv4 and IPv6"
+        if int(first) > int(last):
+            return None, f"range {text!r} is reversed: {first} is after {last}"
+        return AddressRange(first.version, int(first), int(last), entry), None
+    if "/" not in entry:
+        return None, f"{text!r} is not a CIDR or range (write a single address as {entry}/32 or /128)"
+    try:
+        net = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None, f"{text!r} is not a valid CIDR"
+    return AddressRange(net.version, int(net.network_address), int(net.broadcast_address), entry), None
+
+
+def parse_ip(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, or None when `text` is not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def canonical_ip(text: str) -> str:
+    """The canonical text of an address (compressed IPv6, like Go's `net.IP.String()`); `text` if unparsable."""
+    ip = parse_ip(text)
+    return str(ip) if ip is not None else text
+
+
+def format_address(version: int, value: int) -> str:
+    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))

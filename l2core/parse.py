@@ -1,0 +1,369 @@
+"""Turn plain Kubernetes dicts (as the API server or kubectl returns them) into the core's dataclasses.
+
+Every function returns `(object or None, problems)`. Problems are field-addressed (`spec.addresses[1]`), and
+nothing here raises on bad input: an object that cannot be used is returned as None with the reasons. An object
+with any problem is left out of the cluster snapshot, because MetalLB also refuses an invalid configuration as a
+whole rather than guess which half was meant.
+
+Also flattens `kind: List` and typed lists (`NodeList` items carry no kind of their own).
+
+No I/O, standard library only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from l2core.addresses import AddressRange, canonical_ip, parse_ip, parse_range
+from l2core.model import (
+    SERVICE_NAME_LABEL,
+    SHARED_IP_ANNOTATION,
+    SHARED_IP_ANNOTATION_DEPRECATED,
+    Cluster,
+    Endpoint,
+    EndpointSlice,
+    IPAddressPool,
+    L2Advertisement,
+    Node,
+    PreferredNodeSelector,
+    Service,
+    ServiceAllocation,
+)
+from l2core.problems import Problem
+from l2core.selectors import LabelSelector, parse_selector
+
+KINDS = {
+    ("v1", "Node"): "Node",
+    ("v1", "Service"): "Service",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
+    ("metallb.io/v1beta1", "IPAddressPool"): "IPAddressPool",
+    ("metallb.io/v1beta1", "L2Advertisement"): "L2Advertisement",
+}
+
+
+def _map(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _str_map(value: object) -> dict[str, str]:
+    return {str(k): v for k, v in _map(value).items() if isinstance(v, str)}
+
+
+def _meta(raw: Mapping[str, Any], kind: str, *, namespaced: bool) -> tuple[str, str, str, list[Problem]]:
+    meta = _map(raw.get("metadata"))
+    name = meta.get("name")
+    namespace = meta.get("namespace") if namespaced else ""
+    problems: list[Problem] = []
+    if not isinstance(name, str) or not name:
+        problems.append(Problem(kind, "metadata.name", "missing or empty"))
+        name = "?"
+    if namespaced and (not isinstance(namespace, str) or not namespace):
+        namespace = "default" if kind == "Service" or kind == "EndpointSlice" else "?"
+    assert isinstance(namespace, str)
+    label = f"{kind} {namespace}/{name}" if namespaced else f"{kind} {name}"
+    problems = [Problem(label, p.path, p.message) for p in problems]
+    return namespace, name, label, problems
+
+
+def parse_node(raw: Mapping[str, Any]) -> tuple[Node | None, list[Problem]]:
+    _, name, _label, problems = _meta(raw, "Node", namespaced=False)
+    status = _map(raw.get("status"))
+    unavailable = False
+    for cond in status.get("conditions") or []:
+        cond = _map(cond)
+        if cond.get("type") == "NetworkUnavailable":
+            unavailable = cond.get("status") == "True"
+    internal = tuple(
+        str(a.get("address"))
+        for a in (_map(x) for x in status.get("addresses") or [])
+        if a.get("type") == "InternalIP" and parse_ip(a.get("address")) is not None
+    )
+    meta = _map(raw.get("metadata"))
+    node = Node(
+        name=name,
+        labels=_str_map(meta.get("labels")),
+        annotations=_str_map(meta.get("annotations")),
+        network_unavailable=unavailable,
+        internal_ips=internal,
+        unschedulable=_map(raw.get("spec")).get("unschedulable") is True,
+    )
+    return (None if problems else node), problems
+
+
+def parse_service(raw: Mapping[str, Any]) -> tuple[Service | None, list[Problem]]:
+    namespace, name, label, problems = _meta(raw, "Service", namespaced=True)
+    meta = _map(raw.get("metadata"))
+    spec = _map(raw.get("spec"))
+    annotations = _str_map(meta.get("annotations"))
+    ips: list[str] = []
+    ingress = _map(_map(raw.get("status")).get("loadBalancer")).get("ingress") or []
+    if not isinstance(ingress, list):
+        problems.append(Problem(label, "status.loadBalancer.ingress", "must be a list"))
+        ingress = []
+    for i, entry in enumerate(ingress):
+        ip = _map(entry).get("ip")
+        if ip is None:
+            continue  # hostname-only ingress: nothing to announce at layer 2
+        if parse_ip(ip) is None:
+            problems.append(Problem(label, f"status.loadBalancer.ingress[{i}].ip", f"{ip!r} is not an IP address"))
+            continue
+        ips.append(canonical_ip(ip))
+    lb_class = spec.get("loadBalancerClass")
+    service = Service(
+        namespace=namespace,
+        name=name,
+        type=str(spec.get("type") or "ClusterIP"),
+        load_balancer_class=lb_class if isinstance(lb_class, str) and lb_class else None,
+        external_traffic_policy_local=spec.get("externalTrafficPolicy") == "Local",
+        ingress_ips=tuple(ips),
+        labels=_str_map(meta.get("labels")),
+        shared_ip_key=annotations.get(SHARED_IP_ANNOTATION) or annotations.get(SHARED_IP_ANNOTATION_DEPRECATED),
+    )
+    return (None if problems else service), problems
+
+
+def _opt_bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def parse_endpoint_slice(raw: Mapping[str, Any]) -> tuple[EndpointSlice | None, list[Problem]]:
+    namespace, name, _label, problems = _meta(raw, "EndpointSlice", namespaced=True)
+    service_name = _str_map(_map(raw.get("metadata")).get("labels")).get(SERVICE_NAME_LABEL, "")
+    endpoints = []
+    for entry in raw.get("endpoints") or []:
+        entry = _map(entry)
+        cond = _map(entry.get("conditions"))
+        node_name = entry.get("nodeName")
+        endpoints.append(
+            Endpoint(
+                node_name=node_name if isinstance(node_name, str) and node_name else None,
+                ready=_opt_bool(cond.get("ready")),
+                serving=_opt_bool(cond.get("serving")),
+                terminating=_opt_bool(cond.get("terminating")),
+            )
+        )
+    eps = EndpointSlice(namespace, name, service_name, tuple(endpoints))
+    return (None if problems else eps), problems
+
+
+def _selectors(raw: object, *, obj: str, path: str) -> tuple[tuple[LabelSelector, ...], list[Problem]]:
+    """A list of selectors; identical selectors are refused like MetalLB's "duplicate definition"."""
+    if raw is None:
+        return (), []
+    if not isinstance(raw, list):
+        return (), [Problem(obj, path, "must be a list of label selectors")]
+    out: list[LabelSelector] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(raw):
+        sel, sel_problems = parse_selector(item, obj=obj, path=f"{path}[{i}]")
+        problems.extend(sel_problems)
+        if sel is not None:
+            if sel in out:
+                problems.append(Problem(obj, f"{path}[{i}]", f"duplicate selector {sel.describe()!r}"))
+            out.append(sel)
+    return tuple(out), problems
+
+
+def _strings(raw: object, *, obj: str, path: str, what: str) -> tuple[tuple[str, ...], list[Problem]]:
+    if raw is None:
+        return (), []
+    if not isinstance(raw, list):
+        return (), [Problem(obj, path, f"must be a list of {what}s")]
+    out: list[str] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not item:
+            problems.append(Problem(obj, f"{path}[{i}]", f"must be a non-empty string ({what})"))
+        elif item in out:
+            problems.append(Problem(obj, f"{path}[{i}]", f"duplicate {what} {item!r}"))
+        else:
+            out.append(item)
+    return tuple(out), problems
+
+
+def parse_pool(raw: Mapping[str, Any]) -> tuple[IPAddressPool | None, list[Problem]]:
+    namespace, name, label, problems = _meta(raw, "IPAddressPool", namespaced=True)
+    spec = _map(raw.get("spec"))
+    addresses = spec.get("addresses")
+    ranges: list[AddressRange] = []
+    if not isinstance(addresses, list) or not addresses:
+        problems.append(Problem(label, "spec.addresses", "must list at least one CIDR or range"))
+        addresses = []
+    for i, entry in enumerate(addresses):
+        rng, err = parse_range(entry)
+        if err:
+            problems.append(Problem(label, f"spec.addresses[{i}]", err))
+            continue
+        assert rng is not None
+        for j, other in enumerate(ranges):
+            if rng.overlaps(other):
+                problems.append(
+                    Problem(label, f"spec.addresses[{i}]", f"{rng.text} overlaps {other.text} (spec.addresses[{j}])")
+                )
+        ranges.append(rng)
+
+    flags = {}
+    for flag, default in (("autoAssign", True), ("avoidBuggyIPs", False)):
+        value = spec.get(flag, default)
+        if value is None:
+            value = default
+        if not isinstance(value, bool):
+            problems.append(Problem(label, f"spec.{flag}", f"must be true or false, not {value!r}"))
+            value = default
+        flags[flag] = value
+
+    allocation = None
+    raw_alloc = spec.get("serviceAllocation")
+    if raw_alloc is not None:
+        allocation, alloc_problems = _parse_allocation(raw_alloc, obj=label)
+        problems.extend(alloc_problems)
+
+    pool = IPAddressPool(
+        namespace=namespace,
+        name=name,
+        labels=_str_map(_map(raw.get("metadata")).get("labels")),
+        ranges=tuple(ranges),
+        auto_assign=flags["autoAssign"],
+        avoid_buggy_ips=flags["avoidBuggyIPs"],
+        service_allocation=allocation,
+    )
+    return (None if problems else pool), problems
+
+
+def _parse_allocation(raw: object, *, obj: str) -> tuple[ServiceAllocation | None, list[Problem]]:
+    path = "spec.serviceAllocation"
+    if not isinstance(raw, Mapping):
+        return None, [Problem(obj, path, "must be an object")]
+    problems: list[Problem] = []
+    priority = raw.get("priority")
+    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+        problems.append(Problem(obj, f"{path}.priority", f"must be an integer, not {priority!r}"))
+        priority = None
+    namespaces, p = _strings(raw.get("namespaces"), obj=obj, path=f"{path}.namespaces", what="namespace")
+    problems.extend(p)
+    ns_sel, p = _selectors(raw.get("namespaceSelectors"), obj=obj, path=f"{path}.namespaceSelectors")
+    problems.extend(p)
+    svc_sel, p = _selectors(raw.get("serviceSelectors"), obj=obj, path=f"{path}.serviceSelectors")
+    problems.extend(p)
+    return ServiceAllocation(priority, namespaces, ns_sel, svc_sel), problems
+
+
+def parse_advertisement(raw: Mapping[str, Any]) -> tuple[L2Advertisement | None, list[Problem]]:
+    namespace, name, label, problems = _meta(raw, "L2Advertisement", namespaced=True)
+    spec = _map(raw.get("spec"))
+    pools, p = _strings(spec.get("ipAddressPools"), obj=label, path="spec.ipAddressPools", what="pool name")
+    problems.extend(p)
+    parsed: dict[str, tuple[LabelSelector, ...]] = {}
+    for field_name in ("ipAddressPoolSelectors", "nodeSelectors", "serviceSelectors"):
+        parsed[field_name], p = _selectors(spec.get(field_name), obj=label, path=f"spec.{field_name}")
+        problems.extend(p)
+    interfaces, p = _strings(spec.get("interfaces"), obj=label, path="spec.interfaces", what="interface name")
+    problems.extend(p)
+    preferred: list[PreferredNodeSelector] = []
+    raw_pref = spec.get("preferredNodeSelectors")
+    if raw_pref is not None and not isinstance(raw_pref, list):
+        problems.append(Problem(label, "spec.preferredNodeSelectors", "must be a list of {weight, preference}"))
+        raw_pref = []
+    for i, item in enumerate(raw_pref or []):
+        path = f"spec.preferredNodeSelectors[{i}]"
+        item_map = _map(item)
+        weight = item_map.get("weight")
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
+            problems.append(Problem(label, f"{path}.weight", f"must be an integer from 1 to 100, not {weight!r}"))
+            continue
+        sel, p = parse_selector(item_map.get("preference"), obj=label, path=f"{path}.preference")
+        problems.extend(p)
+        if sel is not None:
+            preferred.append(PreferredNodeSelector(weight, sel))
+    adv = L2Advertisement(
+        namespace=namespace,
+        name=name,
+        ip_address_pools=pools,
+        ip_address_pool_selectors=parsed["ipAddressPoolSelectors"],
+        node_selectors=parsed["nodeSelectors"],
+        service_selectors=parsed["serviceSelectors"],
+        interfaces=interfaces,
+        preferred_node_selectors=tuple(preferred),
+    )
+    return (None if problems else adv), problems
+
+
+PARSERS: dict[str, Any] = {
+    "Node": parse_node,
+    "Service": parse_service,
+    "EndpointSlice": parse_endpoint_slice,
+    "IPAddressPool": parse_pool,
+    "L2Advertisement": parse_advertisement,
+}
+
+
+def kind_of(raw: Mapping[str, Any]) -> str | None:
+    """The core's name for a supported object, or None for kinds the planner does not read."""
+    return KINDS.get((str(raw.get("apiVersion", "")), str(raw.get("kind", ""))))
+
+
+def flatten(documents: Iterable[object]) -> Iterator[object]:
+    """Yield single objects, expanding `kind: List` and typed lists such as `NodeList` (whose items carry no
+    apiVersion/kind: those come from the list)."""
+    for doc in documents:
+        if doc is None:
+            continue
+        kind = str(doc.get("kind", "")) if isinstance(doc, Mapping) else ""
+        if isinstance(doc, Mapping) and isinstance(doc.get("items"), list) and kind.endswith("List"):
+            item_kind = None if kind == "List" else kind[: -len("List")]
+            for item in doc["items"]:
+                if isinstance(item, Mapping) and item_kind and "kind" not in item:
+                    item = {**item, "kind": item_kind, "apiVersion": doc.get("apiVersion", "")}
+                yield from flatten([item])
+        else:
+            yield doc
+
+
+@dataclass(frozen=True)
+class ParsedCluster:
+    cluster: Cluster
+    problems: tuple[Problem, ...] = ()
+    ignored: Mapping[str, int] = field(default_factory=dict)  # "apps/v1 Deployment" -> count
+
+    @property
+    def object_count(self) -> int:
+        c = self.cluster
+        return len(c.nodes) + len(c.services) + len(c.endpoint_slices) + len(c.pools) + len(c.advertisements)
+
+
+def build_cluster(documents: Iterable[object]) -> ParsedCluster:
+    """Build a snapshot from any mix of objects and lists. Later duplicates replace earlier ones."""
+    nodes: dict[str, Node] = {}
+    services: dict[str, Service] = {}
+    slices: dict[str, EndpointSlice] = {}
+    pools: dict[str, IPAddressPool] = {}
+    ads: dict[str, L2Advertisement] = {}
+    problems: list[Problem] = []
+    ignored: Counter[str] = Counter()
+    for index, raw in enumerate(flatten(documents)):
+        if not isinstance(raw, Mapping):
+            problems.append(Problem("", f"document {index + 1}", "is not a Kubernetes object (expected a mapping)"))
+            continue
+        kind = kind_of(raw)
+        if kind is None:
+            ignored[f"{raw.get('apiVersion', '?')} {raw.get('kind', '?')}"] += 1
+            continue
+        obj, obj_problems = PARSERS[kind](raw)
+        problems.extend(obj_problems)
+        if obj is None:
+            continue
+        if isinstance(obj, Node):
+            nodes[obj.name] = obj
+        elif isinstance(obj, Service):
+            services[obj.key] = obj
+        elif isinstance(obj, EndpointSlice):
+            slices[f"{obj.namespace}/{obj.name}"] = obj
+        elif isinstance(obj, IPAddressPool):
+            pools[f"{obj.namespace}/{obj.name}"] = obj
+        elif isinstance(obj, L2Advertisement):
+            ads[obj.key] = obj
+    cluster = Cluster(nodes, services, slices, pools, ads)
+    return ParsedCluster(cluster, tuple(problems), dict(ignored))

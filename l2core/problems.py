@@ -1,0 +1,22 @@
+"""Field-addressed problems found while parsing or validating Kubernetes objects.
+
+A problem names the object and the field path (`spec.addresses[1]`) so that an operator can find it at once. The
+core returns problems; it never raises them at the user and never logs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one field of one object."""
+
+    obj: str  # "IPAddressPool metallb-system/lan", or "" when the object itself could not be named
+    path: str  # field path inside the object, "" for the object as a whole
+    message: str
+
+    def __str__(self) -> str:
+        where = ": ".join(part for part in (self.obj, self.path) if part)
+        return f"{where}: {self.message}" if where else self.message
