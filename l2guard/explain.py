@@ -1,0 +1,223 @@
+"""`l2guard explain`: why is (or isn't) each LoadBalancer IP announced, and what would fix it.
+
+Reads Kubernetes objects (files or stdin), asks the core for the plan, and renders it as a short table or as the
+stable JSON documented in the README. Exit status: 0 when every LoadBalancer service that is ours has an
+announcer, 3 when at least one has none, 2 for unreadable input or bad usage.
+
+This module renders; it decides nothing. Eligibility, election and remedies come from `l2core`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, TextIO
+
+from l2core.diagnose import fixes
+from l2core.eligibility import REASON_TEXT, NodeVerdict, Reason
+from l2core.model import EligibilitySettings, LabelSemantics
+from l2core.parse import ParsedCluster, build_cluster
+from l2core.plan import Plan, Status, plan
+from l2guard.loader import InputError, load_documents, parse_text
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_NOBODY = 3
+SCHEMA_VERSION = 1
+SAMPLES = ("kubeadm-single-node", "karpenter-drain")
+NODES_PER_LINE = 6
+
+
+class UsageError(Exception):
+    """Bad command-line usage; the message is one line."""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "explain",
+        help="explain which node announces each LoadBalancer IP, or why none does",
+        description="Explain which node announces each LoadBalancer IP, or why none does. Input: Kubernetes "
+        "objects as multi-document YAML, a List, or `kubectl get nodes,svc,endpointslices,ipaddresspools,"
+        "l2advertisements -A -o json`. Exit status: 0 all announced, 3 some IP has no announcer, 2 bad input.",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' or none reads stdin")
+    p.add_argument("--sample", choices=SAMPLES, help="explain a bundled sample cluster instead of FILEs")
+    p.add_argument("--ignore-exclude-lb", action="store_true", help="as the speaker flag: ignore the exclude label")
+    p.add_argument(
+        "--label-semantics",
+        choices=[s.value for s in LabelSemantics],
+        default=LabelSemantics.PRESENCE.value,
+        help="presence: any value excludes (MetalLB, default); true-only: the value 'false' does not exclude",
+    )
+    p.add_argument("--alive", metavar="NODE,NODE,...", help="nodes whose speaker runs (default: every node)")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.set_defaults(run=run)
+
+
+def _sample_text(name: str) -> str:
+    return resources.files("l2guard").joinpath("samples", f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def load(args: argparse.Namespace) -> ParsedCluster:
+    if args.sample:
+        if args.files:
+            raise UsageError("give either --sample or FILEs, not both")
+        docs = parse_text(_sample_text(args.sample), source=f"sample {args.sample}")
+    else:
+        docs = load_documents(args.files or ["-"])
+    parsed = build_cluster(docs)
+    if parsed.object_count == 0 and not parsed.problems:
+        raise InputError(
+            "no Node, Service, EndpointSlice, IPAddressPool or L2Advertisement found in the input"
+            + (f" (ignored {sum(parsed.ignored.values())} object(s) of other kinds)" if parsed.ignored else "")
+        )
+    return parsed
+
+
+def settings_from(args: argparse.Namespace) -> EligibilitySettings:
+    return EligibilitySettings(
+        label_semantics=LabelSemantics(args.label_semantics), ignore_exclude_label=args.ignore_exclude_lb
+    )
+
+
+def alive_from(args: argparse.Namespace, parsed: ParsedCluster) -> frozenset[str] | None:
+    if args.alive is None:
+        return None
+    names = frozenset(n.strip() for n in args.alive.split(",") if n.strip())
+    unknown = sorted(names - parsed.cluster.nodes.keys())
+    if unknown:
+        raise UsageError(f"--alive names node(s) not in the input: {', '.join(unknown)}")
+    return names
+
+
+def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
+    try:
+        parsed = load(args)
+        alive = alive_from(args, parsed)
+    except (InputError, UsageError) as exc:
+        err.write(f"l2guard explain: {exc}\n")
+        return EXIT_USAGE
+    settings = settings_from(args)
+    result = plan(parsed.cluster, settings, alive=alive)
+    if args.output == "json":
+        json.dump(to_json(result, parsed, alive=alive), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(render_table(result, parsed))
+    return EXIT_NOBODY if any(sp.status is Status.NOBODY for sp in result.services.values()) else EXIT_OK
+
+
+# ----- JSON -------------------------------------------------------------------------------------------------------
+
+
+def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None) -> dict[str, Any]:
+    services = []
+    for key in sorted(result.services):
+        sp = result.services[key]
+        namespace, _, name = key.partition("/")
+        ours = sp.status in (Status.ANNOUNCED, Status.NOBODY)
+        services.append(
+            {
+                "namespace": namespace,
+                "name": name,
+                "ips": list(sp.ips),
+                "pool": sp.pool,
+                "status": sp.status.value,
+                "announcer": sp.announcer,
+                "loadBalancerClass": sp.load_balancer_class,
+                "serviceReasons": sorted(r.value for r in sp.service_reasons),
+                "nodes": [
+                    {"name": v.name, "eligible": v.eligible, "reasons": [r.value for r in v.sorted_reasons()]}
+                    for v in (result.verdicts(key) if ours else [])
+                ],
+                "fixes": fixes(result, key),
+            }
+        )
+    summary_key = {
+        Status.ANNOUNCED: "announced",
+        Status.NOBODY: "nobody",
+        Status.NOT_OURS: "notOurs",
+        Status.NO_IP: "noIP",
+    }
+    counts = dict.fromkeys(summary_key.values(), 0)
+    for sp in result.services.values():
+        counts[summary_key[sp.status]] += 1
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "settings": {
+            "labelSemantics": result.settings.label_semantics.value,
+            "ignoreExcludeLabel": result.settings.ignore_exclude_label,
+            "alive": sorted(alive) if alive is not None else None,
+        },
+        "summary": {"nodes": len(result.node_reasons), "services": len(result.services), **counts},
+        "services": services,
+        "problems": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.problems],
+        "ignored": dict(sorted(parsed.ignored.items())),
+    }
+
+
+# ----- table ------------------------------------------------------------------------------------------------------
+
+
+def _node_list(names: list[str]) -> str:
+    shown = ", ".join(names[:NODES_PER_LINE])
+    more = len(names) - NODES_PER_LINE
+    return f"{shown} (+{more} more)" if more > 0 else shown
+
+
+def _verdict_lines(verdicts: Sequence[NodeVerdict], announcer: str | None) -> list[str]:
+    """Nodes grouped by identical verdict, so 500 healthy nodes take one line, not 500."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for v in verdicts:
+        label = v.name + (" (announcer)" if v.name == announcer else "")
+        groups.setdefault(tuple(r.value for r in v.sorted_reasons()), []).append(label)
+    lines = []
+    for reasons, names in sorted(groups.items(), key=lambda kv: (bool(kv[0]), kv[0])):
+        if not reasons:
+            lines.append(f"    eligible  {_node_list(names)}")
+        else:
+            text = "; ".join(REASON_TEXT[Reason(r)] for r in reasons)
+            lines.append(f"    rejected  {_node_list(names)}: {text}")
+    return lines
+
+
+def render_table(result: Plan, parsed: ParsedCluster) -> str:
+    lines: list[str] = []
+    s = result.settings
+    mode = "ignored (--ignore-exclude-lb)" if s.ignore_exclude_label else f"label semantics {s.label_semantics}"
+    lines.append(
+        f"{len(result.node_reasons)} node(s), {len(result.services)} LoadBalancer service(s); exclude label: {mode}"
+    )
+    for key in sorted(result.services):
+        sp = result.services[key]
+        ips = ", ".join(sp.ips) or "-"
+        lines.append("")
+        if sp.status is Status.NOT_OURS:
+            lines.append(f"{key}  {ips}  not ours (loadBalancerClass {sp.load_balancer_class})")
+            continue
+        if sp.status is Status.NO_IP:
+            lines.append(f"{key}  pending: no IP assigned yet, nothing to announce")
+            continue
+        owner = sp.announcer if sp.announcer else "NOBODY"
+        pool = f"pool {sp.pool}" if sp.pool else "no pool"
+        lines.append(f"{key}  {ips}  ({pool})  announcer: {owner}")
+        lines.extend(_verdict_lines(result.verdicts(key), sp.announcer))
+        for fix in fixes(result, key):
+            lines.append(f"    fix: {fix}")
+    if parsed.problems:
+        lines.append("")
+        lines.append(f"{len(parsed.problems)} problem(s) in the input (those objects were left out):")
+        lines.extend(f"  - {p}" for p in parsed.problems)
+    if parsed.ignored:
+        total = sum(parsed.ignored.values())
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(parsed.ignored.items()))
+        lines.append("")
+        lines.append(f"ignored {total} object(s) of other kinds: {kinds}")
+    nobody = sum(1 for sp in result.services.values() if sp.status is Status.NOBODY)
+    lines.append("")
+    lines.append(
+        f"{nobody} LoadBalancer service(s) have NO announcer" if nobody else "every LoadBalancer IP has an announcer"
+    )
+    return "\n".join(lines) + "\n"
