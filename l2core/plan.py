@@ -161,9 +161,7 @@ class _Endpoints:
 class Planner:
     """Keeps a Plan current under object changes. Pure: no I/O, no clock, no logging; callers own the events."""
 
-    def __init__(
-        self, cluster: Cluster, settings: EligibilitySettings, *, alive: Iterable[str] | None = None
-    ) -> None:
+    def __init__(self, cluster: Cluster, settings: EligibilitySettings, *, alive: Iterable[str] | None = None) -> None:
         self.settings = settings
         self._nodes: dict[str, Node] = dict(cluster.nodes)
         self._services: dict[str, Service] = dict(cluster.services)

@@ -14,7 +14,9 @@ def fixture(name: str) -> Any:
     return json.loads((DATA / name).read_text())
 
 
-def node(name: str, labels: dict[str, str] | None = None, *, unavailable: bool = False, ip: str | None = None) -> dict[str, Any]:
+def node(
+    name: str, labels: dict[str, str] | None = None, *, unavailable: bool = False, ip: str | None = None
+) -> dict[str, Any]:
     status: dict[str, Any] = {
         "conditions": [{"type": "NetworkUnavailable", "status": "True" if unavailable else "False"}],
     }

@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l2core.election import elect, election_digest, elect_with_digest, ranked
+from l2core.election import elect, elect_with_digest, election_digest, ranked
 
 names = st.lists(st.from_regex(r"\A[a-z][a-z0-9-]{0,12}\Z"), min_size=1, max_size=12, unique=True)
 ips = st.sampled_from(["192.0.2.100", "198.51.100.7", "203.0.113.250", "2001:db8::100", "2001:db8:1::1"])
@@ -48,7 +48,9 @@ def test_any_permutation_gives_the_same_owner(nodes: list[str], ip: str, rnd) ->
 
 
 @given(names, ips, st.from_regex(r"\A[a-z][a-z0-9-]{0,12}\Z"))
-def test_adding_or_removing_a_node_that_is_not_the_owner_never_moves_the_ip(nodes: list[str], ip: str, extra: str) -> None:
+def test_adding_or_removing_a_node_that_is_not_the_owner_never_moves_the_ip(
+    nodes: list[str], ip: str, extra: str
+) -> None:
     owner = elect(nodes, ip)
     with_extra = elect([*nodes, extra], ip)
     assert with_extra in (owner, extra)  # only the newcomer itself can take over

@@ -12,8 +12,14 @@ IGNORE = EligibilitySettings(ignore_exclude_label=True)
 
 @pytest.mark.parametrize(
     ("value", "presence", "true_only"),
-    [("", True, True), ("true", True, True), ("false", True, False), ("False", True, False),
-     ("karpenter", True, True), (None, False, False)],
+    [
+        ("", True, True),
+        ("true", True, True),
+        ("false", True, False),
+        ("False", True, False),
+        ("karpenter", True, True),
+        (None, False, False),
+    ],
 )
 def test_label_semantics(value: str | None, presence: bool, true_only: bool) -> None:
     labels = {} if value is None else {EXCLUDE_LABEL: value}
@@ -25,7 +31,9 @@ def test_label_semantics(value: str | None, presence: bool, true_only: bool) -> 
 def test_node_wide_reasons_accumulate() -> None:
     node = Node("cp-1", labels={EXCLUDE_LABEL: ""}, network_unavailable=True)
     assert node_wide_reasons(node, PRESENCE, alive=False) == {
-        Reason.EXCLUDED_BY_LABEL, Reason.NETWORK_UNAVAILABLE, Reason.SPEAKER_NOT_ALIVE
+        Reason.EXCLUDED_BY_LABEL,
+        Reason.NETWORK_UNAVAILABLE,
+        Reason.SPEAKER_NOT_ALIVE,
     }
     assert node_wide_reasons(Node("w"), PRESENCE, alive=True) == frozenset()
 

@@ -25,14 +25,24 @@ def cluster(local_nodes: list[str]):  # type: ignore[no-untyped-def]
     objs = [node(n, {"zone": "a" if i % 2 else "b"}) for i, n in enumerate(NODES)]
     for i in range(12):
         local = i % 3 == 0
-        objs.append(service(f"s{i}", [f"192.0.2.{100 + i}"] + ([f"2001:db8::{i:x}"] if i % 4 == 0 else []),
-                            local=local, labels={"tier": "gold" if i % 2 else "std"}))
+        objs.append(
+            service(
+                f"s{i}",
+                [f"192.0.2.{100 + i}"] + ([f"2001:db8::{i:x}"] if i % 4 == 0 else []),
+                local=local,
+                labels={"tier": "gold" if i % 2 else "std"},
+            )
+        )
         objs.append(endpoints(f"s{i}", {n: READY for n in local_nodes[: 1 + i % 3]}))
     objs += [
         pool("lan", ["192.0.2.96/27", "2001:db8::/120"]),
         l2adv("all", ipAddressPools=["lan"], nodeSelectors=[{"matchLabels": {"zone": "a"}}]),
-        l2adv("gold", ipAddressPools=["lan"], serviceSelectors=[{"matchLabels": {"tier": "gold"}}],
-              preferredNodeSelectors=[{"weight": 5, "preference": {"matchLabels": {"rack": "fast"}}}]),
+        l2adv(
+            "gold",
+            ipAddressPools=["lan"],
+            serviceSelectors=[{"matchLabels": {"tier": "gold"}}],
+            preferredNodeSelectors=[{"weight": 5, "preference": {"matchLabels": {"rack": "fast"}}}],
+        ),
     ]
     parsed = build_cluster(objs)
     assert parsed.problems == ()

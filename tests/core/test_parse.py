@@ -148,8 +148,12 @@ def test_service_fields_and_shared_ip_annotations() -> None:
 
 
 def test_a_bad_ingress_ip_is_a_problem() -> None:
-    raw = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns"},
-           "status": {"loadBalancer": {"ingress": [{"ip": "not-an-ip"}]}}}
+    raw = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s", "namespace": "ns"},
+        "status": {"loadBalancer": {"ingress": [{"ip": "not-an-ip"}]}},
+    }
     svc, problems = parse_service(raw)
     assert svc is None
     assert str(problems[0]) == "Service ns/s: status.loadBalancer.ingress[0].ip: 'not-an-ip' is not an IP address"
@@ -157,11 +161,43 @@ def test_a_bad_ingress_ip_is_a_problem() -> None:
 
 # Field names the parsers read, so that the fuzzer reaches the nested code paths with values of the wrong type.
 VOCABULARY = st.sampled_from(
-    ["name", "namespace", "labels", "annotations", "conditions", "type", "status", "addresses", "address",
-     "loadBalancer", "ingress", "ip", "unschedulable", "nodeName", "ready", "serving", "matchLabels",
-     "matchExpressions", "key", "operator", "values", "ipAddressPools", "nodeSelectors", "serviceSelectors",
-     "interfaces", "preferredNodeSelectors", "weight", "preference", "autoAssign", "serviceAllocation",
-     "namespaces", "priority", "externalTrafficPolicy", "loadBalancerClass", "kubernetes.io/service-name"]
+    [
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "conditions",
+        "type",
+        "status",
+        "addresses",
+        "address",
+        "loadBalancer",
+        "ingress",
+        "ip",
+        "unschedulable",
+        "nodeName",
+        "ready",
+        "serving",
+        "matchLabels",
+        "matchExpressions",
+        "key",
+        "operator",
+        "values",
+        "ipAddressPools",
+        "nodeSelectors",
+        "serviceSelectors",
+        "interfaces",
+        "preferredNodeSelectors",
+        "weight",
+        "preference",
+        "autoAssign",
+        "serviceAllocation",
+        "namespaces",
+        "priority",
+        "externalTrafficPolicy",
+        "loadBalancerClass",
+        "kubernetes.io/service-name",
+    ]
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.just("192.0.2.1/30"),
@@ -169,8 +205,13 @@ json_values = st.recursive(
     max_leaves=15,
 )
 kinds = st.sampled_from(
-    [("v1", "Node"), ("v1", "Service"), ("discovery.k8s.io/v1", "EndpointSlice"),
-     ("metallb.io/v1beta1", "IPAddressPool"), ("metallb.io/v1beta1", "L2Advertisement")]
+    [
+        ("v1", "Node"),
+        ("v1", "Service"),
+        ("discovery.k8s.io/v1", "EndpointSlice"),
+        ("metallb.io/v1beta1", "IPAddressPool"),
+        ("metallb.io/v1beta1", "L2Advertisement"),
+    ]
 )
 
 

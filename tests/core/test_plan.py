@@ -138,8 +138,12 @@ def test_service_selectors_choose_the_advertisement() -> None:
         endpoints("public", {"n1": READY}),
         endpoints("other", {"n1": READY}),
         pool("lan", ["192.0.2.100/30"]),
-        l2adv("pub", ipAddressPools=["lan"], serviceSelectors=[{"matchLabels": {"exposure": "public"}}],
-              nodeSelectors=[{"matchLabels": {"zone": "a"}}]),
+        l2adv(
+            "pub",
+            ipAddressPools=["lan"],
+            serviceSelectors=[{"matchLabels": {"exposure": "public"}}],
+            nodeSelectors=[{"matchLabels": {"zone": "a"}}],
+        ),
     ]
     p = make(objs)
     assert p.services["default/public"].announcer == "n1"
@@ -155,8 +159,12 @@ def test_pool_selectors_and_interfaces() -> None:
         service("web", ["192.0.2.100"]),
         endpoints("web", {"n1": READY}),
         pool("lan", ["192.0.2.100/30"], labels={"tier": "public"}),
-        l2adv("a", ipAddressPoolSelectors=[{"matchLabels": {"tier": "public"}}], interfaces=["eth1"],
-              nodeSelectors=[{"matchLabels": {"zone": "a"}}]),
+        l2adv(
+            "a",
+            ipAddressPoolSelectors=[{"matchLabels": {"tier": "public"}}],
+            interfaces=["eth1"],
+            nodeSelectors=[{"matchLabels": {"zone": "a"}}],
+        ),
     ]
     p = make(objs)
     assert p.services["default/web"].announcer == "n1"
@@ -224,8 +232,7 @@ def test_shared_ip_with_service_selectors_is_refused() -> None:
 
 
 def test_load_balancer_class_and_pending_services() -> None:
-    objs = [*three_nodes(), service("other", ["192.0.2.100"], lb_class="example.com/lb"), service("pending", []),
-            *BASE]
+    objs = [*three_nodes(), service("other", ["192.0.2.100"], lb_class="example.com/lb"), service("pending", []), *BASE]
     p = make(objs)
     assert p.services["default/other"].status is Status.NOT_OURS
     assert p.services["default/pending"].status is Status.NO_IP
@@ -235,8 +242,7 @@ def test_load_balancer_class_and_pending_services() -> None:
 
 
 def test_diff_tells_each_node_what_to_start_and_stop() -> None:
-    objs = [*three_nodes(), service("web", ["192.0.2.100", "2001:db8::100"]), endpoints("web", {"n1": READY}),
-            *BASE]
+    objs = [*three_nodes(), service("web", ["192.0.2.100", "2001:db8::100"]), endpoints("web", {"n1": READY}), *BASE]
     parsed = build_cluster(objs)
     planner = Planner(parsed.cluster, PRESENCE)
     before = planner.plan

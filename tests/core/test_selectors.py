@@ -87,7 +87,13 @@ def test_match_labels_selects_exactly_the_supersets(wanted: dict[str, str], extr
     assert s.matches(extra) == all(extra.get(k) == v for k, v in wanted.items())
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+        max_leaves=10,
+    )
+)
 def test_parsing_never_raises_on_any_json(raw: object) -> None:
     s, problems = parse_selector(raw, obj="x", path="p")
     assert (s is None) == bool(problems)
