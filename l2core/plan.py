@@ -138,8 +138,8 @@ def diff(old: Plan, new: Plan) -> PlanDiff:
         after = b.announcer if b else None
         a_ips = a.ips if a else ()
         b_ips = b.ips if b else ()
-        if before == after and a_ips == b_ips:
-            continue
+        if before == after and (a_ips == b_ips or before is None):
+            continue  # nothing announced changed hands
         if a_ips != b_ips and before is not None and after is not None:
             moves.append(Move(key, a_ips, before, None))
             moves.append(Move(key, b_ips, None, after))

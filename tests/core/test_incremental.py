@@ -78,3 +78,33 @@ def test_incremental_node_changes_match_a_full_replan(order: list[str], evs, sem
         for key in fresh.services:
             assert after.verdicts(key) == fresh.verdicts(key)
             assert after.interfaces_for(key, name) == fresh.interfaces_for(key, name)
+
+
+def test_service_and_endpoint_updates_replan_that_service_only() -> None:
+    from l2core.parse import parse_endpoint_slice, parse_service
+    from l2core.plan import Status
+    from tests.core.helpers import NOT_SERVING
+
+    planner = Planner(cluster(NODES), EligibilitySettings())
+    key = "default/s3"  # externalTrafficPolicy Local
+    eps, _ = parse_endpoint_slice(endpoints("s3", {"n0": NOT_SERVING}))
+    assert eps is not None
+    d = planner.upsert_endpoint_slice("default/s3-eps", eps)
+    assert planner.plan.services[key].status is Status.NOBODY
+    assert [m.service for m in d.moves] == [key] and d.moves[0].after is None
+    eps, _ = parse_endpoint_slice(endpoints("s3", {"n1": READY}))
+    assert eps is not None
+    planner.upsert_endpoint_slice("default/s3-eps", eps)
+    assert planner.plan.services[key].announcer == "n1"  # zone a, selected, the only local endpoint
+    svc, _ = parse_service(service("s3", ["192.0.2.200"], local=True))
+    assert svc is not None
+    d = planner.upsert_service(svc)
+    assert planner.plan.services[key].service_reasons  # 192.0.2.200 is in no pool
+    assert d.moves[0].before == "n1" and d.moves[0].after is None
+    d = planner.delete_service(key)
+    assert key not in planner.plan.services and d.moves == ()
+    planner.delete_endpoint_slice("default/s3-eps")
+    fresh = plan(planner.cluster, EligibilitySettings())
+    assert {k: v.announcer for k, v in fresh.services.items()} == {
+        k: v.announcer for k, v in planner.plan.services.items()
+    }
