@@ -65,10 +65,11 @@ def test_incremental_node_changes_match_a_full_replan(order: list[str], evs, sem
     planner = Planner(cluster(order), s)
     for name, delete, labels, unavailable in evs:
         before = planner.plan
-        if delete:
-            d = planner.delete_node(name)
-        else:
-            d = planner.upsert_node(Node(name, labels=labels, network_unavailable=unavailable))
+        changed = None if delete else Node(name, labels=labels, network_unavailable=unavailable)
+        preview = planner.preview_node(name, changed)
+        assert planner.plan is before  # a preview changes nothing
+        d = planner.delete_node(name) if changed is None else planner.upsert_node(changed)
+        assert preview == d
         after = planner.plan
         fresh = plan(planner.cluster, s)
         assert {k: sp.announcer for k, sp in after.services.items()} == {
