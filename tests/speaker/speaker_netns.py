@@ -28,6 +28,15 @@ VIP4 = "192.0.2.100"
 VIP6 = "2001:db8::100"
 
 
+def sn_group(ip6: str) -> str:
+    """Text form of the solicited-node group of ``ip6``."""
+    import ipaddress
+
+    from speaker.packets import solicited_node_address
+
+    return str(ipaddress.IPv6Address(solicited_node_address(ipaddress.IPv6Address(ip6).packed)))
+
+
 def sh(
     cmd: str | Sequence[str], *, check: bool = True, timeout: float = 20.0
 ) -> subprocess.CompletedProcess[str]:
@@ -256,7 +265,21 @@ class Capture:
     def __init__(self, host: Host, path: Path, bpf_filter: str, *, iface: str = "eth0") -> None:
         self.path = path
         self.proc = subprocess.Popen(
-            host.cmd(["tcpdump", "-i", iface, "-U", "-n", "-s", "256", "-w", str(path), bpf_filter]),
+            host.cmd(
+                [
+                    "tcpdump",
+                    "-i",
+                    iface,
+                    "--immediate-mode",
+                    "-U",
+                    "-n",
+                    "-s",
+                    "256",
+                    "-w",
+                    str(path),
+                    bpf_filter,
+                ]
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
