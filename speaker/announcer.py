@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 from speaker import bpf
 from speaker.interfaces import DEFAULT_EXCLUDE, Link, eligible_for_all, open_link_events, scan_links
@@ -64,6 +64,7 @@ class Conflict:
 
     ip: str
     iface: str
+    _: KW_ONLY
     family: Family
     mac: str
     at: float  # wall-clock seconds
@@ -75,6 +76,7 @@ class InterfaceProblem:
 
     ip: str
     iface: str
+    _: KW_ONLY
     reason: str  # "missing", "down", "no carrier", "enslaved", "NOARP", ...
 
 
@@ -84,6 +86,7 @@ class SocketProblem:
 
     ip: str
     iface: str
+    _: KW_ONLY
     reason: str
 
 
@@ -375,7 +378,7 @@ class Announcer:
                     if reason is None:
                         names.add(name)
                     else:
-                        problems.append(InterfaceProblem(ip, name, reason))
+                        problems.append(InterfaceProblem(ip, name, reason=reason))
             for name in names:
                 per_iface.setdefault(name, set()).add(ip)
         return per_iface, problems
@@ -418,7 +421,7 @@ class Announcer:
         for name in [n for n, p in self._ports.items() if not p.v4 and not p.v6]:
             self._close_port(name)
         sock_problems = [
-            SocketProblem(ip, iface, why)
+            SocketProblem(ip, iface, reason=why)
             for (ip, iface), why in sorted(self._socket_problems.items())
             if iface in per_iface
         ]
@@ -518,7 +521,7 @@ class Announcer:
             self._conflict_last.clear()
         self._conflict_last[key] = now
         mac_text = ":".join(f"{b:02x}" for b in mac)
-        conflict = Conflict(ip, iface, family, mac_text, time.time())
+        conflict = Conflict(ip, iface, family=family, mac=mac_text, at=time.time())
         self._conflicts.append(conflict)
         log.warning("event=conflict ip=%s iface=%s mac=%s", ip, iface, mac_text)
         self._emit(conflict)

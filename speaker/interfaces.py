@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 IFF_UP = 0x1
@@ -37,6 +37,7 @@ class Link:
 
     name: str
     index: int
+    _: KW_ONLY
     flags: int
     mac: bytes
     master: int | None = None
@@ -89,7 +90,9 @@ def _link_from_msg(msg: Any) -> Link | None:
     except ValueError:
         mac = b""
     master = msg.get("IFLA_MASTER")
-    return Link(name, int(msg["index"]), int(msg["flags"]), mac, int(master) if master else None)
+    return Link(
+        name, int(msg["index"]), flags=int(msg["flags"]), mac=mac, master=int(master) if master else None
+    )
 
 
 def scan_links() -> dict[str, Link]:

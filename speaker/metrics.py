@@ -39,7 +39,7 @@ class Counters:
         self._totals: dict[tuple[Kind, str, str], int] = {}
         self._per_ip: dict[tuple[Kind, str, str, str], int] = {}
 
-    def inc(self, kind: Kind, family: Family, iface: str, ip: str | None = None, n: int = 1) -> None:
+    def inc(self, kind: Kind, family: Family, *, iface: str, ip: str | None = None, n: int = 1) -> None:
         """Add ``n``; ``ip`` only for an owned IP (otherwise only the total moves)."""
         with self._lock:
             key = (kind, family, iface)

@@ -112,13 +112,13 @@ def _ones_complement_sum(data: bytes) -> int:
     return total
 
 
-def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
+def icmpv6_checksum(src: bytes, dst: bytes, *, message: bytes) -> int:
     """ICMPv6 checksum over the pseudo-header and ``message`` (whose checksum field must be zero)."""
     pseudo = src + dst + struct.pack("!I3xB", len(message), IPPROTO_ICMPV6)
     return (~_ones_complement_sum(pseudo + message)) & 0xFFFF
 
 
-def icmpv6_checksum_ok(src: bytes, dst: bytes, message: bytes) -> bool:
+def icmpv6_checksum_ok(src: bytes, dst: bytes, *, message: bytes) -> bool:
     """True when ``message`` (checksum field filled in) verifies against the pseudo-header."""
     pseudo = src + dst + struct.pack("!I3xB", len(message), IPPROTO_ICMPV6)
     return _ones_complement_sum(pseudo + message) == 0xFFFF
@@ -128,7 +128,7 @@ def icmpv6_checksum_ok(src: bytes, dst: bytes, message: bytes) -> bool:
 
 
 def build_arp(
-    eth_dst: bytes, eth_src: bytes, op: int, *, sha: bytes, spa: bytes, tha: bytes, tpa: bytes
+    eth_dst: bytes, eth_src: bytes, *, op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes
 ) -> bytes:
     """Any Ethernet/IPv4 ARP frame, padded to the Ethernet minimum."""
     return (
@@ -145,7 +145,7 @@ def build_arp(
     )
 
 
-def build_arp_request(mac: bytes, spa: bytes, tpa: bytes, *, eth_dst: bytes = BROADCAST_MAC) -> bytes:
+def build_arp_request(mac: bytes, spa: bytes, *, tpa: bytes, eth_dst: bytes = BROADCAST_MAC) -> bytes:
     """A "who has ``tpa``? tell ``spa``" request from ``mac`` (broadcast unless ``eth_dst`` is given)."""
     return eth_dst + mac + ETHERTYPE_ARP + _ARP_REQUEST_HDR + mac + spa + ZERO_MAC + tpa + _ARP_PAD
 
@@ -209,20 +209,20 @@ def make_arp_reply(frame: bytes, mac: bytes) -> bytes | None:
 # ------------------------------------------------------------------------------------------------------- NDP
 
 
-def _ipv6_header(src: bytes, dst: bytes, payload_len: int) -> bytes:
+def _ipv6_header(src: bytes, dst: bytes, *, payload_len: int) -> bytes:
     # version 6, traffic class 0, flow label 0, next header ICMPv6, hop limit 255 (required by RFC 4861)
     return struct.pack("!IHBB", 0x60000000, payload_len, IPPROTO_ICMPV6, 255) + src + dst
 
 
-def _icmpv6_frame(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, body: bytes) -> bytes:
+def _icmpv6_frame(eth_dst: bytes, eth_src: bytes, *, src: bytes, dst: bytes, body: bytes) -> bytes:
     """``body`` is the ICMPv6 message with a zero checksum at bytes 2..4."""
-    csum = icmpv6_checksum(src, dst, body)
+    csum = icmpv6_checksum(src, dst, message=body)
     body = body[:2] + struct.pack("!H", csum) + body[4:]
-    return eth_dst + eth_src + ETHERTYPE_IPV6 + _ipv6_header(src, dst, len(body)) + body
+    return eth_dst + eth_src + ETHERTYPE_IPV6 + _ipv6_header(src, dst, payload_len=len(body)) + body
 
 
 def build_ns(
-    mac: bytes, src: bytes, target: bytes, *, dst: bytes | None = None, eth_dst: bytes | None = None
+    mac: bytes, src: bytes, *, target: bytes, dst: bytes | None = None, eth_dst: bytes | None = None
 ) -> bytes:
     """A Neighbor Solicitation for ``target``.
 
@@ -235,7 +235,7 @@ def build_ns(
         eth_dst = multicast_mac(dst) if dst[0] == 0xFF else BROADCAST_MAC
     opts = b"" if src == UNSPECIFIED_IP6 else bytes((NDP_OPT_SLLA, 1)) + mac
     body = bytes((ICMPV6_NS, 0, 0, 0)) + b"\x00\x00\x00\x00" + target + opts
-    return _icmpv6_frame(eth_dst, mac, src, dst, body)
+    return _icmpv6_frame(eth_dst, mac, src=src, dst=dst, body=body)
 
 
 def build_na(
@@ -250,7 +250,7 @@ def build_na(
     """A Neighbor Advertisement "``vip`` is at ``mac``", sent from ``vip`` itself (ndisc6 requires that)."""
     flags = (NA_FLAG_SOLICITED if solicited else 0) | (NA_FLAG_OVERRIDE if override else 0)
     body = bytes((ICMPV6_NA, 0, 0, 0, flags, 0, 0, 0)) + vip + bytes((NDP_OPT_TLLA, 1)) + mac
-    return _icmpv6_frame(eth_dst, mac, vip, dst, body)
+    return _icmpv6_frame(eth_dst, mac, src=vip, dst=dst, body=body)
 
 
 def build_unsolicited_na(mac: bytes, vip: bytes) -> bytes:
@@ -279,7 +279,7 @@ def parse_ndp(frame: bytes, *, verify_checksum: bool = True) -> NdpPacket | None
     src, dst, target = frame[22:38], frame[38:54], icmp[8:24]
     if target[0] == 0xFF:
         return None
-    if verify_checksum and not icmpv6_checksum_ok(src, dst, icmp):
+    if verify_checksum and not icmpv6_checksum_ok(src, dst, message=icmp):
         return None
     lladdr: bytes | None = None
     want = NDP_OPT_SLLA if kind == ICMPV6_NS else NDP_OPT_TLLA

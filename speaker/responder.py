@@ -49,7 +49,7 @@ ErrorSink = Callable[[str, OSError], None]
 LINK_ERRNOS = frozenset({errno.ENETDOWN, errno.ENXIO, errno.ENODEV, errno.ENOBUFS, errno.EIO})
 
 
-def open_packet_socket(ifname: str, proto: int, prog: bpf.Program) -> socket.socket:
+def open_packet_socket(ifname: str, proto: int, *, prog: bpf.Program) -> socket.socket:
     """A non-blocking AF_PACKET/SOCK_RAW socket bound to ``ifname`` for ``proto`` with ``prog`` attached.
 
     The socket is created with protocol 0 (it receives nothing) and the filter is attached before the
@@ -133,10 +133,12 @@ class Port:
         exact = len(new) <= self._max_arp_ips
         prog = bpf.arp_program(new, max_ips=self._max_arp_ips)
         if self.arp_sock is None:
-            self.arp_sock = open_packet_socket(self.name, packets.ETH_P_ARP, bpf.DROP_ALL)
+            self.arp_sock = open_packet_socket(self.name, packets.ETH_P_ARP, prog=bpf.DROP_ALL)
         # Shrinking: stop answering first, then narrow the filter; growing: the reverse.
         self.v4 = {k: v for k, v in self.v4.items() if k in new}
-        self.arp_fallback = not self._attach(self.arp_sock, prog, bpf.arp_program(new, max_ips=0), exact)
+        self.arp_fallback = not self._attach(
+            self.arp_sock, prog, fallback=bpf.arp_program(new, max_ips=0), exact=exact
+        )
         self.v4 = new
 
     def _set_v6(self, new: dict[bytes, str]) -> None:
@@ -147,9 +149,11 @@ class Port:
         exact = len(new) <= self._max_ndp_ips
         prog = bpf.ndp_program(new, max_ips=self._max_ndp_ips)
         if self.ndp_sock is None:
-            self.ndp_sock = open_packet_socket(self.name, packets.ETH_P_IPV6, bpf.DROP_ALL)
+            self.ndp_sock = open_packet_socket(self.name, packets.ETH_P_IPV6, prog=bpf.DROP_ALL)
         self.v6 = {k: v for k, v in self.v6.items() if k in new}
-        self.ndp_fallback = not self._attach(self.ndp_sock, prog, bpf.ndp_program(new, max_ips=0), exact)
+        self.ndp_fallback = not self._attach(
+            self.ndp_sock, prog, fallback=bpf.ndp_program(new, max_ips=0), exact=exact
+        )
         self.v6 = new
         self._sync_groups({packets.solicited_node_address(k) for k in new})
 
@@ -159,15 +163,15 @@ class Port:
         if self.arp_fallback and self.arp_sock is not None and len(self.v4) <= self._max_arp_ips:
             prog = bpf.arp_program(self.v4, max_ips=self._max_arp_ips)
             self.arp_fallback = not self._attach(
-                self.arp_sock, prog, bpf.arp_program(self.v4, max_ips=0), True
+                self.arp_sock, prog, fallback=bpf.arp_program(self.v4, max_ips=0), exact=True
             )
         if self.ndp_fallback and self.ndp_sock is not None and len(self.v6) <= self._max_ndp_ips:
             prog = bpf.ndp_program(self.v6, max_ips=self._max_ndp_ips)
             self.ndp_fallback = not self._attach(
-                self.ndp_sock, prog, bpf.ndp_program(self.v6, max_ips=0), True
+                self.ndp_sock, prog, fallback=bpf.ndp_program(self.v6, max_ips=0), exact=True
             )
 
-    def _attach(self, sock: socket.socket, prog: bpf.Program, fallback: bpf.Program, exact: bool) -> bool:
+    def _attach(self, sock: socket.socket, prog: bpf.Program, *, fallback: bpf.Program, exact: bool) -> bool:
         """Attach ``prog``; if the kernel refuses it (ENOMEM beyond optmem_max), attach ``fallback``.
 
         Returns True when the attached program matches individual IPs.
@@ -261,7 +265,7 @@ class Port:
             sock.send(frame)
             return True
         except OSError as exc:  # ENETDOWN/ENXIO when the link goes down or away, ENOBUFS under load
-            self._counters.inc("errors", family, self.name)
+            self._counters.inc("errors", family, iface=self.name)
             self._on_error(self.name, exc)
             return False
 
@@ -278,7 +282,7 @@ class Port:
             if vip6 in self.v6 and self._send(self.ndp_sock, frame, "ipv6"):
                 sent += 1
             if sent:
-                self._counters.inc("gratuitous_sent", "ipv6", self.name, ip, sent)
+                self._counters.inc("gratuitous_sent", "ipv6", iface=self.name, ip=ip, n=sent)
             return sent
         vip = socket.inet_pton(socket.AF_INET, ip)
         if vip not in self.v4:
@@ -287,7 +291,7 @@ class Port:
             if self._send(self.arp_sock, frame, "ipv4"):
                 sent += 1
         if sent:
-            self._counters.inc("gratuitous_sent", "ipv4", self.name, ip, sent)
+            self._counters.inc("gratuitous_sent", "ipv4", iface=self.name, ip=ip, n=sent)
         return sent
 
     # ------------------------------------------------------------------------------------ receiving
@@ -302,7 +306,7 @@ class Port:
             except InterruptedError:
                 continue
             except OSError as exc:
-                self._counters.inc("errors", family, self.name)
+                self._counters.inc("errors", family, iface=self.name)
                 self._on_error(self.name, exc)
                 break
         return frames
@@ -326,7 +330,7 @@ class Port:
         if claimed is not None:
             # Someone else says "I am <owned IP>": a gratuitous ARP, a reply, or its own request.
             if sha not in self._local_macs() and frame[6:12] not in self._local_macs():
-                self._counters.inc("conflicts", "ipv4", self.name, claimed)
+                self._counters.inc("conflicts", "ipv4", iface=self.name, ip=claimed)
                 self._on_conflict(claimed, self.name, "ipv4", sha)
             return
         if head != _ARP_REQ:
@@ -336,12 +340,12 @@ class Port:
             return
         dst = frame[0:6]
         mac = self.mac
-        self._counters.inc("requests_received", "ipv4", self.name, ip)
+        self._counters.inc("requests_received", "ipv4", iface=self.name, ip=ip)
         if dst != _BCAST and dst != mac:
             return  # a unicast probe for another node's MAC
         reply = packets.make_arp_reply(frame, mac)
         if reply is not None and self._send(self.arp_sock, reply, "ipv4"):
-            self._counters.inc("requests_answered", "ipv4", self.name, ip)
+            self._counters.inc("requests_answered", "ipv4", iface=self.name, ip=ip)
 
     def read_ndp(self) -> None:
         """Handle every queued NS/NA (bounded); called when the IPv6 packet socket is readable."""
@@ -365,10 +369,10 @@ class Port:
         if pkt.type == packets.ICMPV6_NA:
             claimant = pkt.lladdr if pkt.lladdr is not None else pkt.eth_src
             if claimant not in local:
-                self._counters.inc("conflicts", "ipv6", self.name, ip)
+                self._counters.inc("conflicts", "ipv6", iface=self.name, ip=ip)
                 self._on_conflict(ip, self.name, "ipv6", claimant)
             return
-        self._counters.inc("requests_received", "ipv6", self.name, ip)
+        self._counters.inc("requests_received", "ipv6", iface=self.name, ip=ip)
         if pkt.dst == packets.solicited_node_address(pkt.target):
             if pkt.eth_dst != packets.solicited_node_mac(pkt.target) and pkt.eth_dst != self.mac:
                 return
@@ -379,4 +383,4 @@ class Port:
             return
         reply = packets.make_na_reply(pkt, self.mac)
         if reply is not None and self._send(self.ndp_sock, reply, "ipv6"):
-            self._counters.inc("requests_answered", "ipv6", self.name, ip)
+            self._counters.inc("requests_answered", "ipv6", iface=self.name, ip=ip)

@@ -70,7 +70,7 @@ def cmd_probe(a: argparse.Namespace) -> dict[str, object]:
     macs: dict[str, int] = {}
     s.settimeout(0.05)
     for _ in range(a.count):
-        s.send(P.build_arp_request(mac, spa, tpa, eth_dst=dst))
+        s.send(P.build_arp_request(mac, spa, tpa=tpa, eth_dst=dst))
         deadline = time.monotonic() + a.wait
         while time.monotonic() < deadline:
             try:
@@ -89,7 +89,7 @@ def cmd_latency(a: argparse.Namespace) -> dict[str, object]:
     mac = iface_mac(a.iface)
     tpa = socket.inet_aton(a.target)
     spa = socket.inet_aton(a.source)
-    req = P.build_arp_request(mac, spa, tpa)
+    req = P.build_arp_request(mac, spa, tpa=tpa)
     lat: list[float] = []
     lost = 0
     period = 1.0 / a.rate
@@ -168,7 +168,7 @@ def cmd_load(a: argparse.Namespace) -> dict[str, object]:
             break
         pace(start + i * period)
         sha = b"\x02\xee" + i.to_bytes(4, "big")
-        s.send(P.build_arp_request(sha, spa, tpa))
+        s.send(P.build_arp_request(sha, spa, tpa=tpa))
         sent += 1
     elapsed = time.perf_counter() - start
     time.sleep(a.settle)
@@ -192,7 +192,7 @@ def cmd_ns(a: argparse.Namespace) -> dict[str, object]:
     src = socket.inet_pton(socket.AF_INET6, a.source)
     ipdst = socket.inet_pton(socket.AF_INET6, a.ipdst) if a.ipdst else None
     eth_dst = P.mac_bytes(a.dst) if a.dst else None
-    frame = P.build_ns(mac, src, target, dst=ipdst, eth_dst=eth_dst)
+    frame = P.build_ns(mac, src, target=target, dst=ipdst, eth_dst=eth_dst)
     replies: list[str] = []
     for _ in range(a.count):
         s.send(frame)
@@ -213,7 +213,7 @@ def cmd_flood(a: argparse.Namespace) -> dict[str, object]:
     sha = P.mac_bytes("02:ff:00:00:00:01")
     spa = socket.inet_aton("198.51.100.1")
     # Targets nobody owns: 203.0.113.1 .. 203.0.113.250, prebuilt.
-    frames = [P.build_arp_request(sha, spa, bytes((203, 0, 113, 1 + i % 250))) for i in range(250)]
+    frames = [P.build_arp_request(sha, spa, tpa=bytes((203, 0, 113, 1 + i % 250))) for i in range(250)]
     n = int(a.rate * a.duration)
     batch = max(1, int(a.rate / 1000))  # frames per 1 ms slot
     start = time.perf_counter()

@@ -2,6 +2,12 @@
 
 Topology (speaker_netns.py): client, node-a and node-b on br0 with mcast_snooping 1 and an active
 querier, so a missing solicited-node join makes NDP fail instead of passing by flooding.
+
+Data path choice: each node serves HTTP with the VIP on ``lo`` and ``arp_ignore=1``/``arp_announce=2``
+on ``all`` and ``eth0``. The kernels then never answer ARP for the VIP (checked: curl fails before the
+announcer starts), so the client reaches a node only through the speaker's answers; the node that
+receives the frames accepts them because the VIP is local. (An nftables DNAT from VIP:port to the
+node IP works too; lo + arp_ignore needs no extra tooling and is what MetalLB users typically run.)
 """
 
 from __future__ import annotations

@@ -45,11 +45,11 @@ def _icmp_checksum_valid(frame: bytes) -> bool:
 
 
 def test_arp_request_is_broadcast_who_has_with_zero_target_mac() -> None:
-    pkt = _scapy(P.build_arp_request(MAC_C, CLIENT4, VIP4))
+    pkt = _scapy(P.build_arp_request(MAC_C, CLIENT4, tpa=VIP4))
     assert pkt.dst == "ff:ff:ff:ff:ff:ff" and pkt.src == "02:00:00:00:0c:01"
     assert pkt[ARP].op == 1 and pkt[ARP].pdst == "192.0.2.100" and pkt[ARP].psrc == "192.0.2.1"
     assert pkt[ARP].hwdst == "00:00:00:00:00:00"
-    assert len(P.build_arp_request(MAC_C, CLIENT4, VIP4)) == P.MIN_FRAME_LEN
+    assert len(P.build_arp_request(MAC_C, CLIENT4, tpa=VIP4)) == P.MIN_FRAME_LEN
 
 
 def test_reply_to_request_is_unicast_from_interface_mac_with_vip_as_sender() -> None:
@@ -87,7 +87,7 @@ def test_reply_is_not_answered() -> None:
 
 
 def test_arp_probe_with_zero_sender_is_answered_to_zero_address() -> None:
-    reply = P.make_arp_reply(P.build_arp_request(MAC_C, P.ZERO_IP4, VIP4), MAC_A)
+    reply = P.make_arp_reply(P.build_arp_request(MAC_C, P.ZERO_IP4, tpa=VIP4), MAC_A)
     assert reply is not None
     assert _scapy(reply)[ARP].pdst == "0.0.0.0" and _scapy(reply).dst == "02:00:00:00:0c:01"
 
@@ -119,7 +119,7 @@ def test_solicited_node_address_and_mac_match_scapy() -> None:
 
 
 def test_multicast_ns_goes_to_solicited_node_group_with_source_lladdr() -> None:
-    frame = P.build_ns(MAC_C, CLIENT6, VIP6)
+    frame = P.build_ns(MAC_C, CLIENT6, target=VIP6)
     pkt = _scapy(frame)
     assert pkt.dst == "33:33:ff:00:01:00" and pkt[IPv6].dst == "ff02::1:ff00:100"
     assert pkt[IPv6].hlim == 255 and pkt[ICMPv6ND_NS].tgt == "2001:db8::100"
@@ -128,7 +128,7 @@ def test_multicast_ns_goes_to_solicited_node_group_with_source_lladdr() -> None:
 
 
 def test_na_answer_to_multicast_ns_is_unicast_from_vip_solicited_override_with_tlla() -> None:
-    ns = P.parse_ndp(P.build_ns(MAC_C, CLIENT6, VIP6))
+    ns = P.parse_ndp(P.build_ns(MAC_C, CLIENT6, target=VIP6))
     assert ns is not None
     reply = P.make_na_reply(ns, MAC_A)
     assert reply is not None
@@ -153,7 +153,7 @@ def test_na_answer_to_unicast_nud_probe_without_slla_goes_to_frame_source() -> N
 
 
 def test_dad_probe_is_defended_with_na_to_all_nodes_not_solicited() -> None:
-    frame = P.build_ns(MAC_C, P.UNSPECIFIED_IP6, VIP6)
+    frame = P.build_ns(MAC_C, P.UNSPECIFIED_IP6, target=VIP6)
     pkt = _scapy(frame)
     assert pkt[IPv6].src == "::" and ICMPv6NDOptSrcLLAddr not in pkt
     ns = P.parse_ndp(frame)
@@ -216,6 +216,6 @@ def test_ndp_parser_reads_na_flags_and_target_lladdr_from_scapy() -> None:
 
 def test_icmpv6_checksum_matches_scapy_for_odd_lengths() -> None:
     msg = bytes((135, 0, 0, 0)) + b"\x00" * 4 + VIP6 + b"\x01"
-    ours = P.icmpv6_checksum(CLIENT6, VIP6, msg)
+    ours = P.icmpv6_checksum(CLIENT6, VIP6, message=msg)
     filled = msg[:2] + ours.to_bytes(2, "big") + msg[4:]
-    assert P.icmpv6_checksum_ok(CLIENT6, VIP6, filled)
+    assert P.icmpv6_checksum_ok(CLIENT6, VIP6, message=filled)

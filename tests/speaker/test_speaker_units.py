@@ -32,7 +32,7 @@ MAC = b"\x02\x00\x00\x00\x0a\x01"
 
 
 def link(name: str, flags: int = OK, *, master: int | None = None, mac: bytes = MAC) -> Link:
-    return Link(name, 1, flags, mac, master)
+    return Link(name, 1, flags=flags, mac=mac, master=master)
 
 
 def test_only_up_broadcast_unenslaved_non_excluded_links_are_eligible_for_all() -> None:
@@ -91,9 +91,9 @@ def test_announcer_without_eligible_links_announces_nothing_and_reports_missing_
 
 def test_per_ip_series_exist_only_while_owned_and_totals_stay_monotonic() -> None:
     c = Counters()
-    c.inc("requests_received", "ipv4", "eth0", "192.0.2.100")
-    c.inc("requests_received", "ipv4", "eth0", None)
-    c.inc("gratuitous_sent", "ipv6", "eth0", "2001:db8::100", 2)
+    c.inc("requests_received", "ipv4", iface="eth0", ip="192.0.2.100")
+    c.inc("requests_received", "ipv4", iface="eth0")
+    c.inc("gratuitous_sent", "ipv6", iface="eth0", ip="2001:db8::100", n=2)
     reg = CollectorRegistry()
     reg.register(SpeakerCollector(c))
     text = generate_latest(reg).decode()
