@@ -259,11 +259,12 @@ class Announcer:
         """What is announced now (cheap; safe from any thread)."""
         with self._lock:
             st = self._status
+            conflicts = tuple(self._conflicts)
         return Status(
             desired=st.desired,
             announcing=st.announcing,
             problems=st.problems,
-            conflicts=tuple(self._conflicts),
+            conflicts=conflicts,
             groups=st.groups,
             fallback_filters=st.fallback_filters,
             counters=self.counters.summary(),
@@ -522,7 +523,8 @@ class Announcer:
         self._conflict_last[key] = now
         mac_text = ":".join(f"{b:02x}" for b in mac)
         conflict = Conflict(ip, iface, family=family, mac=mac_text, at=time.time())
-        self._conflicts.append(conflict)
+        with self._lock:  # status() copies the deque from other threads
+            self._conflicts.append(conflict)
         log.warning("event=conflict ip=%s iface=%s mac=%s", ip, iface, mac_text)
         self._emit(conflict)
 
