@@ -301,4 +301,6 @@ class Capture:
             self.proc.wait(10)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
-        return [(bytes(p), float(p.time)) for p in rdpcap(str(self.path))]
+        frames = [(bytes(p), float(p.time)) for p in rdpcap(str(self.path))]
+        self.path.unlink(missing_ok=True)
+        return frames
