@@ -22,7 +22,7 @@ import errno
 import logging
 import socket
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from speaker import bpf, packets
 from speaker.metrics import Counters, Family
@@ -296,27 +296,26 @@ class Port:
 
     # ------------------------------------------------------------------------------------ receiving
 
-    def _recv_batch(self, sock: socket.socket, family: Family) -> list[bytes]:
-        frames: list[bytes] = []
+    def _recv_frames(self, sock: socket.socket, family: Family) -> Iterator[bytes]:
+        """Queued frames, at most MAX_DRAIN. A generator, so the first reply leaves before the next recv()."""
         for _ in range(MAX_DRAIN):
             try:
-                frames.append(sock.recv(2048))
+                yield sock.recv(2048)
             except BlockingIOError:
-                break
+                return
             except InterruptedError:
                 continue
             except OSError as exc:
                 self._counters.inc("errors", family, iface=self.name)
                 self._on_error(self.name, exc)
-                break
-        return frames
+                return
 
     def read_arp(self) -> None:
         """Handle every queued ARP frame (bounded); called when the ARP socket is readable."""
         sock = self.arp_sock
         if sock is None:
             return
-        for frame in self._recv_batch(sock, "ipv4"):
+        for frame in self._recv_frames(sock, "ipv4"):
             self.handle_arp(frame)
 
     def handle_arp(self, frame: bytes) -> None:
@@ -340,11 +339,14 @@ class Port:
             return
         dst = frame[0:6]
         mac = self.mac
-        self._counters.inc("requests_received", "ipv4", iface=self.name, ip=ip)
         if dst != _BCAST and dst != mac:
+            self._counters.inc("requests_received", "ipv4", iface=self.name, ip=ip)
             return  # a unicast probe for another node's MAC
+        # Reply first, count after: the bookkeeping is not on the requester's clock.
         reply = packets.make_arp_reply(frame, mac)
-        if reply is not None and self._send(self.arp_sock, reply, "ipv4"):
+        answered = reply is not None and self._send(self.arp_sock, reply, "ipv4")
+        self._counters.inc("requests_received", "ipv4", iface=self.name, ip=ip)
+        if answered:
             self._counters.inc("requests_answered", "ipv4", iface=self.name, ip=ip)
 
     def read_ndp(self) -> None:
@@ -352,7 +354,7 @@ class Port:
         sock = self.ndp_sock
         if sock is None:
             return
-        for frame in self._recv_batch(sock, "ipv6"):
+        for frame in self._recv_frames(sock, "ipv6"):
             self.handle_ndp(frame)
 
     def handle_ndp(self, frame: bytes) -> None:
