@@ -136,7 +136,10 @@ class KubeSource:
         with self._open_lock:
             responses = list(self._open.values())
         for resp in responses:
-            # Closing a response another thread reads may raise anything; we are leaving anyway.
+            # shutdown() interrupts a read blocked in another thread (urllib3 >= 2.3); close() alone would wait
+            # for the server. Either may raise anything on a half-closed response; we are leaving anyway.
+            with contextlib.suppress(Exception):
+                resp.shutdown()
             with contextlib.suppress(Exception):
                 resp.close()
         deadline = time.monotonic() + timeout

@@ -55,7 +55,7 @@ def api_documents() -> list[object]:
 
 
 @dataclass
-class TestPKI:
+class PKI:
     ca_file: Path
     cert_file: Path
     key_file: Path
@@ -71,7 +71,7 @@ def _name(cn: str) -> x509.Name:
 
 
 @pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     directory = tmp_path_factory.mktemp("pki")
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -115,7 +115,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
     cert, key = make_server_cert("l2guard-webhook")
     (directory / "tls.crt").write_bytes(cert)
     (directory / "tls.key").write_bytes(key)
-    return TestPKI(ca_file, directory / "tls.crt", directory / "tls.key", make_server_cert)
+    return PKI(ca_file, directory / "tls.crt", directory / "tls.key", make_server_cert)
 
 
 # ----- servers ---------------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ class Running:
 
 
 def start_server(
-    pki: TestPKI,
+    pki: PKI,
     settings: WebhookSettings,
     *,
     documents: Sequence[object] | None = None,
@@ -188,7 +188,7 @@ def start_server(
 
 
 @pytest.fixture
-def serve(pki: TestPKI) -> Iterator[Callable[..., Running]]:
+def serve(pki: PKI) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
     def _serve(settings: WebhookSettings | None = None, **kw: Any) -> Running:
