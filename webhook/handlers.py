@@ -30,7 +30,6 @@ from l2core.policy import (
     exclude_label_change,
     ineffective_reason,
     node_impact,
-    triggers,
 )
 from l2core.validate import ConfigVerdict, validate_advertisement_change, validate_pool_change
 from webhook import messages
@@ -70,6 +69,7 @@ class Outcome:
 
 
 ALLOWED = Outcome(True, Result.ALLOWED)
+IMPACT_CACHE_SIZE = 1024
 
 
 def _labels(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
@@ -115,13 +115,17 @@ def review_node(request: Request, endpoint: NodeEndpoint, *, policy: NodePolicy,
         unschedulable=isinstance(spec, Mapping) and spec.get("unschedulable") is True,
         requester=Requester(request.username, request.groups),
     )
-    if not triggers(node_request):  # pragma: no cover - the fast path above already returned
-        return ALLOWED
     impact = None
     if snapshot.synced and ineffective_reason(old_labels, new_labels, policy.eligibility) is None:
         node, _problems = parse_node(new)
         if node is not None:
-            impact = node_impact(snapshot.index, node, advertisements=snapshot.advertisements)
+            key = (node.name, tuple(sorted(node.labels.items())), node.network_unavailable)
+            impact = snapshot.impacts.get(key)
+            if impact is None:
+                impact = node_impact(snapshot.index, node, advertisements=snapshot.advertisements)
+                if len(snapshot.impacts) >= IMPACT_CACHE_SIZE:
+                    snapshot.impacts.clear()
+                snapshot.impacts[key] = impact
     decision = decide_node(node_request, policy, impact=impact)
     return _node_outcome(decision, request)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -23,7 +23,7 @@ from l2core.model import Cluster, EligibilitySettings, EndpointSlice, IPAddressP
 from l2core.parse import build_cluster, kind_of, parse_advertisement, parse_endpoint_slice, parse_node, parse_pool
 from l2core.parse import parse_service as _parse_service
 from l2core.plan import Plan, Planner
-from l2core.policy import PlanIndex
+from l2core.policy import Impact, PlanIndex
 from l2core.problems import Problem
 
 
@@ -45,6 +45,9 @@ class Snapshot:
     index: PlanIndex
     synced: bool
     version: int
+    # Impacts already computed on this snapshot, by (node, labels, NetworkUnavailable): a loop re-adding the label
+    # costs one analysis per snapshot, not one per attempt. Dies with the snapshot; bounded by the caller.
+    impacts: dict[tuple[Any, ...], Impact] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def advertisements(self) -> Mapping[str, L2Advertisement]:

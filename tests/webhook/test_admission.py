@@ -466,3 +466,21 @@ def test_long_names_and_control_characters_stay_within_the_warning_rules(serve) 
     r = serve(WARN, documents=docs)
     resp = _response(r.review(MUTATE_NODE, _node_review(long_name, labels={EXCLUDE_LABEL: "a\nb"})))
     assert len(resp["warnings"]) == 4 and all(w.endswith("…") for w in resp["warnings"][1:])
+
+
+def test_a_label_loop_costs_one_impact_analysis_per_snapshot(serve, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from webhook import handlers
+
+    calls: list[str] = []
+    real = handlers.node_impact
+
+    def counting(index, node, **kw):  # type: ignore[no-untyped-def]
+        calls.append(node.name)
+        return real(index, node, **kw)
+
+    monkeypatch.setattr(handlers, "node_impact", counting)
+    r = serve(WARN, documents=api_documents())
+    answers = [r.review(MUTATE_NODE, captured("node-label-exclude-empty")) for _ in range(5)]
+    assert calls == ["worker-1"] and all(a == answers[0] for a in answers)
+    r.review(MUTATE_NODE, captured("node-status-patch-adds-exclude"))  # other labels: analysed afresh
+    assert calls == ["worker-1", "worker-1"]
