@@ -146,9 +146,7 @@ class L2Advertisement:
         """MetalLB: named pools, or pools matching a pool selector; with neither, every pool."""
         if not self.ip_address_pools and not self.ip_address_pool_selectors:
             return True
-        return pool.name in self.ip_address_pools or any(
-            s.matches(pool.labels) for s in self.ip_address_pool_selectors
-        )
+        return pool.name in self.ip_address_pools or any(s.matches(pool.labels) for s in self.ip_address_pool_selectors)
 
     def applies_to_service(self, service: Service) -> bool:
         return not self.service_selectors or any(s.matches(service.labels) for s in self.service_selectors)

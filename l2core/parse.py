@@ -48,6 +48,10 @@ def _map(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _str_map(value: object) -> dict[str, str]:
     return {str(k): v for k, v in _map(value).items() if isinstance(v, str)}
 
@@ -72,13 +76,13 @@ def parse_node(raw: Mapping[str, Any]) -> tuple[Node | None, list[Problem]]:
     _, name, _label, problems = _meta(raw, "Node", namespaced=False)
     status = _map(raw.get("status"))
     unavailable = False
-    for cond in status.get("conditions") or []:
+    for cond in _list(status.get("conditions")):
         cond = _map(cond)
         if cond.get("type") == "NetworkUnavailable":
             unavailable = cond.get("status") == "True"
     internal = tuple(
         str(a.get("address"))
-        for a in (_map(x) for x in status.get("addresses") or [])
+        for a in (_map(x) for x in _list(status.get("addresses")))
         if a.get("type") == "InternalIP" and parse_ip(a.get("address")) is not None
     )
     meta = _map(raw.get("metadata"))
@@ -130,10 +134,12 @@ def _opt_bool(value: object) -> bool | None:
 
 
 def parse_endpoint_slice(raw: Mapping[str, Any]) -> tuple[EndpointSlice | None, list[Problem]]:
-    namespace, name, _label, problems = _meta(raw, "EndpointSlice", namespaced=True)
+    namespace, name, label, problems = _meta(raw, "EndpointSlice", namespaced=True)
     service_name = _str_map(_map(raw.get("metadata")).get("labels")).get(SERVICE_NAME_LABEL, "")
     endpoints = []
-    for entry in raw.get("endpoints") or []:
+    if raw.get("endpoints") is not None and not isinstance(raw.get("endpoints"), list):
+        problems.append(Problem(label, "endpoints", "must be a list"))
+    for entry in _list(raw.get("endpoints")):
         entry = _map(entry)
         cond = _map(entry.get("conditions"))
         node_name = entry.get("nodeName")

@@ -138,8 +138,8 @@ def diff(old: Plan, new: Plan) -> PlanDiff:
         after = b.announcer if b else None
         a_ips = a.ips if a else ()
         b_ips = b.ips if b else ()
-        if before == after and a_ips == b_ips:
-            continue
+        if before == after and (a_ips == b_ips or before is None):
+            continue  # nothing announced changed hands
         if a_ips != b_ips and before is not None and after is not None:
             moves.append(Move(key, a_ips, before, None))
             moves.append(Move(key, b_ips, None, after))
@@ -153,17 +153,10 @@ def plan(cluster: Cluster, settings: EligibilitySettings, *, alive: Iterable[str
     return Planner(cluster, settings, alive=alive).plan
 
 
-@dataclass
-class _Endpoints:
-    slices: dict[str, EndpointSlice] = field(default_factory=dict)
-
-
 class Planner:
     """Keeps a Plan current under object changes. Pure: no I/O, no clock, no logging; callers own the events."""
 
-    def __init__(
-        self, cluster: Cluster, settings: EligibilitySettings, *, alive: Iterable[str] | None = None
-    ) -> None:
+    def __init__(self, cluster: Cluster, settings: EligibilitySettings, *, alive: Iterable[str] | None = None) -> None:
         self.settings = settings
         self._nodes: dict[str, Node] = dict(cluster.nodes)
         self._services: dict[str, Service] = dict(cluster.services)
@@ -402,47 +395,66 @@ class Planner:
 
     def _node_changed(self, name: str, node: Node | None) -> PlanDiff:
         old_plan = self.plan
-        if node is None:
+        effect = self._evaluate_node(name, node)
+        self._apply(effect)
+        return effect.diff(old_plan, self.plan)
+
+    def preview_node(self, name: str, node: Node | None) -> PlanDiff:
+        """What `upsert_node(node)` (or `delete_node(name)` when node is None) would move, without changing
+        anything: the webhook's impact analysis. Same mechanism and cost as the real update."""
+        effect = self._evaluate_node(name, node)
+        old = self.plan
+        new_services = {k: effect.plans.get(k, old.services[k]) for k in effect.changed if k in old.services}
+        return effect.diff(old, replace(old, services={**old.services, **new_services}))
+
+    def _evaluate_node(self, name: str, node: Node | None) -> _NodeEffect:
+        """Everything a node change does, computed without mutating the planner."""
+        reasons = node_wide_reasons(node, self.settings, alive=self._is_alive(name)) if node is not None else None
+        now_ok = reasons is not None and not reasons
+        encoded = {**self._encoded, name: name.encode()} if node is not None else self._encoded
+        effect = _NodeEffect(name, node, reasons, now_ok)
+        for key, old_sel in self._selections.items():
+            was_in = name in self._bases[key]
+            sel = self._reselect(old_sel, name, node)
+            is_in = now_ok and name in sel.nodes
+            base = self._bases[key] | {name} if is_in else self._bases[key] - {name}
+            if sel is not old_sel:
+                effect.selections[key] = sel
+            if base != self._bases[key]:
+                effect.bases[key] = base
+            weight = sel.weights.get(name, 0)
+            if not was_in and not is_in:
+                continue
+            if was_in and is_in and old_sel.weights.get(name, 0) == weight:
+                continue
+            for svc_key in self._by_selection.get(key, ()):
+                self._reconsider(effect, svc_key, sel, base, is_in=is_in, weight=weight, encoded=encoded)
+        return effect
+
+    def _apply(self, effect: _NodeEffect) -> None:
+        name = effect.name
+        if effect.node is None:
             self._nodes.pop(name, None)
             self._node_reasons.pop(name, None)
             self._encoded.pop(name, None)
         else:
-            self._nodes[name] = node
+            self._nodes[name] = effect.node
             self._encoded[name] = name.encode()
-            self._node_reasons[name] = node_wide_reasons(node, self.settings, alive=self._is_alive(name))
-        now_ok = node is not None and not self._node_reasons[name]
-        if now_ok:
+            assert effect.reasons is not None
+            self._node_reasons[name] = effect.reasons
+        if effect.now_ok:
             self._ok.add(name)
         else:
             self._ok.discard(name)
-
-        changed: list[str] = []
-        for key, sel in list(self._selections.items()):
-            was_in = name in self._bases[key]
-            old_weight = sel.weights.get(name, 0)
-            sel = self._reselect(sel, name, node)
-            self._selections[key] = sel
-            base = self._bases[key]
-            base = base | {name} if now_ok and name in sel.nodes else base - {name}
-            self._bases[key] = base
-            is_in = name in base
-            new_weight = sel.weights.get(name, 0)
-            if not was_in and not is_in:
-                continue
-            if was_in and is_in and old_weight == new_weight:
-                continue
-            for svc_key in self._by_selection.get(key, ()):
-                if self._reconsider(svc_key, name, sel, is_in=is_in, weight=new_weight):
-                    changed.append(svc_key)
+        self._selections.update(effect.selections)
+        self._bases.update(effect.bases)
+        self._plans.update(effect.plans)
+        for key, digest in effect.digests.items():
+            if digest is None:
+                self._owner_digest.pop(key, None)
+            else:
+                self._owner_digest[key] = digest
         self._plan = None
-        if not changed:
-            # Verdicts still changed (node-wide reasons); the plan object is new, the moves are empty.
-            return PlanDiff()
-        new_plan = self.plan
-        return diff(
-            replace(old_plan, services={k: old_plan.services[k] for k in changed if k in old_plan.services}),
-            replace(new_plan, services={k: new_plan.services[k] for k in changed if k in new_plan.services}),
-        )
 
     def _reselect(self, sel: Selection, name: str, node: Node | None) -> Selection:
         ads = [self._ads[k] for k in sel.advertisements]
@@ -463,36 +475,65 @@ class Planner:
             return sel
         return Selection(sel.advertisements, nodes, weights, interfaces)
 
-    def _reconsider(self, key: str, name: str, sel: Selection, *, is_in: bool, weight: int) -> bool:
-        """Node `name` changed eligibility or weight for this service's selection. Returns whether the owner moved.
+    def _reconsider(
+        self,
+        effect: _NodeEffect,
+        key: str,
+        sel: Selection,
+        base: frozenset[str],
+        *,
+        is_in: bool,
+        weight: int,
+        encoded: Mapping[str, bytes],
+    ) -> None:
+        """Node `name` changed eligibility or weight for this service's selection; record a new owner if it moves.
 
         Other nodes are unchanged, so: if `name` owned the IP, re-run the election; otherwise `name` can only take
         over by beating the current owner, which costs one hash."""
+        name = effect.name
         sp = self._plans[key]
         if sp.service_reasons:
-            return False
+            return
         if sp.local_nodes is not None and name not in sp.local_nodes:
-            return False
+            return
         ip = sp.ips[0]
         if sp.announcer == name:
-            candidates = self._bases[sel.advertisements]
-            if sp.local_nodes is not None:
-                candidates = candidates & sp.local_nodes
-            owner, digest = elect_with_digest(candidates, ip, weights=sel.weights, encoded=self._encoded)
+            candidates = base & sp.local_nodes if sp.local_nodes is not None else base
+            owner, digest = elect_with_digest(candidates, ip, weights=sel.weights, encoded=encoded)
         elif is_in:
             digest = election_digest(name, ip)
             if sp.announcer is not None:
                 owner_key = (-sel.weights.get(sp.announcer, 0), self._owner_digest[key])
                 if owner_key <= (-weight, digest):
-                    return False
+                    return
             owner = name
         else:
-            return False
-        if owner is not None:
-            self._owner_digest[key] = digest
-        else:
-            self._owner_digest.pop(key, None)
-        if owner == sp.announcer:
-            return False
-        self._plans[key] = replace(sp, announcer=owner, status=Status.ANNOUNCED if owner else Status.NOBODY)
-        return True
+            return
+        effect.digests[key] = digest if owner is not None else None
+        if owner != sp.announcer:
+            effect.plans[key] = replace(sp, announcer=owner, status=Status.ANNOUNCED if owner else Status.NOBODY)
+            effect.changed.append(key)
+
+
+@dataclass
+class _NodeEffect:
+    """The consequences of one node change, computed by `Planner._evaluate_node` before anything is applied."""
+
+    name: str
+    node: Node | None
+    reasons: frozenset[Reason] | None
+    now_ok: bool
+    selections: dict[SelectionKey, Selection] = field(default_factory=dict)
+    bases: dict[SelectionKey, frozenset[str]] = field(default_factory=dict)
+    plans: dict[str, ServicePlan] = field(default_factory=dict)
+    digests: dict[str, bytes | None] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+
+    def diff(self, old: Plan, new: Plan) -> PlanDiff:
+        """The moves among the changed services only: diffing all 10,000 would cost more than the change."""
+        if not self.changed:
+            return PlanDiff()
+        return diff(
+            replace(old, services={k: old.services[k] for k in self.changed if k in old.services}),
+            replace(new, services={k: new.services[k] for k in self.changed if k in new.services}),
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TextIO
@@ -66,6 +67,8 @@ def load(args: argparse.Namespace) -> ParsedCluster:
             raise UsageError("give either --sample or FILEs, not both")
         docs = parse_text(_sample_text(args.sample), source=f"sample {args.sample}")
     else:
+        if not args.files and sys.stdin.isatty():
+            raise UsageError("no input: give FILEs, '-' for stdin, or --sample NAME")
         docs = load_documents(args.files or ["-"])
     parsed = build_cluster(docs)
     if parsed.object_count == 0 and not parsed.problems:

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from l2core.addresses import canonical_ip, parse_range
+
+
+def test_cidr_host_bits_are_masked_like_metallb() -> None:
+    rng, err = parse_range("192.0.2.77/24")
+    assert err is None and rng is not None
+    assert (rng.first, rng.last) == (int(ipaddress.ip_address("192.0.2.0")), int(ipaddress.ip_address("192.0.2.255")))
+
+
+def test_ranges_of_both_families_with_spaces_around_the_dash() -> None:
+    v4, _ = parse_range("192.0.2.10 - 192.0.2.20")
+    v6, _ = parse_range("2001:db8::10-2001:db8::1f")
+    assert v4 is not None and v4.size == 11 and v4.version == 4
+    assert v6 is not None and v6.size == 16 and v6.version == 6
+    assert ipaddress.ip_address("2001:db8::1a") in v6
+    assert ipaddress.ip_address("192.0.2.21") not in v4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("192.0.2.20-192.0.2.10", "is reversed"),
+        ("192.0.2.1-2001:db8::1", "mixes IPv4 and IPv6"),
+        ("192.0.2.300/24", "not a valid CIDR"),
+        ("192.0.2.1", "not a CIDR or range"),
+        ("banana-split", "not a valid range"),
+        ("", "non-empty string"),
+        (42, "non-empty string"),
+    ],
+)
+def test_bad_entries_say_what_is_wrong(text: object, message: str) -> None:
+    rng, err = parse_range(text)
+    assert rng is None and err is not None and message in err
+
+
+def test_overlap_is_per_family() -> None:
+    a, _ = parse_range("192.0.2.0/25")
+    b, _ = parse_range("192.0.2.100-192.0.2.200")
+    c, _ = parse_range("2001:db8::/120")
+    assert a is not None and b is not None and c is not None
+    assert a.overlaps(b) and b.overlaps(a) and not a.overlaps(c)
+
+
+def test_canonical_ip_compresses_ipv6_like_go() -> None:
+    assert canonical_ip("2001:0db8:0000::0100") == "2001:db8::100"
+    assert canonical_ip("192.0.2.1") == "192.0.2.1"

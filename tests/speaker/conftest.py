@@ -1,0 +1,80 @@
+"""Fixtures for the speaker tests: root gating, the namespace topology and announcer processes.
+
+Namespaces get a per-run suffix and are deleted in finalizers even when a test fails; announcer
+processes started by a test are killed by PID in its finalizer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+from speaker_netns import Host, NodeProc, Topology, sh, sn_group, wait_for
+
+
+def require_root() -> None:
+    """Skip without root, except in CI (env CI set), where missing root must fail loudly."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("this test needs root (CI is set, so it may not be skipped)")
+        pytest.skip("needs root and network namespaces")
+
+
+@pytest.fixture
+def need_root() -> None:
+    require_root()
+
+
+def build_topology() -> Topology:
+    topo = Topology()
+    try:
+        topo.build()
+
+        # Snooping is only trustworthy once the bridge has seen the hosts' own MLD reports.
+        def joined() -> bool:
+            return all(h.port in topo.mdb_ports(sn_group(h.ip6)) for h in topo.hosts.values())
+
+        ok = wait_for(joined, timeout=10)
+        assert ok, sh(["ip", "netns", "exec", topo.br, "bridge", "mdb", "show"]).stdout
+    except BaseException:
+        topo.destroy()
+        raise
+    return topo
+
+
+@pytest.fixture(scope="module")
+def topo() -> Iterator[Topology]:
+    require_root()
+    t = build_topology()
+    try:
+        yield t
+    finally:
+        t.destroy()
+
+
+@pytest.fixture
+def fresh_topo() -> Iterator[Topology]:
+    """A topology of its own, for tests that change links or node addresses."""
+    require_root()
+    t = build_topology()
+    try:
+        yield t
+    finally:
+        t.destroy()
+
+
+@pytest.fixture
+def start_node() -> Iterator[Callable[..., NodeProc]]:
+    procs: list[NodeProc] = []
+
+    def start(host: Host, *extra: str) -> NodeProc:
+        p = NodeProc(host, *extra)
+        procs.append(p)
+        return p
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            p.kill()

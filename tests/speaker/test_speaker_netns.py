@@ -1,0 +1,492 @@
+"""The data plane against real kernels and real tools, in network namespaces on a snooping bridge.
+
+Topology (speaker_netns.py): client, node-a and node-b on br0 with mcast_snooping 1 and an active
+querier, so a missing solicited-node join makes NDP fail instead of passing by flooding.
+
+Data path choice: each node serves HTTP with the VIP on ``lo`` and ``arp_ignore=1``/``arp_announce=2``
+on ``all`` and ``eth0``. The kernels then never answer ARP for the VIP (checked: curl fails before the
+announcer starts), so the client reaches a node only through the speaker's answers; the node that
+receives the frames accepts them because the VIP is local. (An nftables DNAT from VIP:port to the
+node IP works too; lo + arp_ignore needs no extra tooling and is what MetalLB users typically run.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, IPv6
+from scapy.layers.l2 import ARP, Ether
+from speaker_netns import (
+    PYTHON,
+    REPO,
+    VIP4,
+    VIP6,
+    Capture,
+    Host,
+    NodeProc,
+    Topology,
+    sh,
+    sn_group,
+    wait_for,
+)
+
+pytestmark = pytest.mark.root
+
+CLIENT_TOOL = str(Path(__file__).with_name("speaker_arpclient.py"))
+FAST_BURST = ("--burst-interval", "0.2", "--burst-duration", "0.4")  # rounds at 0, 0.2, 0.4 s
+
+
+def client_tool(client: Host, *args: str, timeout: float = 60) -> dict[str, object]:
+    out = client.run([PYTHON, CLIENT_TOOL, *args], timeout=timeout)
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def arping(client: Host, ip: str, count: int = 3) -> tuple[int, set[str], str]:
+    """(responses, MACs seen, raw output) of iputils arping."""
+    res = sh(client.cmd(["arping", "-c", str(count), "-w", str(count + 1), "-I", "eth0", ip]), check=False)
+    m = re.search(r"Received (\d+) response", res.stdout)
+    macs = {x.lower() for x in re.findall(r"\[([0-9A-Fa-f:]{17})\]", res.stdout)}
+    return (int(m.group(1)) if m else 0), macs, res.stdout
+
+
+def ndisc6(client: Host, ip: str) -> str | None:
+    """The MAC ndisc6 reports for ``ip``, or None."""
+    res = sh(client.cmd(["ndisc6", "-1", "-q", "-r", "2", "-w", "500", ip, "eth0"]), check=False)
+    out = res.stdout.strip().lower()
+    return out if res.returncode == 0 and out else None
+
+
+@pytest.fixture(autouse=True)
+def _clean_client(request: pytest.FixtureRequest) -> None:
+    if "topo" in request.fixturenames:
+        topo: Topology = request.getfixturevalue("topo")
+        topo.client.flush_neigh()
+
+
+def both(where: str | list[str] = "all") -> dict[str, object]:
+    return {VIP4: where, VIP6: where}
+
+
+# ----------------------------------------------------------------------------------------- resolving
+
+
+def test_kernel_client_resolves_both_vips_to_node_a_only_while_node_a_announces(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    client = topo.client
+    client.run(["ping", "-c1", "-W1", VIP4], check=False)
+    assert client.neigh(VIP4)[0] is None  # nobody answers before the announcer runs
+    a = start_node(topo.node_a)
+    st = a.set(both())["status"]
+    assert isinstance(st, dict) and st["announcing"] == {VIP4: ["eth0"], VIP6: ["eth0"]}
+    client.flush_neigh()
+    client.run(["ping", "-c1", "-W1", VIP4], check=False)
+    client.run(["ping", "-6", "-c1", "-W1", VIP6], check=False)
+    assert client.neigh(VIP4)[0] == topo.node_a.mac
+    assert client.neigh(VIP6)[0] == topo.node_a.mac
+
+
+def test_arping_gets_node_a_mac_for_broadcast_and_unicast_follow_up_probes(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    a = start_node(topo.node_a)
+    a.set({VIP4: ["eth0"]})
+    n, macs, out = arping(topo.client, VIP4, count=3)
+    assert "(1 broadcast(s))" in out  # iputils: first probe broadcast, the rest unicast to our MAC
+    assert n == 3 and macs == {topo.node_a.mac}, out
+
+
+def test_ndisc6_gets_node_a_mac_from_an_na_sourced_from_the_vip(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    assert ndisc6(topo.client, VIP6) is None
+    a = start_node(topo.node_a)
+    a.set({VIP6: ["eth0"]})
+    assert ndisc6(topo.client, VIP6) == topo.node_a.mac
+
+
+def test_unicast_ns_to_our_mac_gets_solicited_override_na_with_tlla(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    a = start_node(topo.node_a)
+    a.set({VIP6: ["eth0"]})
+    res = client_tool(topo.client, "ns", "--target", VIP6, "--source", topo.client.ip6,
+                      "--ipdst", VIP6, "--dst", topo.node_a.mac)  # fmt: skip
+    replies = [Ether(bytes.fromhex(h)) for h in res["replies"]]  # type: ignore[union-attr]
+    assert len(replies) == 1
+    na = replies[0]
+    assert na.dst == topo.client.mac and na.src == topo.node_a.mac
+    assert na[IPv6].src == VIP6 and na[IPv6].dst == topo.client.ip6 and na[IPv6].hlim == 255
+    assert (na[ICMPv6ND_NA].S, na[ICMPv6ND_NA].O, na[ICMPv6ND_NA].R) == (1, 1, 0)
+    assert na[ICMPv6NDOptDstLLAddr].lladdr == topo.node_a.mac
+
+
+def test_kernel_nud_unicast_probe_for_vip6_is_answered_and_entry_becomes_reachable(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    client = topo.client
+    a = start_node(topo.node_a)
+    a.set({VIP6: ["eth0"]})
+    client.run(["sysctl", "-qw", "net.ipv6.neigh.eth0.delay_first_probe_time=1"])
+    try:
+        client.run(
+            ["ip", "-6", "neigh", "replace", VIP6, "lladdr", topo.node_a.mac, "dev", "eth0", "nud", "stale"]
+        )
+        cap = Capture(client, Path(f"/tmp/l2g-nud-{topo.suffix}.pcap"), "icmp6")
+        client.run(["ping", "-6", "-c1", "-W1", VIP6], check=False)  # STALE -> DELAY -> PROBE (unicast NS)
+        assert wait_for(lambda: client.neigh(VIP6)[1] == "REACHABLE", timeout=5)
+        frames = [Ether(f) for f, _ in cap.stop()]
+    finally:
+        client.run(["sysctl", "-qw", "net.ipv6.neigh.eth0.delay_first_probe_time=5"])
+    unicast_ns = [f for f in frames if ICMPv6ND_NS in f and f.dst == topo.node_a.mac and f[IPv6].dst == VIP6]
+    answers = [f for f in frames if ICMPv6ND_NA in f and f.src == topo.node_a.mac and f[ICMPv6ND_NA].S == 1]
+    assert unicast_ns and answers, [f.summary() for f in frames]
+
+
+def test_unicast_arp_probe_for_another_nodes_mac_is_not_answered(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    a = start_node(topo.node_a)
+    a.set({VIP4: ["eth0"]})
+    # An unknown unicast destination is flooded by the bridge, so node-a does see this frame.
+    other = client_tool(topo.client, "probe", "--dst", "02:00:00:00:ee:ee", "--count", "3")
+    assert other["replies"] == 0
+    ours = client_tool(topo.client, "probe", "--dst", topo.node_a.mac, "--count", "3")
+    assert ours["replies"] == 3 and ours["macs"] == {topo.node_a.mac: 3}
+
+
+def test_dad_probe_for_owned_vip6_is_defended_with_na_to_all_nodes(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    a = start_node(topo.node_a)
+    a.set({VIP6: ["eth0"]})
+    res = client_tool(topo.client, "ns", "--target", VIP6, "--source", "::")
+    replies = [Ether(bytes.fromhex(h)) for h in res["replies"]]  # type: ignore[union-attr]
+    assert len(replies) == 1
+    na = replies[0]
+    assert na.dst == "33:33:00:00:00:01" and na[IPv6].dst == "ff02::1" and na[IPv6].src == VIP6
+    assert (na[ICMPv6ND_NA].S, na[ICMPv6ND_NA].O) == (0, 1)
+
+
+def test_snooping_bridge_forwards_ns_only_to_the_port_that_joined_and_stops_after_release(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    group = sn_group(VIP6)
+    a = start_node(topo.node_a)
+    st = a.set({VIP6: ["eth0"]})["status"]
+    assert isinstance(st, dict) and st["groups"] == {"eth0": [group]}
+    assert wait_for(lambda: topo.node_a.port in topo.mdb_ports(group), timeout=5)
+    cap_b = Capture(topo.node_b, Path(f"/tmp/l2g-snoop-{topo.suffix}.pcap"), "icmp6 and ip6[40] == 135")
+    assert ndisc6(topo.client, VIP6) == topo.node_a.mac
+    seen_by_b = [f for f, _ in cap_b.stop() if ICMPv6ND_NS in Ether(f) and Ether(f)[ICMPv6ND_NS].tgt == VIP6]
+    assert seen_by_b == []  # not flooded: the querier is active and node-b never joined
+    a.set({})
+    assert wait_for(lambda: topo.node_a.port not in topo.mdb_ports(group), timeout=10)
+    assert ndisc6(topo.client, VIP6) is None
+
+
+# ---------------------------------------------------------------------------------- takeover/release
+
+
+def test_takeover_sends_well_formed_garp_and_unsolicited_na_and_client_entries_flip(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    client = topo.client
+    a = start_node(topo.node_a, *FAST_BURST)
+    b = start_node(topo.node_b, *FAST_BURST)
+    a.set(both(["eth0"]))
+    client.run(["ping", "-c1", "-W1", VIP4], check=False)
+    client.run(["ping", "-6", "-c1", "-W1", VIP6], check=False)
+    assert client.neigh(VIP4)[0] == topo.node_a.mac and client.neigh(VIP6)[0] == topo.node_a.mac
+    time.sleep(1.1)  # leave the kernel's 1 s locktime after the first answer
+    cap = Capture(client, Path(f"/tmp/l2g-takeover-{topo.suffix}.pcap"), "arp or icmp6")
+    a.set({})
+    t0 = time.monotonic()
+    reply = b.set(both(["eth0"]))
+    assert float(reply["t_done"]) - float(reply["t_set"]) < 0.5  # type: ignore[arg-type]
+    flipped = wait_for(
+        lambda: client.neigh(VIP4)[0] == topo.node_b.mac and client.neigh(VIP6)[0] == topo.node_b.mac,
+        timeout=3,
+        interval=0.005,
+    )
+    flip_s = time.monotonic() - t0
+    time.sleep(0.6)  # let the short burst finish
+    captured = cap.stop()
+    frames = [Ether(f) for f, _ in captured]
+    for frame, (_, ts) in zip(frames, captured, strict=True):
+        frame.time = ts  # capture time, not dissection time
+    assert flipped, (client.neigh(VIP4), client.neigh(VIP6))
+    assert flip_s < 1.0
+    from_b = [f for f in frames if f.src == topo.node_b.mac]
+    garp_req = [f for f in from_b if ARP in f and f[ARP].op == 1 and f[ARP].psrc == f[ARP].pdst == VIP4]
+    garp_rep = [f for f in from_b if ARP in f and f[ARP].op == 2 and f[ARP].psrc == f[ARP].pdst == VIP4]
+    unsol_na = [f for f in from_b if ICMPv6ND_NA in f and f[IPv6].dst == "ff02::1"]
+    assert len(garp_req) == len(garp_rep) == len(unsol_na) == 3  # one round at once + two repeats
+    for f in garp_req:
+        assert f.dst == "ff:ff:ff:ff:ff:ff" and f[ARP].hwsrc == topo.node_b.mac
+        assert f[ARP].hwdst == "00:00:00:00:00:00"
+    for f in garp_rep:
+        assert f.dst == "ff:ff:ff:ff:ff:ff" and f[ARP].hwsrc == topo.node_b.mac
+    for f in unsol_na:
+        na = f[ICMPv6ND_NA]
+        assert f.dst == "33:33:00:00:00:01" and f[IPv6].src == VIP6 and f[IPv6].hlim == 255
+        assert (na.R, na.S, na.O, na.tgt) == (0, 0, 1, VIP6)
+        assert f[ICMPv6NDOptDstLLAddr].lladdr == topo.node_b.mac
+        fresh = f.copy()
+        del fresh[ICMPv6ND_NA].cksum
+        assert Ether(bytes(fresh))[ICMPv6ND_NA].cksum == na.cksum
+    # The repeats are spaced by the configured interval.
+    times = [float(f.time) for f in garp_req]
+    assert all(0.1 < t2 - t1 < 0.4 for t1, t2 in itertools.pairwise(times)), times
+    assert not [f for f in frames if f.src == topo.node_a.mac and ARP in f and f[ARP].op == 1]
+
+
+def test_release_stops_answers_at_once(topo: Topology, start_node: Callable[..., NodeProc]) -> None:
+    a = start_node(topo.node_a)
+    a.set(both(["eth0"]))
+    assert arping(topo.client, VIP4, count=1)[0] == 1
+    st = a.set({})["status"]
+    assert isinstance(st, dict) and st["announcing"] == {} and st["groups"] == {}
+    assert arping(topo.client, VIP4, count=2)[0] == 0
+    assert client_tool(topo.client, "probe", "--dst", topo.node_a.mac, "--count", "2")["replies"] == 0
+    assert client_tool(topo.client, "ns", "--target", VIP6, "--source", topo.client.ip6,
+                       "--ipdst", VIP6, "--dst", topo.node_a.mac)["replies"] == []  # fmt: skip
+
+
+def test_duplicate_announcers_report_a_conflict_with_the_other_mac(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    a = start_node(topo.node_a, *FAST_BURST)
+    b = start_node(topo.node_b, *FAST_BURST)
+    a.set(both(["eth0"]))
+    b.set(both(["eth0"]))  # node-b's takeover frames claim IPs node-a owns
+    assert wait_for(lambda: len(a.status()["conflicts"]) >= 2, timeout=3)  # type: ignore[arg-type]
+    conflicts = a.status()["conflicts"]
+    assert isinstance(conflicts, list)
+    assert {(c["ip"], c["family"], c["mac"]) for c in conflicts} >= {
+        (VIP4, "ipv4", topo.node_b.mac),
+        (VIP6, "ipv6", topo.node_b.mac),
+    }
+    counters = a.status()["counters"]
+    assert isinstance(counters, dict) and counters["conflicts"] >= 2
+    assert any(e["event"]["kind"] == "Conflict" for e in a.events)  # type: ignore[index]
+
+
+# ------------------------------------------------------------------------------------------ interfaces
+
+
+def test_missing_interface_is_reported_then_used_when_it_appears(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    node = topo.node_a
+    a = start_node(node)  # periodic rescan every 10 s: the pickup below must come from link events
+    st = a.set({VIP4: ["eth9"]})["status"]
+    assert isinstance(st, dict) and st["announcing"] == {}
+    assert [(p["iface"], p["reason"]) for p in st["problems"]] == [("eth9", "missing")]
+    assert any(e["event"]["kind"] == "InterfaceProblem" for e in a.events)  # type: ignore[index]
+    try:
+        node.run(["ip", "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p"])
+        node.run(["ip", "link", "set", "eth9p", "up"])
+        node.run(["ip", "link", "set", "eth9", "up"])
+        assert wait_for(lambda: a.status()["announcing"] == {VIP4: ["eth9"]}, timeout=3)
+        assert a.status()["problems"] == []
+    finally:
+        node.run(["ip", "link", "del", "eth9"], check=False)
+    assert wait_for(lambda: a.status()["announcing"] == {}, timeout=3)
+
+
+def test_all_interfaces_skips_excluded_down_and_enslaved_links(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    node = topo.node_b
+    cmds = [
+        "ip link add veth7 type veth peer name veth7p",  # excluded by the default regex
+        "ip link add lan1 type veth peer name lan1p",  # eligible once up
+        "ip link add lan2 type veth peer name lan2p",  # stays down
+        "ip link add brx type bridge",
+        "ip link add lan3 type veth peer name lan3p",  # enslaved to brx
+        "ip link set lan3 master brx",
+    ]
+    try:
+        for c in cmds:
+            node.run(c)
+        for dev in ("veth7", "veth7p", "lan1", "lan1p", "lan2p", "lan3", "lan3p", "brx"):
+            node.run(["ip", "link", "set", dev, "up"])
+        b = start_node(node, "--exclude", "^(veth|brx|lan[0-9]p)")
+        st = b.set({VIP4: "all"})["status"]
+        assert isinstance(st, dict) and st["announcing"] == {VIP4: ["eth0", "lan1"]}
+        st = b.set({VIP4: ["lan2", "lan3", "eth0"]})["status"]
+        assert isinstance(st, dict) and st["announcing"] == {VIP4: ["eth0"]}
+        assert sorted((p["iface"], p["reason"]) for p in st["problems"]) == [
+            ("lan2", "down"),
+            ("lan3", "enslaved"),
+        ]
+    finally:
+        for dev in ("veth7", "lan1", "lan2", "lan3", "brx"):
+            node.run(["ip", "link", "del", dev], check=False)
+
+
+# ----------------------------------------------------------------------------------------------- storm
+
+
+def test_owned_requests_are_all_answered_during_a_flood_for_other_ips(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    a = start_node(topo.node_a)
+    a.set({VIP4: ["eth0"]})
+    before = a.status()["counters"]
+    flood = subprocess.Popen(
+        topo.client.cmd([PYTHON, CLIENT_TOOL, "flood", "--rate", "20000", "--duration", "2.5"]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.3)
+        load = client_tool(topo.client, "load", "--rate", "1000", "--duration", "1.5")
+        out, _ = flood.communicate(timeout=30)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait(10)
+    flooded = json.loads(out)
+    assert flooded["sent"] > 20000  # the flood really ran alongside
+    assert load["sent"] == 1500 and load["lost"] == 0, load
+    after = a.status()["counters"]
+    assert isinstance(before, dict) and isinstance(after, dict)
+    # The BPF filter kept the flood out of userspace: only owned requests were seen.
+    assert after["requests_received"] - before["requests_received"] == 1500
+
+
+# ------------------------------------------------------------------------------------------- data path
+
+SERVER = """
+import http.server, socketserver, sys
+name = sys.argv[1].encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", str(len(name))); self.end_headers()
+        self.wfile.write(name)
+    def log_message(self, *a): pass
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer(("0.0.0.0", 8080), H).serve_forever()
+"""
+
+PROBE = """
+import socket, sys, time, json
+vip, seconds = sys.argv[1], float(sys.argv[2])
+log = []
+end = time.monotonic() + seconds
+while time.monotonic() < end and len(log) < 2000:
+    t = time.monotonic()
+    who = None
+    try:
+        s = socket.create_connection((vip, 8080), timeout=0.05)
+        s.settimeout(0.05)
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        s.close()
+        who = data.rsplit(b"\\r\\n\\r\\n", 1)[-1].decode() or None
+    except OSError:
+        pass
+    log.append((t, who))
+    time.sleep(max(0.0, 0.005 - (time.monotonic() - t)))
+print(json.dumps(log))
+"""
+
+
+def serve_vip_on_lo(host: Host, name: str) -> subprocess.Popen[str]:
+    """VIP on lo with arp_ignore=1/arp_announce=2, so only the speaker answers ARP for it."""
+    host.run(["ip", "addr", "add", f"{VIP4}/32", "dev", "lo"])
+    for conf in ("all", "eth0"):
+        host.run(["sysctl", "-qw", f"net.ipv4.conf.{conf}.arp_ignore=1"])
+        host.run(["sysctl", "-qw", f"net.ipv4.conf.{conf}.arp_announce=2"])
+    return subprocess.Popen(host.cmd([PYTHON, "-c", SERVER, name]), stdout=subprocess.DEVNULL, text=True)
+
+
+def curl(client: Host) -> str | None:
+    res = sh(client.cmd(["curl", "-s", "--max-time", "1", f"http://{VIP4}:8080/"]), check=False)
+    return res.stdout if res.returncode == 0 else None
+
+
+def test_http_via_vip_works_only_through_our_answers_and_failover_interruption_is_short(
+    fresh_topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    t = fresh_topo
+    servers = [serve_vip_on_lo(t.node_a, "node-a"), serve_vip_on_lo(t.node_b, "node-b")]
+    try:
+        assert wait_for(
+            lambda: "8080" in t.node_a.run(["ss", "-ltn"]) and "8080" in t.node_b.run(["ss", "-ltn"]), 5
+        )
+        assert curl(t.client) is None  # the kernels stay silent: no ARP answer, no HTTP
+        a = start_node(t.node_a)
+        b = start_node(t.node_b)
+        a.set({VIP4: ["eth0"]})
+        assert curl(t.client) == "node-a"
+        probe = subprocess.Popen(
+            t.client.cmd([PYTHON, "-c", PROBE, VIP4, "2.5"]), stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        t.node_a.run(["ip", "link", "set", "eth0", "down"])  # node-a fails
+        b.set({VIP4: ["eth0"]})
+        out, _ = probe.communicate(timeout=30)
+        log = json.loads(out)
+        before = [who for ts, who in log if ts < t0]
+        after = [(ts, who) for ts, who in log if ts >= t0]
+        assert before and all(who == "node-a" for who in before[-10:])
+        first_b = next(ts for ts, who in after if who == "node-b")
+        interruption = first_b - t0
+        assert interruption < 1.0, interruption
+        assert all(who == "node-b" for ts, who in after if ts > first_b)
+        # node-a's announcer survived its link going down (ENETDOWN) and still answers commands.
+        st = a.status()
+        assert st["announcing"] == {}
+        print(f"failover interruption: {interruption * 1000:.0f} ms")
+    finally:
+        for s in servers:
+            s.kill()
+            s.wait(10)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_announce_cli_answers_then_prints_counters_and_goes_silent_on_sigterm(topo: Topology) -> None:
+    proc = subprocess.Popen(
+        topo.node_a.cmd([PYTHON, "-m", "speaker.announce_cli", "--interface", "eth0", "--json", VIP4, VIP6]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline(), proc.stderr.readline()]
+        assert lines == [f"l2guard announce: announcing {VIP4} on eth0\n",
+                         f"l2guard announce: announcing {VIP6} on eth0\n"]  # fmt: skip
+        assert arping(topo.client, VIP4, count=2)[0] == 2
+        assert ndisc6(topo.client, VIP6) == topo.node_a.mac
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["counters"]["ipv4"]["requests_answered"] >= 2
+    assert summary["counters"]["ipv4"]["gratuitous_sent"] >= 2
+    assert summary["counters"]["ipv6"]["requests_answered"] >= 1
+    assert summary["counters"]["ipv6"]["gratuitous_sent"] >= 1
+    assert arping(topo.client, VIP4, count=1)[0] == 0

@@ -1,0 +1,134 @@
+"""`l2guard explain` as an operator runs it: a real process, real files, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.core.helpers import DATA
+
+EXCLUDE = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+def l2guard(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "l2guard.cli", *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
+def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_the_bundled_kubeadm_sample_shows_nobody_and_names_the_label() -> None:
+    proc = l2guard("explain", "--sample", "kubeadm-single-node")
+    assert proc.returncode == 3, proc.stderr
+    assert "default/web  192.0.2.100  (pool lan)  announcer: NOBODY" in proc.stdout
+    assert f"cp-1: excluded by label {EXCLUDE}" in proc.stdout
+    assert f"fix: remove label {EXCLUDE} from node cp-1, or start the speaker with --ignore-exclude-lb" in proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 160
+
+
+def test_the_ignore_switch_fixes_the_sample() -> None:
+    proc = l2guard("explain", "--sample", "kubeadm-single-node", "--ignore-exclude-lb")
+    assert proc.returncode == 0
+    assert "announcer: cp-1" in proc.stdout and "every LoadBalancer IP has an announcer" in proc.stdout
+
+
+def test_json_output_follows_the_documented_schema() -> None:
+    proc = l2guard("explain", "--sample", "karpenter-drain", "-o", "json")
+    assert proc.returncode == 3
+    doc = json.loads(proc.stdout)
+    assert doc["schemaVersion"] == 1
+    assert doc["summary"] == {"nodes": 3, "services": 3, "announced": 2, "nobody": 1, "notOurs": 0, "noIP": 0}
+    by_name = {s["name"]: s for s in doc["services"]}
+    ingress = by_name["ingress"]
+    assert set(ingress) >= {"namespace", "name", "ips", "pool", "announcer", "nodes"}
+    assert (ingress["namespace"], ingress["ips"], ingress["pool"], ingress["announcer"]) == (
+        "edge",
+        ["192.0.2.101"],
+        "lan",
+        None,
+    )
+    assert {n["name"]: n["reasons"] for n in ingress["nodes"]} == {
+        "cp-1": ["excluded-by-label", "no-serving-local-endpoint"],
+        "worker-1": ["excluded-by-label"],
+        "worker-2": ["no-serving-local-endpoint"],
+    }
+    assert all(n["eligible"] is False for n in ingress["nodes"])
+    assert by_name["dns"]["ips"] == ["192.0.2.102", "2001:db8::102"] and by_name["dns"]["announcer"] == "worker-2"
+
+
+def test_kubectl_get_json_of_the_captured_lists_from_stdin() -> None:
+    items = []
+    for name in ["nodes", "services", "endpointslices", "ipaddresspools", "l2advertisements"]:
+        lst = json.loads((DATA / f"api/list-{name}.json").read_text())
+        kind = lst["kind"][: -len("List")]
+        items += [{"apiVersion": lst["apiVersion"], "kind": kind, **i} for i in lst["items"]]
+    items.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+    kubectl_json = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    proc = l2guard("explain", "-", stdin=kubectl_json)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "default/web  192.0.2.100  (pool lan)  announcer: worker-" in proc.stdout
+    assert "ignored 1 object(s) of other kinds: v1 ConfigMap x1" in proc.stdout
+
+
+def test_several_files_and_the_alive_option(tmp_path: Path) -> None:
+    files = []
+    for name in ["nodes", "services", "endpointslices", "ipaddresspools", "l2advertisements"]:
+        files.append(str(DATA / f"api/list-{name}.json"))
+    proc = l2guard("explain", *files, "--alive", "cp-1")
+    assert proc.returncode == 3
+    assert "speaker not alive on this node" in proc.stdout
+    proc = l2guard("explain", *files, "--alive", "worker-1", "--ignore-exclude-lb")
+    assert proc.returncode == 0 and "announcer: worker-1" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty input"),
+        ("kind: Node\n  bad: [indent\n", "malformed YAML at line"),
+        ("---\n---\n", "no documents found"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "no Node, Service, EndpointSlice"),
+    ],
+)
+def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, content: str, message: str) -> None:
+    f = tmp_path / "in.yaml"
+    f.write_text(content)
+    proc = l2guard("explain", str(f))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_missing_file_bad_usage_and_unknown_alive_nodes_exit_2() -> None:
+    for args in (
+        ["explain", "/nonexistent/cluster.yaml"],
+        ["explain", "--label-semantics", "sometimes", "--sample", "kubeadm-single-node"],
+        ["explain", "--sample", "kubeadm-single-node", "--alive", "ghost"],
+        ["explain", "--sample", "kubeadm-single-node", "extra.yaml"],
+        ["frobnicate"],
+        [],
+    ):
+        proc = l2guard(*args)
+        assert proc.returncode == 2, args
+        assert_no_traceback(proc)
+        assert proc.stderr.strip(), args
+
+
+def test_a_pool_with_a_broken_cidr_is_listed_not_crashed_on(tmp_path: Path) -> None:
+    sample = (Path(__file__).resolve().parent.parent / "l2guard/samples/kubeadm-single-node.yaml").read_text()
+    broken = sample.replace("192.0.2.100-192.0.2.120", "192.0.2.300/24")
+    f = tmp_path / "broken.yaml"
+    f.write_text(broken)
+    proc = l2guard("explain", str(f), "--ignore-exclude-lb")
+    assert_no_traceback(proc)
+    assert proc.returncode == 3  # the pool is refused as a whole, like MetalLB refuses an invalid config
+    assert "IPAddressPool metallb-system/lan: spec.addresses[0]: '192.0.2.300/24' is not a valid CIDR" in proc.stdout
+    assert "the IP is in no IPAddressPool" in proc.stdout
