@@ -1,0 +1,119 @@
+"""Would-be MetalLB configuration validation: MetalLB parity (deny) and the warnings beyond it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from l2core.model import EligibilitySettings
+from l2core.validate import NoteCode, validate_advertisement_change, validate_pool_change
+from tests.webhook.clusters import advertisement, cluster, excluded, node, pool, service
+
+NS = "metallb-system"
+S = EligibilitySettings()
+
+
+def _pool(op: str, new: dict[str, Any] | None, old: dict[str, Any] | None = None, c=None):  # type: ignore[no-untyped-def]
+    return validate_pool_change(op, new, old, cluster=c or cluster(), settings=S, metallb_namespace=NS)
+
+
+def _ad(op: str, new: dict[str, Any] | None, old: dict[str, Any] | None = None, c=None):  # type: ignore[no-untyped-def]
+    return validate_advertisement_change(op, new, old, cluster=c or cluster(), settings=S, metallb_namespace=NS)
+
+
+def _messages(verdict) -> str:  # type: ignore[no-untyped-def]
+    return " | ".join(str(p) for p in verdict.problems)
+
+
+def test_pool_parse_errors_deny() -> None:
+    cases = {
+        "must list at least one": pool("p"),
+        "not a valid CIDR": pool("p", "192.0.2.0/33"),
+        "is reversed": pool("p", "192.0.2.20-192.0.2.10"),
+        "overlaps 192.0.2.0/24": pool("p", "192.0.2.0/24", "192.0.2.5-192.0.2.6"),
+    }
+    for expected, raw in cases.items():
+        v = _pool("CREATE", raw)
+        assert not v.allowed and expected in _messages(v), (expected, _messages(v))
+
+
+def test_pool_overlapping_another_pool_is_denied_but_its_own_old_version_is_not() -> None:
+    c = cluster(pool("a", "192.0.2.0/24"), pool("b", "198.51.100.0/24"))
+    v = _pool("CREATE", pool("c", "192.0.2.128/25"), c=c)
+    assert not v.allowed and "overlaps 192.0.2.0/24 of pool metallb-system/a" in _messages(v)
+    assert _pool("UPDATE", pool("a", "192.0.2.0/25"), pool("a", "192.0.2.0/24"), c=c).allowed
+
+
+def test_pool_host_bits_are_masked_and_allowed() -> None:
+    assert _pool("CREATE", pool("p", "192.0.2.77/24")).allowed
+
+
+def test_pool_service_allocation_duplicates_and_selectors_deny() -> None:
+    raw = pool("p", "192.0.2.0/24")
+    raw["spec"]["serviceAllocation"] = {"namespaces": ["a", "a"]}
+    assert "duplicate namespace 'a'" in _messages(_pool("CREATE", raw))
+    raw["spec"]["serviceAllocation"] = {"serviceSelectors": [{"matchExpressions": [{"key": "k", "operator": "In"}]}]}
+    assert "needs at least one value" in _messages(_pool("CREATE", raw))
+
+
+def test_create_outside_the_metallb_namespace_is_denied() -> None:
+    v = _pool("CREATE", pool("p", "192.0.2.0/24", ns="default"))
+    assert not v.allowed and "must be created in the MetalLB namespace" in _messages(v)
+    v = _ad("CREATE", advertisement("a", ns="default"))
+    assert not v.allowed and "metadata.namespace" in _messages(v)
+
+
+def test_advertisement_selector_errors_deny() -> None:
+    bad = {
+        "label key": [{"matchLabels": {"bad key!": "x"}}],
+        "not a valid operator": [{"matchExpressions": [{"key": "k", "operator": "Has"}]}],
+        "needs at least one value": [{"matchExpressions": [{"key": "k", "operator": "NotIn"}]}],
+        "takes no values": [{"matchExpressions": [{"key": "k", "operator": "Exists", "values": ["x"]}]}],
+        "duplicate selector": [{"matchLabels": {"a": "b"}}, {"matchLabels": {"a": "b"}}],
+    }
+    for expected, selectors in bad.items():
+        v = _ad("CREATE", advertisement("a", node_selectors=selectors))
+        assert not v.allowed and expected in _messages(v), (expected, _messages(v))
+
+
+def test_advertisement_duplicate_pool_names_deny_and_missing_pools_are_fine() -> None:
+    assert "duplicate pool name 'x'" in _messages(_ad("CREATE", advertisement("a", pools=["x", "x"])))
+    assert _ad("CREATE", advertisement("a", pools=["does-not-exist-yet"])).allowed
+
+
+def test_advertisement_whose_nodes_are_all_ineligible_warns() -> None:
+    c = cluster(excluded("cp-1"), node("w", unavailable=True), node("other", labels={"zone": "b"}))
+    v = _ad(
+        "CREATE",
+        advertisement("a", node_selectors=[{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}]),
+        c=c,
+    )
+    assert v.allowed
+    assert [n.code for n in v.notes] == [NoteCode.NO_ELIGIBLE_NODE] and v.notes[0].subjects == ("cp-1", "w")
+    v = _ad("CREATE", advertisement("a", node_selectors=[{"matchLabels": {"zone": "c"}}]), c=c)
+    assert [n.code for n in v.notes] == [NoteCode.NO_SELECTED_NODE]
+
+
+def test_pool_nobody_announces_and_node_ip_overlap_warn() -> None:
+    c = cluster(node("cp-1", ip="192.0.2.10"))
+    v = _pool("CREATE", pool("p", "192.0.2.0/24"), c=c)
+    assert v.allowed
+    assert {n.code for n in v.notes} == {NoteCode.POOL_NOT_ANNOUNCED, NoteCode.POOL_OVERLAPS_NODE_IP}
+    assert "cp-1 (192.0.2.10)" in v.notes[1].message
+
+
+def test_deleting_or_shrinking_a_pool_in_use_warns_naming_services() -> None:
+    c = cluster(
+        pool("p", "192.0.2.0/24"), advertisement("a"), *[service(f"s{i}", f"192.0.2.{200 + i}") for i in range(5)]
+    )
+    v = _pool("DELETE", None, pool("p", "192.0.2.0/24"), c=c)
+    assert v.allowed and [n.code for n in v.notes] == [NoteCode.ADDRESSES_IN_USE]
+    assert v.notes[0].message.endswith("and 2 more") and "192.0.2.200 (default/s0)" in v.notes[0].message
+    v = _pool("UPDATE", pool("p", "192.0.2.0/25"), pool("p", "192.0.2.0/24"), c=c)
+    assert v.allowed and [n.code for n in v.notes] == [NoteCode.ADDRESSES_IN_USE]
+    assert _pool("UPDATE", pool("p", "192.0.2.128/25"), pool("p", "192.0.2.0/24"), c=c).notes == ()
+
+
+def test_deleting_the_only_advertisement_warns_about_unannounced_pools() -> None:
+    c = cluster(pool("p", "192.0.2.0/24"), advertisement("a"), node("cp-1"))
+    v = _ad("DELETE", None, advertisement("a"), c=c)
+    assert v.allowed and [n.code for n in v.notes] == [NoteCode.POOL_NOT_ANNOUNCED]

@@ -1,0 +1,106 @@
+"""`l2guard webhook`: parse settings (flags with environment twins), build the cluster view (a file, or the live
+API), and serve the admission endpoints until SIGTERM.
+
+`add_parser(subparsers)` and `run(args)` are what `l2guard/cli.py` wires in; `python -m webhook` uses `main`.
+This is the edge: the only place that reads `os.environ`, and it does so once. Bad settings or unreadable files
+exit 2 with one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import uvloop
+
+from l2guard.loader import InputError, load_documents
+from webhook import logs
+from webhook.app import AppState
+from webhook.metrics import Metrics
+from webhook.server import WebhookServer
+from webhook.settings import SettingsError, WebhookSettings, add_arguments, from_args
+from webhook.tls import CertReloader, TLSError
+from webhook.view import ClusterView
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+DESCRIPTION = (
+    "Serve the admission webhook: the exclude-label policy on Nodes (off, warn, strip, deny) and MetalLB "
+    "IPAddressPool/L2Advertisement validation, over HTTPS. Every flag has an environment twin, "
+    "e.g. --node-policy <-> L2GUARD_NODE_POLICY."
+)
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("webhook", help="serve the admission webhook", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple[WebhookServer, Any]:
+    """Everything but the event loop: TLS, cluster view (file mode loads here), server. Returns the server and the
+    live source (None in file mode), not started. Raises TLSError or InputError."""
+    metrics = metrics or Metrics()
+    reloader = CertReloader(
+        settings.cert_file,
+        settings.key_file,
+        interval=settings.cert_reload_interval,
+        on_expiry=metrics.cert_expiry.set,
+        on_reload=metrics.cert_reloads.inc,
+    )
+    view = ClusterView(settings.eligibility)
+    source = None
+    if settings.cluster_state:
+        problems = view.load(load_documents(settings.cluster_state))
+        for p in problems:
+            log.warning("cluster state object skipped event=cluster-state-problem reason=%s", p)
+    else:
+        from webhook.kube import KubeSource, make_api_client, resources
+
+        source = KubeSource(
+            view, resources(make_api_client(settings.kubeconfig), settings.metallb_namespace), metrics=metrics
+        )
+    state = AppState(settings, view, metrics, tls_loaded=lambda: reloader.loaded)
+    return WebhookServer(state, reloader), source
+
+
+def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    err = err or sys.stderr
+    try:
+        settings = from_args(args, os.environ)
+    except SettingsError as exc:
+        err.write(f"l2guard webhook: {exc}\n")
+        return EXIT_USAGE
+    logs.setup(settings.log_format, settings.log_level)
+    try:
+        server, source = build(settings)
+    except (TLSError, InputError, OSError) as exc:
+        err.write(f"l2guard webhook: {exc}\n")
+        return EXIT_USAGE
+    except Exception as exc:  # kubeconfig problems surface as many exception types from the client library
+        err.write(f"l2guard webhook: cannot start: {type(exc).__name__}: {exc}\n")
+        return EXIT_USAGE
+    if source is not None:
+        source.start()
+    try:
+        uvloop.run(server.run())
+    finally:
+        if source is not None:
+            source.stop()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="l2guard webhook", description=DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,122 @@
+"""Run the webhook: the HTTPS admission server and the plain-HTTP health server on one uvloop event loop.
+
+uvicorn with uvloop and httptools, one worker (FIELD-NOTES: the default asyncio loop with workers stalls every
+response by ~40 ms; uvloop does not). The HTTPS server gets the reloader's live SSLContext through uvicorn's
+`ssl_context_factory`, so certificate reloads need no restart. Sockets are bound here (port 0 picks a free port,
+which tests use) and handed to uvicorn. Signals are handled once, here, for both servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from webhook.app import AppState, create_app, create_health_app
+from webhook.tls import CertReloader
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `WebhookServer` (two servers share one process)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class WebhookServer:
+    """Both servers plus the certificate reloader. `run()` serves until `stop()` (thread-safe) or a signal."""
+
+    def __init__(self, state: AppState, reloader: CertReloader) -> None:
+        self.state = state
+        self.reloader = reloader
+        settings = state.settings
+        self.https_socket = bind(settings.host, settings.port)
+        self.health_socket = bind(settings.host, settings.health_port)
+        self.port: int = self.https_socket.getsockname()[1]
+        self.health_port: int = self.health_socket.getsockname()[1]
+
+        def ssl_factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+            return reloader.context
+
+        common: dict[str, Any] = {
+            "loop": "none",
+            "http": "httptools",
+            "lifespan": "off",
+            "access_log": False,
+            "log_config": None,
+            "timeout_keep_alive": 90,  # the API server keeps connections for reuse
+            "server_header": False,
+        }
+        self.https = _Server(uvicorn.Config(create_app(state), ssl_context_factory=ssl_factory, **common))
+        self.health = _Server(uvicorn.Config(create_health_app(state), **common))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started = threading.Event()  # set once both servers listen; waited on from other threads
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._request_exit)
+
+    def _request_exit(self) -> None:
+        self.https.should_exit = True
+        self.health.should_exit = True
+
+    async def run(self, *, install_signals: bool = True, background: tuple[Any, ...] = ()) -> None:
+        self._loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    self._loop.add_signal_handler(sig, self._request_exit)
+        reload_task = asyncio.create_task(self.reloader.run(), name="cert-reload")
+        extra = [asyncio.create_task(coro) for coro in background]
+        tasks = [
+            asyncio.create_task(self.https.serve([self.https_socket]), name="https"),
+            asyncio.create_task(self.health.serve([self.health_socket]), name="health"),
+        ]
+        while not (self.https.started and self.health.started):
+            if any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.01)
+        self.started.set()
+        log.info(
+            "serving event=start port=%s health_port=%s node_policy=%s",
+            self.port,
+            self.health_port,
+            self.state.settings.node_policy.value,
+        )
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            self._request_exit()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            for t in (reload_task, *extra):
+                t.cancel()
+            await asyncio.gather(reload_task, *extra, return_exceptions=True)
+            if install_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        self._loop.remove_signal_handler(sig)

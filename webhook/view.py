@@ -1,0 +1,257 @@
+"""The webhook's cluster view: the latest immutable snapshot of nodes, services, slices, pools and advertisements,
+with the planner's plan and the index the impact analysis needs.
+
+Writers (the file loader, or the kube adapter's applier thread) change objects and publish a new `Snapshot`;
+readers (admission requests on the event loop) take `view.snapshot`, a single reference read, and never wait for a
+writer. The plan is kept current by one live `l2core.plan.Planner` (a full replan of 10k services takes ~1.5 s;
+events are applied incrementally), and each published snapshot's `PlanIndex` is warmed by the writer so that the
+first request after an update does not pay for it.
+
+This module knows neither the kubernetes client nor HTTP: events arrive as plain dicts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from l2core.model import Cluster, EligibilitySettings, EndpointSlice, IPAddressPool, L2Advertisement, Node, Service
+from l2core.parse import build_cluster, kind_of, parse_advertisement, parse_endpoint_slice, parse_node, parse_pool
+from l2core.parse import parse_service as _parse_service
+from l2core.plan import Plan, Planner
+from l2core.policy import Impact, PlanIndex
+from l2core.problems import Problem
+
+
+class Kind(StrEnum):
+    NODE = "Node"
+    SERVICE = "Service"
+    ENDPOINT_SLICE = "EndpointSlice"
+    POOL = "IPAddressPool"
+    ADVERTISEMENT = "L2Advertisement"
+
+
+ALL_KINDS = tuple(Kind)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cluster: Cluster
+    plan: Plan
+    index: PlanIndex
+    synced: bool
+    version: int
+    # Impacts already computed on this snapshot, by (node, labels, NetworkUnavailable): a loop re-adding the label
+    # costs one analysis per snapshot, not one per attempt. Dies with the snapshot; bounded by the caller.
+    impacts: dict[tuple[Any, ...], Impact] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def advertisements(self) -> Mapping[str, L2Advertisement]:
+        return self.cluster.advertisements
+
+
+def _frozen(cluster: Cluster) -> Cluster:
+    return Cluster(
+        MappingProxyType(dict(cluster.nodes)),
+        MappingProxyType(dict(cluster.services)),
+        MappingProxyType(dict(cluster.endpoint_slices)),
+        MappingProxyType(dict(cluster.pools)),
+        MappingProxyType(dict(cluster.advertisements)),
+    )
+
+
+def _warm(index: PlanIndex) -> PlanIndex:
+    _ = index.ok_nodes, index.by_announcer, index.by_selection, index.bases
+    return index
+
+
+def _key(raw: Mapping[str, Any]) -> str | None:
+    meta = raw.get("metadata")
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+        return None
+    ns = meta.get("namespace")
+    return f"{ns}/{meta['name']}" if isinstance(ns, str) and ns else str(meta["name"])
+
+
+class ClusterView:
+    """The current snapshot, and the one writer API that replaces it. Writers must be serialized by the caller
+    (one applier thread, or the file loader before serving); a lock guards against accidents, not contention."""
+
+    def __init__(self, settings: EligibilitySettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._nodes: dict[str, Node] = {}
+        self._services: dict[str, Service] = {}
+        self._slices: dict[str, EndpointSlice] = {}
+        self._pools: dict[str, IPAddressPool] = {}
+        self._ads: dict[str, L2Advertisement] = {}
+        self._listed: set[Kind] = set()
+        self._planner: Planner | None = None
+        self._version = 0
+        empty = Planner(Cluster(), settings)
+        self._snapshot = Snapshot(Cluster(), empty.plan, _warm(PlanIndex(empty.plan)), synced=False, version=0)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def synced(self) -> bool:
+        return self._snapshot.synced
+
+    # ----- file mode ------------------------------------------------------------------------------------------
+
+    def load(self, documents: Iterable[object]) -> tuple[Problem, ...]:
+        """Replace everything with these documents (file mode) and mark the view synced."""
+        parsed = build_cluster(documents)
+        c = parsed.cluster
+        with self._lock:
+            self._nodes, self._services = dict(c.nodes), dict(c.services)
+            self._slices, self._pools, self._ads = dict(c.endpoint_slices), dict(c.pools), dict(c.advertisements)
+            self._listed = set(ALL_KINDS)
+            self._planner = Planner(self._cluster(), self.settings)
+            self._publish()
+        return parsed.problems
+
+    # ----- live mode ------------------------------------------------------------------------------------------
+
+    def replace_kind(self, kind: Kind, items: Iterable[Mapping[str, Any]]) -> None:
+        """A full list of one kind (initial list or re-list after 410 Gone). The view becomes synced once every
+        kind has been listed; until then nothing is planned."""
+        store: dict[str, Any] = {}
+        for raw in items:
+            obj = _parse(kind, raw)
+            if obj is not None:
+                store[obj[0]] = obj[1]
+        with self._lock:
+            old = self._store(kind)
+            if self._planner is not None:
+                self._apply_replace(kind, old, store)
+            old.clear()
+            old.update(store)
+            self._listed.add(kind)
+            if self._planner is None and self._listed >= set(ALL_KINDS):
+                self._planner = Planner(self._cluster(), self.settings)
+            self._publish()
+
+    def apply(self, events: Iterable[tuple[Kind, str, Mapping[str, Any]]]) -> int:
+        """Apply watch events (kind, ADDED|MODIFIED|DELETED, object) in order and publish once. Returns how many
+        changed something. Objects that do not parse are treated as deleted (the planner never sees them)."""
+        changed = 0
+        with self._lock:
+            config_changed = False
+            for kind, event_type, raw in events:
+                key = _key(raw)
+                if key is None:
+                    continue
+                store = self._store(kind)
+                parsed = None if event_type == "DELETED" else _parse(kind, raw)
+                if parsed is None:
+                    if store.pop(key, None) is None:
+                        continue
+                    if self._planner is not None:
+                        config_changed |= self._planner_delete(kind, key)
+                else:
+                    if store.get(key) == parsed[1]:
+                        continue
+                    store[key] = parsed[1]
+                    if self._planner is not None:
+                        config_changed |= self._planner_upsert(kind, key, parsed[1])
+                changed += 1
+            if config_changed and self._planner is not None:
+                self._planner.replace_config(self._pools, self._ads)
+            if changed:
+                self._publish()
+        return changed
+
+    # ----- internals ------------------------------------------------------------------------------------------
+
+    def _store(self, kind: Kind) -> dict[str, Any]:
+        stores: dict[Kind, dict[str, Any]] = {
+            Kind.NODE: self._nodes,
+            Kind.SERVICE: self._services,
+            Kind.ENDPOINT_SLICE: self._slices,
+            Kind.POOL: self._pools,
+            Kind.ADVERTISEMENT: self._ads,
+        }
+        return stores[kind]
+
+    def _cluster(self) -> Cluster:
+        return Cluster(self._nodes, self._services, self._slices, self._pools, self._ads)
+
+    def _planner_upsert(self, kind: Kind, key: str, obj: Any) -> bool:
+        planner = self._planner
+        assert planner is not None
+        if kind is Kind.NODE:
+            planner.upsert_node(obj)
+        elif kind is Kind.SERVICE:
+            planner.upsert_service(obj)
+        elif kind is Kind.ENDPOINT_SLICE:
+            planner.upsert_endpoint_slice(key, obj)
+        else:
+            return True  # pools and advertisements: one replace_config per batch
+        return False
+
+    def _planner_delete(self, kind: Kind, key: str) -> bool:
+        planner = self._planner
+        assert planner is not None
+        if kind is Kind.NODE:
+            planner.delete_node(key)
+        elif kind is Kind.SERVICE:
+            planner.delete_service(key)
+        elif kind is Kind.ENDPOINT_SLICE:
+            planner.delete_endpoint_slice(key)
+        else:
+            return True
+        return False
+
+    def _apply_replace(self, kind: Kind, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        config = False
+        for key in old.keys() - new.keys():
+            config |= self._planner_delete(kind, key)
+        for key, obj in new.items():
+            if old.get(key) != obj:
+                config |= self._planner_upsert(kind, key, obj)
+        if config and self._planner is not None:
+            pools = new if kind is Kind.POOL else self._pools
+            ads = new if kind is Kind.ADVERTISEMENT else self._ads
+            self._planner.replace_config(pools, ads)
+
+    def _publish(self) -> None:
+        self._version += 1
+        if self._planner is None:
+            self._snapshot = Snapshot(
+                _frozen(self._cluster()), self._snapshot.plan, self._snapshot.index, synced=False, version=self._version
+            )
+            return
+        plan = self._planner.plan
+        self._snapshot = Snapshot(
+            _frozen(self._cluster()), plan, _warm(PlanIndex(plan)), synced=True, version=self._version
+        )
+
+
+def _parse(kind: Kind, raw: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """(key, object) for a valid object of `kind`, else None."""
+    if kind is Kind.NODE:
+        node, _ = parse_node(raw)
+        return (node.name, node) if node else None
+    if kind is Kind.SERVICE:
+        svc, _ = _parse_service(raw)
+        return (svc.key, svc) if svc else None
+    if kind is Kind.ENDPOINT_SLICE:
+        eps, _ = parse_endpoint_slice(raw)
+        return (f"{eps.namespace}/{eps.name}", eps) if eps else None
+    if kind is Kind.POOL:
+        pool, _ = parse_pool(raw)
+        return (f"{pool.namespace}/{pool.name}", pool) if pool else None
+    ad, _ = parse_advertisement(raw)
+    return (ad.key, ad) if ad else None
+
+
+def kind_for(raw: Mapping[str, Any]) -> Kind | None:
+    name = kind_of(raw)
+    return Kind(name) if name is not None else None
