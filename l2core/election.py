@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 _sha256 = hashlib.sha256
 
@@ -38,19 +39,37 @@ def elect(candidates: Iterable[str], ip: str, *, weights: Mapping[str, int] | No
     return best[2] if best else None
 
 
+def election_prefix(node: str) -> Any:
+    """The sha256 state after `node#`: copying it and feeding the IP costs less than hashing the whole string, and
+    the planner keeps one per node (a hashlib object; typed Any because hashlib's type is private)."""
+    return _sha256(f"{node}#".encode())
+
+
+def digest_from(prefix: Any, ip: str) -> bytes:
+    """`election_digest(node, ip)` from the node's `election_prefix`."""
+    h = prefix.copy()
+    h.update(ip.encode())
+    digest: bytes = h.digest()
+    return digest
+
+
 def elect_with_digest(
-    candidates: Iterable[str], ip: str, *, weights: Mapping[str, int], encoded: Mapping[str, bytes]
+    candidates: Iterable[str], ip: str, *, weights: Mapping[str, int], prefixes: Mapping[str, Any]
 ) -> tuple[str | None, bytes]:
-    """The fast path of `elect` for the planner: also returns the winner's digest, which the planner caches so
-    that a node change needs one hash per service instead of one per candidate. `encoded` maps node name to
-    `name.encode()`; weights of zero may be omitted."""
+    """The fast path of `elect` for the planner: also returns the winner's digest, which the plan keeps so that a
+    node change costs one hash per service instead of one per candidate. `prefixes` maps every candidate to its
+    `election_prefix`; weights of zero may be omitted."""
     pool = list(candidates)
     if not pool:
         return None, b""
     if weights:
         top = max(weights.get(n, 0) for n in pool)
         pool = [n for n in pool if weights.get(n, 0) == top]
-    suffix = ("#" + ip).encode()
-    digests = [_sha256(encoded[n] + suffix).digest() for n in pool]
+    suffix = ip.encode()
+    digests = []
+    for name in pool:
+        h = prefixes[name].copy()
+        h.update(suffix)
+        digests.append(h.digest())
     best = min(digests)
     return pool[digests.index(best)], best

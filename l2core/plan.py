@@ -1,10 +1,11 @@
 """The planner: from a cluster snapshot to "who announces which IP, and why nobody does".
 
 `Planner` holds the cluster and keeps a `Plan` up to date as objects change. A node change (the common event: a
-label goes on, a condition flips) costs one hash per affected service at most, because the planner caches the
-winner's digest per service and only re-runs a full election where the winner itself lost eligibility.
-Everything else (a Service, its EndpointSlices) replans that one service; a pool, advertisement or liveness
-change replans everything.
+label goes on, a condition flips) goes through `node_change`, which costs one hash per affected service at most:
+each ServicePlan keeps its winner's digest, and a full election re-runs only where the winner itself lost
+eligibility. The same function answers "what if" for the webhook on an immutable Plan (through `PlanIndex`), so
+the speaker's update and the webhook's warning share one mechanism. Everything else (a Service, its
+EndpointSlices) replans that one service; a pool, advertisement or liveness change replans everything.
 
 `plan()` is the one-shot form, and `diff()` turns two plans into moves, from which each node derives the IPs it
 starts and stops announcing.
@@ -15,11 +16,13 @@ Data flows one way: the planner never calls an announcer, a socket or the API se
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
+from typing import Any, Protocol
 
-from l2core.election import elect_with_digest, election_digest
+from l2core.election import digest_from, elect_with_digest, election_prefix
 from l2core.eligibility import NodeVerdict, Reason, node_wide_reasons
 from l2core.model import Cluster, EligibilitySettings, EndpointSlice, IPAddressPool, L2Advertisement, Node, Service
 
@@ -54,6 +57,8 @@ class ServicePlan:
     selection: SelectionKey | None = None  # None when there is no pool to select advertisements for
     local_nodes: frozenset[str] | None = None  # externalTrafficPolicy Local: nodes with a serving endpoint
     load_balancer_class: str | None = None
+    # The announcer's election digest: the per-(node, ip) hash cache that makes node changes cheap.
+    digest: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def election_ip(self) -> str | None:
@@ -168,15 +173,15 @@ class Planner:
         for slice_key, eps in cluster.endpoint_slices.items():
             self._index_slice(slice_key, eps)
         self._plan: Plan | None = None
-        self._encoded: dict[str, bytes] = {}
-        self._node_reasons: dict[str, frozenset[Reason]] = {}
+        self.prefixes: dict[str, Any] = {}
+        self.node_reasons: dict[str, frozenset[Reason]] = {}
         self._ok: set[str] = set()
         self._ranges: list[tuple[int, int, int, str]] = []
-        self._selections: dict[SelectionKey, Selection] = {}
-        self._bases: dict[SelectionKey, frozenset[str]] = {}
-        self._by_selection: dict[SelectionKey, set[str]] = {}
-        self._plans: dict[str, ServicePlan] = {}
-        self._owner_digest: dict[str, bytes] = {}
+        self.selections: dict[SelectionKey, Selection] = {}
+        self.bases: dict[SelectionKey, frozenset[str]] = {}
+        self.by_selection: dict[SelectionKey, set[str]] = {}
+        self.by_announcer: dict[str, set[str]] = {}
+        self.services: dict[str, ServicePlan] = {}
         self._rebuild()
 
     # ----- public API -------------------------------------------------------------------------------------------
@@ -184,7 +189,7 @@ class Planner:
     @property
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = Plan(self.settings, dict(self._node_reasons), dict(self._selections), dict(self._plans))
+            self._plan = Plan(self.settings, dict(self.node_reasons), dict(self.selections), dict(self.services))
         return self._plan
 
     @property
@@ -242,20 +247,20 @@ class Planner:
 
     def _rebuild(self) -> None:
         self._plan = None
-        self._encoded = {name: name.encode() for name in self._nodes}
-        self._node_reasons = {
+        self.prefixes = {name: election_prefix(name) for name in self._nodes}
+        self.node_reasons = {
             name: node_wide_reasons(node, self.settings, alive=self._is_alive(name))
             for name, node in self._nodes.items()
         }
-        self._ok = {name for name, reasons in self._node_reasons.items() if not reasons}
+        self._ok = {name for name, reasons in self.node_reasons.items() if not reasons}
         self._ranges = sorted(
             ((rng.version, rng.first, rng.last, key) for key, pool in self._pools.items() for rng in pool.ranges)
         )
-        self._selections = {}
-        self._bases = {}
-        self._by_selection = {}
-        self._plans = {}
-        self._owner_digest = {}
+        self.selections = {}
+        self.bases = {}
+        self.by_selection = {}
+        self.by_announcer = {}
+        self.services = {}
         for key in self._services:
             self._plan_service(key)
 
@@ -265,7 +270,7 @@ class Planner:
     # ----- selections -------------------------------------------------------------------------------------------
 
     def _selection(self, key: SelectionKey) -> Selection:
-        sel = self._selections.get(key)
+        sel = self.selections.get(key)
         if sel is None:
             ads = [self._ads[k] for k in key]
             nodes = []
@@ -282,8 +287,8 @@ class Planner:
                 if all(ad.interfaces for ad in selecting):
                     interfaces[node.name] = frozenset(i for ad in selecting for i in ad.interfaces)
             sel = Selection(key, frozenset(nodes), weights, interfaces)
-            self._selections[key] = sel
-            self._bases[key] = sel.nodes & self._ok
+            self.selections[key] = sel
+            self.bases[key] = frozenset(sel.nodes & self._ok)
         return sel
 
     # ----- one service ------------------------------------------------------------------------------------------
@@ -308,20 +313,22 @@ class Planner:
         return any_serving, frozenset(local)
 
     def _plan_service(self, key: str) -> None:
-        old = self._plans.pop(key, None)
-        if old is not None and old.selection is not None:
-            self._by_selection.get(old.selection, set()).discard(key)
-        self._owner_digest.pop(key, None)
+        old = self.services.pop(key, None)
+        if old is not None:
+            if old.selection is not None:
+                self.by_selection.get(old.selection, set()).discard(key)
+            if old.announcer is not None:
+                self.by_announcer.get(old.announcer, set()).discard(key)
         svc = self._services.get(key)
         if svc is None or svc.type != "LoadBalancer":
             return
         if svc.load_balancer_class != self.settings.load_balancer_class:
-            self._plans[key] = ServicePlan(
+            self.services[key] = ServicePlan(
                 key, svc.ingress_ips, Status.NOT_OURS, None, None, load_balancer_class=svc.load_balancer_class
             )
             return
         if not svc.ingress_ips:
-            self._plans[key] = ServicePlan(key, (), Status.NO_IP, None, None)
+            self.services[key] = ServicePlan(key, (), Status.NO_IP, None, None)
             return
 
         reasons: set[Reason] = set()
@@ -348,20 +355,21 @@ class Planner:
         local_nodes = local if svc.external_traffic_policy_local else None
 
         announcer: str | None = None
+        digest = b""
         if selection is not None:
             sel = self._selection(selection)
-            self._by_selection.setdefault(selection, set()).add(key)
+            self.by_selection.setdefault(selection, set()).add(key)
             if not reasons:
-                candidates = self._bases[selection]
+                candidates = self.bases[selection]
                 if local_nodes is not None:
                     candidates = candidates & local_nodes
                 announcer, digest = elect_with_digest(
-                    candidates, svc.ingress_ips[0], weights=sel.weights, encoded=self._encoded
+                    candidates, svc.ingress_ips[0], weights=sel.weights, prefixes=self.prefixes
                 )
                 if announcer is not None:
-                    self._owner_digest[key] = digest
+                    self.by_announcer.setdefault(announcer, set()).add(key)
         pool_name = self._pools[pool_key].name if pool_key else None
-        self._plans[key] = ServicePlan(
+        self.services[key] = ServicePlan(
             key=key,
             ips=svc.ingress_ips,
             status=Status.ANNOUNCED if announcer else Status.NOBODY,
@@ -370,6 +378,7 @@ class Planner:
             service_reasons=frozenset(reasons),
             selection=selection,
             local_nodes=local_nodes,
+            digest=digest,
         )
 
     def _replan_services(self, keys: Iterable[str]) -> PlanDiff:
@@ -394,146 +403,231 @@ class Planner:
     # ----- the incremental node path ----------------------------------------------------------------------------
 
     def _node_changed(self, name: str, node: Node | None) -> PlanDiff:
-        old_plan = self.plan
-        effect = self._evaluate_node(name, node)
-        self._apply(effect)
-        return effect.diff(old_plan, self.plan)
+        change = node_change(self, name, node, advertisements=self._ads, alive=self._is_alive(name))
+        self._apply(change)
+        return PlanDiff(change.moves)
 
     def preview_node(self, name: str, node: Node | None) -> PlanDiff:
-        """What `upsert_node(node)` (or `delete_node(name)` when node is None) would move, without changing
-        anything: the webhook's impact analysis. Same mechanism and cost as the real update."""
-        effect = self._evaluate_node(name, node)
-        old = self.plan
-        new_services = {k: effect.plans.get(k, old.services[k]) for k in effect.changed if k in old.services}
-        return effect.diff(old, replace(old, services={**old.services, **new_services}))
+        """What `upsert_node(node)` (or `delete_node(name)` when node is None) would move, changing nothing."""
+        return PlanDiff(node_change(self, name, node, advertisements=self._ads, alive=self._is_alive(name)).moves)
 
-    def _evaluate_node(self, name: str, node: Node | None) -> _NodeEffect:
-        """Everything a node change does, computed without mutating the planner."""
-        reasons = node_wide_reasons(node, self.settings, alive=self._is_alive(name)) if node is not None else None
-        now_ok = reasons is not None and not reasons
-        encoded = {**self._encoded, name: name.encode()} if node is not None else self._encoded
-        effect = _NodeEffect(name, node, reasons, now_ok)
-        for key, old_sel in self._selections.items():
-            was_in = name in self._bases[key]
-            sel = self._reselect(old_sel, name, node)
-            is_in = now_ok and name in sel.nodes
-            base = self._bases[key] | {name} if is_in else self._bases[key] - {name}
-            if sel is not old_sel:
-                effect.selections[key] = sel
-            if base != self._bases[key]:
-                effect.bases[key] = base
-            weight = sel.weights.get(name, 0)
-            if not was_in and not is_in:
-                continue
-            if was_in and is_in and old_sel.weights.get(name, 0) == weight:
-                continue
-            for svc_key in self._by_selection.get(key, ()):
-                self._reconsider(effect, svc_key, sel, base, is_in=is_in, weight=weight, encoded=encoded)
-        return effect
-
-    def _apply(self, effect: _NodeEffect) -> None:
-        name = effect.name
-        if effect.node is None:
+    def _apply(self, change: NodeChange) -> None:
+        name = change.name
+        if change.node is None:
             self._nodes.pop(name, None)
-            self._node_reasons.pop(name, None)
-            self._encoded.pop(name, None)
+            self.node_reasons.pop(name, None)
+            self.prefixes.pop(name, None)
         else:
-            self._nodes[name] = effect.node
-            self._encoded[name] = name.encode()
-            assert effect.reasons is not None
-            self._node_reasons[name] = effect.reasons
-        if effect.now_ok:
+            self._nodes[name] = change.node
+            self.prefixes.setdefault(name, election_prefix(name))
+            assert change.reasons is not None
+            self.node_reasons[name] = change.reasons
+        if change.now_ok:
             self._ok.add(name)
         else:
             self._ok.discard(name)
-        self._selections.update(effect.selections)
-        self._bases.update(effect.bases)
-        self._plans.update(effect.plans)
-        for key, digest in effect.digests.items():
-            if digest is None:
-                self._owner_digest.pop(key, None)
-            else:
-                self._owner_digest[key] = digest
+        self.selections.update(change.selections)
+        for sel_key, sel in self.selections.items():
+            base = self.bases[sel_key]
+            self.bases[sel_key] = base | {name} if change.now_ok and name in sel.nodes else base - {name}
+        for svc_key, sp in change.services.items():
+            old = self.services[svc_key]
+            if old.announcer is not None:
+                self.by_announcer[old.announcer].discard(svc_key)
+            if sp.announcer is not None:
+                self.by_announcer.setdefault(sp.announcer, set()).add(svc_key)
+            self.services[svc_key] = sp
         self._plan = None
 
-    def _reselect(self, sel: Selection, name: str, node: Node | None) -> Selection:
-        ads = [self._ads[k] for k in sel.advertisements]
-        selecting = [ad for ad in ads if node is not None and ad.selects_node(node)]
-        nodes = sel.nodes | {name} if selecting else sel.nodes - {name}
-        weight = sum(ad.preference_weight(node) for ad in selecting) if node is not None else 0
-        weights = dict(sel.weights)
-        if weight:
-            weights[name] = weight
-        else:
-            weights.pop(name, None)
-        interfaces = dict(sel.interfaces)
-        if selecting and all(ad.interfaces for ad in selecting):
-            interfaces[name] = frozenset(i for ad in selecting for i in ad.interfaces)
-        else:
-            interfaces.pop(name, None)
-        if nodes == sel.nodes and weights == sel.weights and interfaces == sel.interfaces:
-            return sel
-        return Selection(sel.advertisements, nodes, weights, interfaces)
 
-    def _reconsider(
-        self,
-        effect: _NodeEffect,
-        key: str,
-        sel: Selection,
-        base: frozenset[str],
-        *,
-        is_in: bool,
-        weight: int,
-        encoded: Mapping[str, bytes],
-    ) -> None:
-        """Node `name` changed eligibility or weight for this service's selection; record a new owner if it moves.
+class NodeChangeContext(Protocol):
+    """What `node_change` reads: a plan's services, selections and node reasons, plus lookups over them. The
+    `Planner` provides it from its live state; `PlanIndex` from an immutable Plan."""
 
-        Other nodes are unchanged, so: if `name` owned the IP, re-run the election; otherwise `name` can only take
-        over by beating the current owner, which costs one hash."""
-        name = effect.name
-        sp = self._plans[key]
-        if sp.service_reasons:
-            return
-        if sp.local_nodes is not None and name not in sp.local_nodes:
-            return
-        ip = sp.ips[0]
-        if sp.announcer == name:
-            candidates = base & sp.local_nodes if sp.local_nodes is not None else base
-            owner, digest = elect_with_digest(candidates, ip, weights=sel.weights, encoded=encoded)
-        elif is_in:
-            digest = election_digest(name, ip)
+    @property
+    def settings(self) -> EligibilitySettings: ...
+    @property
+    def services(self) -> Mapping[str, ServicePlan]: ...
+    @property
+    def selections(self) -> Mapping[SelectionKey, Selection]: ...
+    @property
+    def node_reasons(self) -> Mapping[str, frozenset[Reason]]: ...
+    @property
+    def bases(self) -> Mapping[SelectionKey, frozenset[str]]: ...  # selected nodes without node-wide reasons
+    @property
+    def by_selection(self) -> Mapping[SelectionKey, Collection[str]]: ...
+    @property
+    def by_announcer(self) -> Mapping[str, Collection[str]]: ...
+    @property
+    def prefixes(self) -> Mapping[str, Any]: ...  # node -> election_prefix(node)
+
+
+class PlanIndex:
+    """`NodeChangeContext` over one immutable Plan: the lookups are built lazily, once per plan, and never change,
+    so request threads may share one index without locks."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    @property
+    def settings(self) -> EligibilitySettings:
+        return self.plan.settings
+
+    @property
+    def services(self) -> Mapping[str, ServicePlan]:
+        return self.plan.services
+
+    @property
+    def selections(self) -> Mapping[SelectionKey, Selection]:
+        return self.plan.selections
+
+    @property
+    def node_reasons(self) -> Mapping[str, frozenset[Reason]]:
+        return self.plan.node_reasons
+
+    @cached_property
+    def ok_nodes(self) -> frozenset[str]:
+        return frozenset(name for name, reasons in self.plan.node_reasons.items() if not reasons)
+
+    @cached_property
+    def bases(self) -> Mapping[SelectionKey, frozenset[str]]:
+        ok = self.ok_nodes
+        return {key: sel.nodes & ok for key, sel in self.plan.selections.items()}
+
+    @cached_property
+    def by_selection(self) -> Mapping[SelectionKey, Collection[str]]:
+        out: dict[SelectionKey, list[str]] = {}
+        for key, sp in self.plan.services.items():
+            if sp.selection is not None:
+                out.setdefault(sp.selection, []).append(key)
+        return out
+
+    @cached_property
+    def by_announcer(self) -> Mapping[str, Collection[str]]:
+        out: dict[str, list[str]] = {}
+        for key, sp in self.plan.services.items():
             if sp.announcer is not None:
-                owner_key = (-sel.weights.get(sp.announcer, 0), self._owner_digest[key])
-                if owner_key <= (-weight, digest):
-                    return
-            owner = name
-        else:
-            return
-        effect.digests[key] = digest if owner is not None else None
-        if owner != sp.announcer:
-            effect.plans[key] = replace(sp, announcer=owner, status=Status.ANNOUNCED if owner else Status.NOBODY)
-            effect.changed.append(key)
+                out.setdefault(sp.announcer, []).append(key)
+        return out
+
+    @cached_property
+    def prefixes(self) -> Mapping[str, Any]:
+        return {name: election_prefix(name) for name in self.plan.node_reasons}
 
 
 @dataclass
-class _NodeEffect:
-    """The consequences of one node change, computed by `Planner._evaluate_node` before anything is applied."""
+class NodeChange:
+    """The consequences of one node change: new node-wide reasons, changed selections and service plans, moves."""
 
     name: str
-    node: Node | None
+    node: Node | None  # None: the node is deleted
     reasons: frozenset[Reason] | None
-    now_ok: bool
+    now_ok: bool  # eligible as far as node-wide reasons go
     selections: dict[SelectionKey, Selection] = field(default_factory=dict)
-    bases: dict[SelectionKey, frozenset[str]] = field(default_factory=dict)
-    plans: dict[str, ServicePlan] = field(default_factory=dict)
-    digests: dict[str, bytes | None] = field(default_factory=dict)
-    changed: list[str] = field(default_factory=list)
+    services: dict[str, ServicePlan] = field(default_factory=dict)
+    moves: tuple[Move, ...] = ()
 
-    def diff(self, old: Plan, new: Plan) -> PlanDiff:
-        """The moves among the changed services only: diffing all 10,000 would cost more than the change."""
-        if not self.changed:
-            return PlanDiff()
-        return diff(
-            replace(old, services={k: old.services[k] for k in self.changed if k in old.services}),
-            replace(new, services={k: new.services[k] for k in self.changed if k in new.services}),
-        )
+
+def node_change(
+    ctx: NodeChangeContext,
+    name: str,
+    node: Node | None,
+    *,
+    advertisements: Mapping[str, L2Advertisement],
+    alive: bool | None = None,
+) -> NodeChange:
+    """What replacing node `name` by `node` (None: deleting it) does to the plan, without replanning the world.
+
+    Equals the difference between two full plans (property-tested). Other nodes are unchanged, so only services of
+    a selection whose candidates or weights this node enters, leaves or changes can move: where the node got
+    weaker, only the services it announces (a full election among the rest); where it got stronger, every service
+    of the selection, at one hash each against the owner's kept digest. `advertisements` are the ones the plan was
+    built from; `alive` defaults to the speaker liveness the plan already has for this node (unknown: alive)."""
+    old_reasons = ctx.node_reasons.get(name)
+    if alive is None:
+        alive = old_reasons is None or Reason.SPEAKER_NOT_ALIVE not in old_reasons
+    reasons = node_wide_reasons(node, ctx.settings, alive=alive) if node is not None else None
+    change = NodeChange(name, node, reasons, now_ok=reasons is not None and not reasons)
+    prefixes: Mapping[str, Any] = ctx.prefixes
+    if name not in prefixes:
+        prefixes = {**prefixes, name: election_prefix(name)}
+    moves: list[Move] = []
+    for key, old_sel in ctx.selections.items():
+        sel = _reselect(old_sel, name, node, advertisements)
+        if sel is not old_sel:
+            change.selections[key] = sel
+        old_base = ctx.bases[key]
+        was_in = name in old_base
+        is_in = change.now_ok and name in sel.nodes
+        old_weight, weight = old_sel.weights.get(name, 0), sel.weights.get(name, 0)
+        if not was_in and not is_in:
+            continue
+        if was_in and is_in and old_weight == weight:
+            continue
+        base = old_base | {name} if is_in else old_base - {name}
+        if is_in and (not was_in or weight > old_weight):
+            candidates: Iterable[str] = ctx.by_selection.get(key, ())
+        else:
+            candidates = [k for k in ctx.by_announcer.get(name, ()) if ctx.services[k].selection == key]
+        for svc_key in candidates:
+            sp = _reconsider(ctx.services[svc_key], name, base, sel.weights, is_in=is_in, prefixes=prefixes)
+            if sp is not None:
+                change.services[svc_key] = sp
+                if sp.announcer != ctx.services[svc_key].announcer:
+                    moves.append(Move(svc_key, sp.ips, ctx.services[svc_key].announcer, sp.announcer))
+    change.moves = tuple(sorted(moves, key=lambda m: m.service))
+    return change
+
+
+def _reselect(sel: Selection, name: str, node: Node | None, advertisements: Mapping[str, L2Advertisement]) -> Selection:
+    """`sel` with node `name`'s membership, weight and interfaces recomputed; `sel` itself when nothing changed."""
+    selecting = (
+        [advertisements[k] for k in sel.advertisements if k in advertisements and advertisements[k].selects_node(node)]
+        if node is not None
+        else []
+    )
+    nodes = sel.nodes | {name} if selecting else sel.nodes - {name}
+    weight = sum(ad.preference_weight(node) for ad in selecting) if node is not None else 0
+    weights = dict(sel.weights)
+    if weight:
+        weights[name] = weight
+    else:
+        weights.pop(name, None)
+    interfaces = dict(sel.interfaces)
+    if selecting and all(ad.interfaces for ad in selecting):
+        interfaces[name] = frozenset(i for ad in selecting for i in ad.interfaces)
+    else:
+        interfaces.pop(name, None)
+    if nodes == sel.nodes and weights == sel.weights and interfaces == sel.interfaces:
+        return sel
+    return Selection(sel.advertisements, nodes, weights, interfaces)
+
+
+def _reconsider(
+    sp: ServicePlan,
+    name: str,
+    base: frozenset[str],
+    weights: Mapping[str, int],
+    *,
+    is_in: bool,
+    prefixes: Mapping[str, Any],
+) -> ServicePlan | None:
+    """The service's new plan when node `name`'s candidacy changed, or None when its owner stays."""
+    if sp.service_reasons or sp.status not in (Status.ANNOUNCED, Status.NOBODY):
+        return None
+    if sp.local_nodes is not None and name not in sp.local_nodes:
+        return None
+    ip = sp.ips[0]
+    if sp.announcer == name:
+        candidates = base & sp.local_nodes if sp.local_nodes is not None else base
+        owner, digest = elect_with_digest(candidates, ip, weights=weights, prefixes=prefixes)
+    elif is_in:
+        digest = digest_from(prefixes[name], ip)
+        if sp.announcer is not None and (-weights.get(sp.announcer, 0), sp.digest) <= (-weights.get(name, 0), digest):
+            return None
+        owner = name
+    else:
+        return None
+    if owner == sp.announcer and digest == sp.digest:
+        return None
+    return replace(sp, announcer=owner, status=Status.ANNOUNCED if owner else Status.NOBODY, digest=digest)

@@ -19,18 +19,15 @@ not do I/O, log, read the clock or the environment, and imports only the standar
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from functools import cached_property
 from typing import Any
 
-from l2core.election import election_digest
-from l2core.eligibility import Reason, label_excludes, node_wide_reasons
+from l2core.eligibility import label_excludes
 from l2core.model import EXCLUDE_LABEL, EligibilitySettings, L2Advertisement, LabelSemantics, Node
-from l2core.plan import Move, Plan, SelectionKey, Status
+from l2core.plan import Move, PlanIndex, node_change
 from l2core.selectors import LabelSelector
 
 ALLOW_EXCLUDE_ANNOTATION = "l2guard.io/allow-exclude"  # value "true": the admin really means it
@@ -162,45 +159,6 @@ def strip_patch(labels: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
 # ----- impact: "what if this node had these labels" -------------------------------------------------------------
 
 
-class PlanIndex:
-    """Lookups over one immutable `Plan` that the what-if needs: services by announcer and by selection, and each
-    selection's base candidates (selected and with no node-wide reason). Built lazily, once per plan version."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-
-    @cached_property
-    def ok_nodes(self) -> frozenset[str]:
-        return frozenset(name for name, reasons in self.plan.node_reasons.items() if not reasons)
-
-    @cached_property
-    def prefixes(self) -> Mapping[str, Any]:
-        """Node name -> sha256 state after `name#`: an election then costs one copy+update per candidate instead of
-        a fresh hash of the whole string (~20% faster; the what-if re-elects ~20 services over 500 nodes)."""
-        return {name: _prefix(name) for name in self.plan.node_reasons}
-
-    @cached_property
-    def by_announcer(self) -> Mapping[str, tuple[str, ...]]:
-        out: dict[str, list[str]] = {}
-        for key, sp in self.plan.services.items():
-            if sp.announcer is not None:
-                out.setdefault(sp.announcer, []).append(key)
-        return {k: tuple(v) for k, v in out.items()}
-
-    @cached_property
-    def by_selection(self) -> Mapping[SelectionKey, tuple[str, ...]]:
-        out: dict[SelectionKey, list[str]] = {}
-        for key, sp in self.plan.services.items():
-            if sp.selection is not None:
-                out.setdefault(sp.selection, []).append(key)
-        return {k: tuple(v) for k, v in out.items()}
-
-    @cached_property
-    def bases(self) -> Mapping[SelectionKey, frozenset[str]]:
-        ok = self.ok_nodes
-        return {key: sel.nodes & ok for key, sel in self.plan.selections.items()}
-
-
 @dataclass(frozen=True, slots=True)
 class Impact:
     """The services whose announcer would change, sorted by service key."""
@@ -217,110 +175,11 @@ class Impact:
         return tuple(m for m in self.moves if m.after is not None)
 
 
-def _rank_key(node: str, ip: str, weights: Mapping[str, int]) -> tuple[int, bytes]:
-    return (-weights.get(node, 0), election_digest(node, ip))
-
-
-def _prefix(node: str) -> Any:
-    return hashlib.sha256(f"{node}#".encode())
-
-
-def _elect(pool: Iterable[str], ip: str, *, weights: Mapping[str, int], prefixes: Mapping[str, Any]) -> str | None:
-    """`l2core.election.elect` (highest weight, then the smallest sha256(node#ip)) on precomputed hash prefixes."""
-    names = list(pool)
-    if not names:
-        return None
-    if weights:
-        top = max(weights.get(n, 0) for n in names)
-        names = [n for n in names if weights.get(n, 0) == top]
-    suffix = ip.encode()
-    digests = []
-    for n in names:
-        h = prefixes[n].copy()
-        h.update(suffix)
-        digests.append(h.digest())
-    return names[digests.index(min(digests))]
-
-
-def node_impact(
-    index: PlanIndex,
-    node: Node,
-    *,
-    advertisements: Mapping[str, L2Advertisement],
-) -> Impact:
-    """The moves that replacing the plan's node `node.name` by `node` would cause, without replanning.
-
-    Equals `diff(plan(cluster), plan(cluster with node))` restricted to announcer changes (property-tested), but
-    costs only one election per service the node announces, plus one hash per service of a selection the node joins
-    or whose weight changes. `advertisements` must be the ones the plan was built from. The speaker's liveness for
-    this node is taken from the plan (an unknown node counts as alive, as with the planner's default)."""
-    plan = index.plan
-    name = node.name
-    old_reasons = plan.node_reasons.get(name)
-    alive = old_reasons is None or Reason.SPEAKER_NOT_ALIVE not in old_reasons
-    new_ok = not node_wide_reasons(node, plan.settings, alive=alive)
-    old_ok = name in index.ok_nodes
-    moves: list[Move] = []
-    prefixes = index.prefixes if name in index.prefixes else {**index.prefixes, name: _prefix(name)}
-    for key, sel in plan.selections.items():
-        ads = [advertisements[k] for k in key if k in advertisements]
-        selecting = [ad for ad in ads if ad.selects_node(node)]
-        new_weight = sum(ad.preference_weight(node) for ad in selecting)
-        old_weight = sel.weights.get(name, 0)
-        was_in = old_ok and name in sel.nodes
-        is_in = new_ok and bool(selecting)
-        if not was_in and not is_in:
-            continue
-        if was_in and is_in and old_weight == new_weight:
-            continue
-        base = index.bases[key] - {name}
-        weights = dict(sel.weights)
-        weights.pop(name, None)
-        if is_in:
-            base = base | {name}
-            if new_weight:
-                weights[name] = new_weight
-        if is_in and (not was_in or new_weight > old_weight):
-            # The node got stronger: it can take over any service of this selection it now beats.
-            candidates: Iterable[str] = index.by_selection.get(key, ())
-        else:
-            # The node got weaker: only the services it announces can move.
-            candidates = [k for k in index.by_announcer.get(name, ()) if plan.services[k].selection == key]
-        for svc_key in candidates:
-            move = _reconsider(plan, svc_key, name, base, weights, prefixes=prefixes)
-            if move is not None:
-                moves.append(move)
-    moves.sort(key=lambda m: m.service)
-    return Impact(tuple(moves))
-
-
-def _reconsider(
-    plan: Plan,
-    svc_key: str,
-    name: str,
-    base: frozenset[str],
-    weights: Mapping[str, int],
-    *,
-    prefixes: Mapping[str, Any],
-) -> Move | None:
-    sp = plan.services[svc_key]
-    if sp.service_reasons or sp.status not in (Status.ANNOUNCED, Status.NOBODY):
-        return None
-    if sp.local_nodes is not None and name not in sp.local_nodes:
-        return None
-    ip = sp.ips[0]
-    if sp.announcer == name:
-        pool = base & sp.local_nodes if sp.local_nodes is not None else base
-        owner = _elect(pool, ip, weights=weights, prefixes=prefixes)
-    elif name in base:
-        if sp.announcer is not None and _rank_key(sp.announcer, ip, weights) <= _rank_key(name, ip, weights):
-            return None
-        owner = name
-    else:
-        return None
-    if owner == sp.announcer:
-        return None
-    return Move(svc_key, sp.ips, sp.announcer, owner)
+def node_impact(index: PlanIndex, node: Node, *, advertisements: Mapping[str, L2Advertisement]) -> Impact:
+    """The moves that replacing the plan's node `node.name` by `node` would cause: `l2core.plan.node_change`, the
+    same mechanism the planner applies on a real update, evaluated on an immutable plan. `advertisements` must be
+    the ones the plan was built from; the node's speaker liveness is taken from the plan."""
+    return Impact(node_change(index, node.name, node, advertisements=advertisements).moves)
 
 
 # ----- the decision ---------------------------------------------------------------------------------------------

@@ -6,11 +6,10 @@ Argument errors print one line and exit 2; no subcommand lets a traceback reach 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
-
-from l2guard import explain
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
@@ -21,15 +20,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommand -> (module with add_parser(subparsers), one-line help). Modules load only when their command runs,
+# so `l2guard explain` does not pay for importing FastAPI, uvicorn or the Kubernetes client.
+COMMANDS = {
+    "explain": ("l2guard.explain", "explain which node announces each LoadBalancer IP, or why none does"),
+    "webhook": ("webhook.cli", "serve the admission webhook (HTTPS)"),
+    "announce": ("speaker.announce_cli", "answer ARP/NDP for IPs on this node until interrupted"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported (every module when command is None)."""
     parser = _Parser(prog="l2guard", description="Guard bare-metal LoadBalancer IPs at layer 2.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    explain.add_parser(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if command == name:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_usage(sys.stderr)

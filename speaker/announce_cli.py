@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from speaker.announcer import ALL_INTERFACES, DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer, Event
 from speaker.interfaces import DEFAULT_EXCLUDE
@@ -66,7 +66,7 @@ def add_parser(subparsers: Any) -> None:
         "SIGTERM, then print counters. Needs root or CAP_NET_RAW.",
     )
     _add_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(run=run)
 
 
 def _fail(message: str) -> int:
@@ -93,8 +93,9 @@ def _describe(event: Event) -> str:
     return " ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the command; returns the exit status."""
+def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the command; returns the exit status. (`out`/`err` match the `l2guard` dispatcher; output goes to the
+    process's own stdout and stderr, which signal handling and the exit counters rely on.)"""
     ips: list[str] = []
     for raw in args.ips:
         try:

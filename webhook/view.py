@@ -22,8 +22,8 @@ from typing import Any
 from l2core.model import Cluster, EligibilitySettings, EndpointSlice, IPAddressPool, L2Advertisement, Node, Service
 from l2core.parse import build_cluster, kind_of, parse_advertisement, parse_endpoint_slice, parse_node, parse_pool
 from l2core.parse import parse_service as _parse_service
-from l2core.plan import Plan, Planner
-from l2core.policy import Impact, PlanIndex
+from l2core.plan import Plan, PlanIndex, Planner
+from l2core.policy import Impact
 from l2core.problems import Problem
 
 

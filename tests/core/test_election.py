@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l2core.election import elect, elect_with_digest, election_digest, ranked
+from l2core.election import digest_from, elect, elect_with_digest, election_digest, election_prefix, ranked
 
 names = st.lists(st.from_regex(r"\A[a-z][a-z0-9-]{0,12}\Z"), min_size=1, max_size=12, unique=True)
 ips = st.sampled_from(["192.0.2.100", "198.51.100.7", "203.0.113.250", "2001:db8::100", "2001:db8:1::1"])
@@ -25,9 +25,13 @@ def test_known_answer_for_the_captured_cluster() -> None:
     assert elect(["worker-1", "worker-2"], "192.0.2.100") == reference_winner(["worker-1", "worker-2"], "192.0.2.100")
 
 
+def test_prefix_digests_equal_whole_digests() -> None:
+    assert digest_from(election_prefix("worker-1"), "2001:db8::1") == election_digest("worker-1", "2001:db8::1")
+
+
 def test_no_candidates_means_no_winner() -> None:
     assert elect([], "192.0.2.1") is None
-    assert elect_with_digest([], "192.0.2.1", weights={}, encoded={}) == (None, b"")
+    assert elect_with_digest([], "192.0.2.1", weights={}, prefixes={}) == (None, b"")
 
 
 def test_weight_beats_hash() -> None:
@@ -43,8 +47,8 @@ def test_any_permutation_gives_the_same_owner(nodes: list[str], ip: str, rnd) ->
     shuffled = list(nodes)
     rnd.shuffle(shuffled)
     assert elect(shuffled, ip) == elect(nodes, ip) == reference_winner(nodes, ip)
-    encoded = {n: n.encode() for n in nodes}
-    assert elect_with_digest(shuffled, ip, weights={}, encoded=encoded)[0] == reference_winner(nodes, ip)
+    prefixes = {n: election_prefix(n) for n in nodes}
+    assert elect_with_digest(shuffled, ip, weights={}, prefixes=prefixes)[0] == reference_winner(nodes, ip)
 
 
 @given(names, ips, st.from_regex(r"\A[a-z][a-z0-9-]{0,12}\Z"))
@@ -65,5 +69,5 @@ def test_weighted_owner_is_the_best_hash_among_the_heaviest(nodes: list[str], ip
     top = max(weights.get(n, 0) for n in nodes)
     heaviest = [n for n in nodes if weights.get(n, 0) == top]
     assert owner == reference_winner(heaviest, ip)
-    encoded = {n: n.encode() for n in nodes}
-    assert elect_with_digest(nodes, ip, weights=weights, encoded=encoded)[0] == owner
+    prefixes = {n: election_prefix(n) for n in nodes}
+    assert elect_with_digest(nodes, ip, weights=weights, prefixes=prefixes)[0] == owner

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from l2core.model import EXCLUDE_LABEL, EligibilitySettings, LabelSemantics, Node
 from l2core.parse import parse_node
-from l2core.plan import Move, diff, plan
+from l2core.plan import Move, PlanIndex, diff, plan
 from l2core.policy import (
     ALLOW_EXCLUDE_ANNOTATION,
     Action,
@@ -19,7 +19,6 @@ from l2core.policy import (
     Mode,
     NodePolicy,
     NodeRequest,
-    PlanIndex,
     Requester,
     StripScope,
     decide_node,
