@@ -463,8 +463,13 @@ def test_http_via_vip_works_only_through_our_answers_and_failover_interruption_i
 
 
 def test_announce_cli_answers_then_prints_counters_and_goes_silent_on_sigterm(topo: Topology) -> None:
+    # Through the real `l2guard announce` entry point, with metrics served on node-a's own loopback.
+    metrics_port = 19101
     proc = subprocess.Popen(
-        topo.node_a.cmd([PYTHON, "-m", "speaker.announce_cli", "--interface", "eth0", "--json", VIP4, VIP6]),
+        topo.node_a.cmd(
+            [PYTHON, "-m", "l2guard.cli", "announce", "--interface", "eth0", "--json",
+             "--metrics-port", str(metrics_port), VIP4, VIP6]
+        ),  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -477,6 +482,16 @@ def test_announce_cli_answers_then_prints_counters_and_goes_silent_on_sigterm(to
                          f"l2guard announce: announcing {VIP6} on eth0\n"]  # fmt: skip
         assert arping(topo.client, VIP4, count=2)[0] == 2
         assert ndisc6(topo.client, VIP6) == topo.node_a.mac
+        topo.node_a.run(["ip", "link", "set", "lo", "up"])
+        metrics = topo.node_a.run(["curl", "-sf", "--max-time", "5", f"http://127.0.0.1:{metrics_port}/metrics"])
+        answered = {
+            line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("l2guard_speaker_ip_requests_answered_total{")
+        }
+        assert answered[f'family="ipv4",interface="eth0",ip="{VIP4}"'] >= 2
+        assert answered[f'family="ipv6",interface="eth0",ip="{VIP6}"'] >= 1
+        assert "l2guard_speaker_gratuitous_sent_total{" in metrics
         proc.terminate()
         out, err = proc.communicate(timeout=10)
     finally:
