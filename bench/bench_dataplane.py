@@ -50,14 +50,10 @@ def bench_latency(topo: Topology, count: int) -> list[str]:
     results: dict[str, list[dict[str, object]]] = {"kernel": [], "speaker": []}
     for _ in range(2):  # interleave to share the machine's noise
         for name, target in (("kernel", topo.node_a.ip4), ("speaker", VIP4)):
-            results[name].append(
-                tool(topo, "latency", "--target", target, "--rate", "1000", "--count", str(count))
-            )
+            results[name].append(tool(topo, "latency", "--target", target, "--rate", "1000", "--count", str(count)))
     for name, runs in results.items():
         for r in runs:
-            rows.append(
-                f"| {name} | {r['answered']}/{r['sent']} | {r['p50_us']} | {r['p90_us']} | {r['p99_us']} |"
-            )
+            rows.append(f"| {name} | {r['answered']}/{r['sent']} | {r['p50_us']} | {r['p90_us']} | {r['p99_us']} |")
     k50 = statistics.median(float(r["p50_us"]) for r in results["kernel"])  # type: ignore[arg-type]
     k99 = statistics.median(float(r["p99_us"]) for r in results["kernel"])  # type: ignore[arg-type]
     s50 = statistics.median(float(r["p50_us"]) for r in results["speaker"])  # type: ignore[arg-type]
@@ -80,9 +76,7 @@ def bench_storm(topo: Topology, node: NodeProc, flood_pps: int, owned_rps: int, 
     pid = node.proc.pid
     flood_seconds = 6.0
     flood = subprocess.Popen(
-        topo.client.cmd(
-            [PYTHON, CLIENT_TOOL, "flood", "--rate", str(flood_pps), "--duration", str(flood_seconds)]
-        ),
+        topo.client.cmd([PYTHON, CLIENT_TOOL, "flood", "--rate", str(flood_pps), "--duration", str(flood_seconds)]),
         stdout=subprocess.PIPE,
         text=True,
     )

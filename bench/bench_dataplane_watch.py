@@ -60,12 +60,7 @@ def main() -> int:
                 try:
                     while True:
                         m = nl.recv(65536)
-                        if (
-                            flip is None
-                            and int.from_bytes(m[4:6], "little") == RTM_NEWNEIGH
-                            and vip in m
-                            and mac in m
-                        ):
+                        if flip is None and int.from_bytes(m[4:6], "little") == RTM_NEWNEIGH and vip in m and mac in m:
                             flip = now
                 except BlockingIOError:
                     pass

@@ -47,9 +47,16 @@ from bench.webhook_cluster import big_node_review, cluster_documents  # noqa: E4
 
 ADMISSION = ROOT / "tests" / "data" / "admission"
 NODE_REVIEWS = [
-    "node-label-unrelated", "node-annotate", "node-cordon", "node-create", "node-unlabel-exclude",
-    "node-replace-removes-exclude", "node-label-exclude-empty", "node-label-exclude-true-overwrite",
-    "node-label-exclude-karpenter-dryrun", "node-status-patch-adds-exclude",
+    "node-label-unrelated",
+    "node-annotate",
+    "node-cordon",
+    "node-create",
+    "node-unlabel-exclude",
+    "node-replace-removes-exclude",
+    "node-label-exclude-empty",
+    "node-label-exclude-true-overwrite",
+    "node-label-exclude-karpenter-dryrun",
+    "node-status-patch-adds-exclude",
 ]
 PATH = "/mutate-v1-node?timeout=3s"
 
@@ -92,15 +99,19 @@ def client_main(args: argparse.Namespace) -> int:
     conn.close()
     latencies.sort()
     n = len(latencies)
-    print(json.dumps({
-        "requests": n,
-        "seconds": elapsed,
-        "rps": n / elapsed if elapsed else 0,
-        "p50_ms": latencies[n // 2] * 1e3 if n else None,
-        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1e3 if n else None,
-        "max_ms": latencies[-1] * 1e3 if n else None,
-        "statuses": statuses,
-    }))
+    print(
+        json.dumps(
+            {
+                "requests": n,
+                "seconds": elapsed,
+                "rps": n / elapsed if elapsed else 0,
+                "p50_ms": latencies[n // 2] * 1e3 if n else None,
+                "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1e3 if n else None,
+                "max_ms": latencies[-1] * 1e3 if n else None,
+                "statuses": statuses,
+            }
+        )
+    )
     return 0
 
 
@@ -109,8 +120,9 @@ def client_main(args: argparse.Namespace) -> int:
 
 def baseline_main(args: argparse.Namespace) -> int:
     """The ceiling: parse HTTP/1.1 by hand, answer a fixed allowed review. Keep-alive, no framework."""
-    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                       "response": {"uid": "x", "allowed": True}}).encode()
+    body = json.dumps(
+        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "x", "allowed": True}}
+    ).encode()
     reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
@@ -153,23 +165,37 @@ def make_pki(directory: Path) -> tuple[Path, Path, Path]:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("bench CA")).issuer_name(name("bench CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("bench CA"))
+        .issuer_name(name("bench CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(name("webhook")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("webhook"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = directory / "ca.pem", directory / "tls.crt", directory / "tls.key"
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return paths
 
 
@@ -189,10 +215,32 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def run_client(port: int, ca: Path, bodies: list[Path], *, count: int, rate: float = 0.0,
-               max_seconds: float = 60.0, warmup: Path | None = None) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--client", "--port", str(port), "--ca", str(ca), "--count", str(count),
-           "--rate", str(rate), "--max-seconds", str(max_seconds), *[str(b) for b in bodies]]
+def run_client(
+    port: int,
+    ca: Path,
+    bodies: list[Path],
+    *,
+    count: int,
+    rate: float = 0.0,
+    max_seconds: float = 60.0,
+    warmup: Path | None = None,
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--client",
+        "--port",
+        str(port),
+        "--ca",
+        str(ca),
+        "--count",
+        str(count),
+        "--rate",
+        str(rate),
+        "--max-seconds",
+        str(max_seconds),
+        *[str(b) for b in bodies],
+    ]
     if warmup is not None:
         cmd += ["--warmup", str(warmup)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=max_seconds + 60)
@@ -210,8 +258,16 @@ def run_wrk(port: int, body: Path, *, seconds: int, connections: int = 16) -> di
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
         f'local f = io.open("{body}", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
     )
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-           f"https://127.0.0.1:{port}{PATH}"]
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"https://127.0.0.1:{port}{PATH}",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
 
     def ms(label: str) -> float | None:
@@ -222,16 +278,38 @@ def run_wrk(port: int, body: Path, *, seconds: int, connections: int = 16) -> di
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(rps.group(1)) if rps else None, "p50_ms": ms("50%"), "p99_ms": ms("99%"),
-            "non_2xx": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": float(rps.group(1)) if rps else None,
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 def start_webhook(tmp: Path, state: Path, cert: Path, key: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     log = tmp / "webhook.log"
     port, health = free_port(), free_port()
-    cmd = [sys.executable, "-m", "webhook", "--host", "127.0.0.1", "--port", str(port), "--health-port",
-           str(health), "--cert-file", str(cert), "--key-file", str(key), "--cluster-state", str(state),
-           "--log-format", "json", "--node-policy", "warn"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "webhook",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--health-port",
+        str(health),
+        "--cert-file",
+        str(cert),
+        "--key-file",
+        str(key),
+        "--cluster-state",
+        str(state),
+        "--log-format",
+        "json",
+        "--node-policy",
+        "warn",
+    ]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
 
@@ -301,16 +379,19 @@ def main() -> int:
         template = json.loads((ADMISSION / "node-label-exclude-empty.json").read_text())["review"]
         big = tmp / "node-30kb-unrelated.json"  # ~30 KB with 50 images
         big.write_text(json.dumps(big_node_review(template, name="node-007", add_label=False)))
+
         def exclude_bodies(value: str) -> list[Path]:
             """One review per node (500), with a label value unique to the run: the webhook memoizes impacts per
             (snapshot, node, labels), so every measured request of a run computes its impact afresh."""
             out = []
             for i in range(500):
                 p = tmp / f"exclude-{value}-{i:03}.json"
-                p.write_text(json.dumps(big_node_review(template, name=f"node-{i:03}", add_label=True, images=0,
-                                                        value=value)))
+                p.write_text(
+                    json.dumps(big_node_review(template, name=f"node-{i:03}", add_label=True, images=0, value=value))
+                )
                 out.append(p)
             return out
+
         big_exclude = tmp / "node-30kb-exclude.json"
         big_exclude.write_text(json.dumps(big_node_review(template, name="node-123", add_label=True)))
 
@@ -322,16 +403,17 @@ def main() -> int:
         rows: list[str] = []
         for name, body in [*payloads.items(), ("node-30kb-unrelated (50 images)", big)]:
             r = run_client(port, ca, [body], count=closed_n)
-            rows.append(f"| {name} | {body.stat().st_size / 1024:.1f} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'])} | "
-                        f"{fmt(r['p99_ms'])} |")
+            rows.append(
+                f"| {name} | {body.stat().st_size / 1024:.1f} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'])} | "
+                f"{fmt(r['p99_ms'])} |"
+            )
         fast_paced = run_client(port, ca, [payloads["node-label-unrelated"]], count=200 * paced_s, rate=200)
         big_paced = run_client(port, ca, [big], count=200 * paced_s, rate=200)
         warm = payloads["node-label-unrelated"]
         n_excl = 250 if quick else 500
         excl_closed = run_client(port, ca, exclude_bodies("closed")[:n_excl], count=n_excl, warmup=warm)
         excl_paced = run_client(port, ca, exclude_bodies("paced50")[:n_excl], count=n_excl, rate=50, warmup=warm)
-        excl_paced_100 = run_client(port, ca, exclude_bodies("paced100")[:n_excl], count=n_excl, rate=100,
-                                    warmup=warm)
+        excl_paced_100 = run_client(port, ca, exclude_bodies("paced100")[:n_excl], count=n_excl, rate=100, warmup=warm)
         excl_repeat = run_client(port, ca, [big_exclude], count=max(200, closed_n // 4))
         wrk_fast = run_wrk(port, payloads["node-label-unrelated"], seconds=wrk_s)
         wrk_big = run_wrk(port, big, seconds=wrk_s)
@@ -342,8 +424,11 @@ def main() -> int:
         stop(proc)
 
         base_port = free_port()
-        base = subprocess.Popen([sys.executable, __file__, "--baseline", "--port", str(base_port), "--cert",
-                                 str(cert), "--key", str(key)], stdout=subprocess.PIPE, text=True)
+        base = subprocess.Popen(
+            [sys.executable, __file__, "--baseline", "--port", str(base_port), "--cert", str(cert), "--key", str(key)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         procs.append(base)
         assert base.stdout is not None
         base.stdout.readline()
@@ -407,14 +492,17 @@ def main() -> int:
             "| server / payload | req/s | p50 ms | p99 ms | ratio to the bare asyncio ceiling |",
             "|---|---|---|---|---|",
         ]
-        for label, r in (("webhook, captured unrelated-label review", wrk_fast),
-                         ("webhook, 30 KB Node (50 images), unrelated label", wrk_big),
-                         ("bare asyncio HTTPS handler (ceiling), same review", wrk_base)):
+        for label, r in (
+            ("webhook, captured unrelated-label review", wrk_fast),
+            ("webhook, 30 KB Node (50 images), unrelated label", wrk_big),
+            ("bare asyncio HTTPS handler (ceiling), same review", wrk_base),
+        ):
             if r is None:
                 lines.append(f"| {label} | wrk not installed | | | |")
             else:
-                lines.append(f"| {label} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
-                             f"{ratio(r, wrk_base)} |")
+                lines.append(
+                    f"| {label} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {ratio(r, wrk_base)} |"
+                )
         lines += [
             "",
             f"## Per captured Node review (closed loop, one connection, {closed_n} requests each)",

@@ -13,29 +13,50 @@ def cluster_documents(nodes: int = 500, services: int = 10_000) -> list[dict[str
     docs: list[dict[str, Any]] = []
     for i in range(nodes):
         name = f"node-{i:03}"
-        docs.append({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
-            "status": {"addresses": [{"type": "InternalIP", "address": f"10.0.{i // 250}.{i % 250 + 1}"}]},
-        })
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+                "status": {"addresses": [{"type": "InternalIP", "address": f"10.0.{i // 250}.{i % 250 + 1}"}]},
+            }
+        )
     base = int(ipaddress.IPv4Address("198.18.0.0"))
     for j in range(services):
         ns, name = f"ns-{j % 50}", f"svc-{j:05}"
-        docs.append({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
-            "spec": {"type": "LoadBalancer"},
-            "status": {"loadBalancer": {"ingress": [{"ip": str(ipaddress.IPv4Address(base + j + 1))}]}},
-        })
-        docs.append({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{name}-x", "namespace": ns, "labels": {"kubernetes.io/service-name": name}},
-            "endpoints": [{"nodeName": f"node-{j % nodes:03}", "conditions": {"ready": True}}],
-        })
-    docs.append({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-                 "metadata": {"name": "bench", "namespace": "metallb-system"},
-                 "spec": {"addresses": ["198.18.0.0/16"]}})
-    docs.append({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
-                 "metadata": {"name": "bench", "namespace": "metallb-system"}, "spec": {}})
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"type": "LoadBalancer"},
+                "status": {"loadBalancer": {"ingress": [{"ip": str(ipaddress.IPv4Address(base + j + 1))}]}},
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {"name": f"{name}-x", "namespace": ns, "labels": {"kubernetes.io/service-name": name}},
+                "endpoints": [{"nodeName": f"node-{j % nodes:03}", "conditions": {"ready": True}}],
+            }
+        )
+    docs.append(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": "bench", "namespace": "metallb-system"},
+            "spec": {"addresses": ["198.18.0.0/16"]},
+        }
+    )
+    docs.append(
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "L2Advertisement",
+            "metadata": {"name": "bench", "namespace": "metallb-system"},
+            "spec": {},
+        }
+    )
     return docs
 
 
@@ -49,10 +70,17 @@ def big_node_review(
     req = review["request"]
     req["name"] = name
     req["uid"] = "bench-0000-0000"
-    imgs = [{"names": [f"registry.example.com/team-{k}/service-{k}@sha256:{k:064x}",
-                       f"registry.example.com/team-{k}/service-{k}:v1.{k}.0",
-                       f"mirror.example.org/cache/team-{k}/service-{k}@sha256:{k + 1:064x}"],
-             "sizeBytes": 100_000_000 + k} for k in range(images)]
+    imgs = [
+        {
+            "names": [
+                f"registry.example.com/team-{k}/service-{k}@sha256:{k:064x}",
+                f"registry.example.com/team-{k}/service-{k}:v1.{k}.0",
+                f"mirror.example.org/cache/team-{k}/service-{k}@sha256:{k + 1:064x}",
+            ],
+            "sizeBytes": 100_000_000 + k,
+        }
+        for k in range(images)
+    ]
     for key in ("object", "oldObject"):
         obj = req[key]
         obj["metadata"]["name"] = name

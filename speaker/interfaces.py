@@ -90,9 +90,7 @@ def _link_from_msg(msg: Any) -> Link | None:
     except ValueError:
         mac = b""
     master = msg.get("IFLA_MASTER")
-    return Link(
-        name, int(msg["index"]), flags=int(msg["flags"]), mac=mac, master=int(master) if master else None
-    )
+    return Link(name, int(msg["index"]), flags=int(msg["flags"]), mac=mac, master=int(master) if master else None)
 
 
 def scan_links() -> dict[str, Link]:

@@ -127,22 +127,9 @@ def icmpv6_checksum_ok(src: bytes, dst: bytes, *, message: bytes) -> bool:
 # ------------------------------------------------------------------------------------------------------- ARP
 
 
-def build_arp(
-    eth_dst: bytes, eth_src: bytes, *, op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes
-) -> bytes:
+def build_arp(eth_dst: bytes, eth_src: bytes, *, op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> bytes:
     """Any Ethernet/IPv4 ARP frame, padded to the Ethernet minimum."""
-    return (
-        eth_dst
-        + eth_src
-        + ETHERTYPE_ARP
-        + _ARP_FIXED
-        + struct.pack("!H", op)
-        + sha
-        + spa
-        + tha
-        + tpa
-        + _ARP_PAD
-    )
+    return eth_dst + eth_src + ETHERTYPE_ARP + _ARP_FIXED + struct.pack("!H", op) + sha + spa + tha + tpa + _ARP_PAD
 
 
 def build_arp_request(mac: bytes, spa: bytes, *, tpa: bytes, eth_dst: bytes = BROADCAST_MAC) -> bytes:
@@ -152,17 +139,7 @@ def build_arp_request(mac: bytes, spa: bytes, *, tpa: bytes, eth_dst: bytes = BR
 
 def build_arp_reply(mac: bytes, vip: bytes, *, requester_mac: bytes, requester_ip: bytes) -> bytes:
     """The answer "``vip`` is at ``mac``", unicast to the requester."""
-    return (
-        requester_mac
-        + mac
-        + ETHERTYPE_ARP
-        + _ARP_REPLY_HDR
-        + mac
-        + vip
-        + requester_mac
-        + requester_ip
-        + _ARP_PAD
-    )
+    return requester_mac + mac + ETHERTYPE_ARP + _ARP_REPLY_HDR + mac + vip + requester_mac + requester_ip + _ARP_PAD
 
 
 def build_garp_request(mac: bytes, vip: bytes) -> bytes:
@@ -221,9 +198,7 @@ def _icmpv6_frame(eth_dst: bytes, eth_src: bytes, *, src: bytes, dst: bytes, bod
     return eth_dst + eth_src + ETHERTYPE_IPV6 + _ipv6_header(src, dst, payload_len=len(body)) + body
 
 
-def build_ns(
-    mac: bytes, src: bytes, *, target: bytes, dst: bytes | None = None, eth_dst: bytes | None = None
-) -> bytes:
+def build_ns(mac: bytes, src: bytes, *, target: bytes, dst: bytes | None = None, eth_dst: bytes | None = None) -> bytes:
     """A Neighbor Solicitation for ``target``.
 
     Multicast to the solicited-node group by default; pass ``dst``/``eth_dst`` for a unicast (NUD) probe.

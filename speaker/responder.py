@@ -136,9 +136,7 @@ class Port:
             self.arp_sock = open_packet_socket(self.name, packets.ETH_P_ARP, prog=bpf.DROP_ALL)
         # Shrinking: stop answering first, then narrow the filter; growing: the reverse.
         self.v4 = {k: v for k, v in self.v4.items() if k in new}
-        self.arp_fallback = not self._attach(
-            self.arp_sock, prog, fallback=bpf.arp_program(new, max_ips=0), exact=exact
-        )
+        self.arp_fallback = not self._attach(self.arp_sock, prog, fallback=bpf.arp_program(new, max_ips=0), exact=exact)
         self.v4 = new
 
     def _set_v6(self, new: dict[bytes, str]) -> None:
@@ -151,9 +149,7 @@ class Port:
         if self.ndp_sock is None:
             self.ndp_sock = open_packet_socket(self.name, packets.ETH_P_IPV6, prog=bpf.DROP_ALL)
         self.v6 = {k: v for k, v in self.v6.items() if k in new}
-        self.ndp_fallback = not self._attach(
-            self.ndp_sock, prog, fallback=bpf.ndp_program(new, max_ips=0), exact=exact
-        )
+        self.ndp_fallback = not self._attach(self.ndp_sock, prog, fallback=bpf.ndp_program(new, max_ips=0), exact=exact)
         self.v6 = new
         self._sync_groups({packets.solicited_node_address(k) for k in new})
 

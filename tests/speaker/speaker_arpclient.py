@@ -252,9 +252,7 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=0.3)
     ap.add_argument("--max-seconds", type=float, default=30.0)
     a = ap.parse_args()
-    fn = {"probe": cmd_probe, "latency": cmd_latency, "load": cmd_load, "flood": cmd_flood, "ns": cmd_ns}[
-        a.mode
-    ]
+    fn = {"probe": cmd_probe, "latency": cmd_latency, "load": cmd_load, "flood": cmd_flood, "ns": cmd_ns}[a.mode]
     print(json.dumps(fn(a)), flush=True)
     return 0
 

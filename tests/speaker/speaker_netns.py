@@ -37,9 +37,7 @@ def sn_group(ip6: str) -> str:
     return str(ipaddress.IPv6Address(solicited_node_address(ipaddress.IPv6Address(ip6).packed)))
 
 
-def sh(
-    cmd: str | Sequence[str], *, check: bool = True, timeout: float = 20.0
-) -> subprocess.CompletedProcess[str]:
+def sh(cmd: str | Sequence[str], *, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
     """Run a command (no shell), capture text output; raise with its stderr on failure if ``check``."""
     argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
     res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
@@ -156,9 +154,7 @@ class Topology:
     def mdb_ports(self, group: str) -> set[str]:
         """Bridge ports that the snooping bridge forwards ``group`` to (from `bridge mdb`)."""
         out = sh(["ip", "netns", "exec", self.br, "bridge", "mdb", "show", "dev", "br0"], check=False).stdout
-        return {
-            line.split()[3] for line in out.splitlines() if f" grp {group} " in f"{line} " and "port" in line
-        }
+        return {line.split()[3] for line in out.splitlines() if f" grp {group} " in f"{line} " and "port" in line}
 
     def destroy(self) -> None:
         for ns in reversed(self.created):

@@ -73,8 +73,7 @@ def main() -> int:
         cmd = req.get("cmd")
         if cmd == "set":
             desired = {
-                ip: (ALL_INTERFACES if where == "all" else frozenset(where))
-                for ip, where in req["desired"].items()
+                ip: (ALL_INTERFACES if where == "all" else frozenset(where)) for ip, where in req["desired"].items()
             }
             t_set = time.monotonic()
             st = ann.set(desired)

@@ -110,9 +110,7 @@ def test_ndp_filter_falls_back_to_all_ns_na_beyond_max() -> None:
 
 
 def test_default_maximum_programs_stay_under_the_instruction_limit() -> None:
-    big4 = bpf.arp_program(
-        {ipaddress.IPv4Address(0xCB007100 + n).packed for n in range(bpf.DEFAULT_MAX_ARP_IPS)}
-    )
+    big4 = bpf.arp_program({ipaddress.IPv4Address(0xCB007100 + n).packed for n in range(bpf.DEFAULT_MAX_ARP_IPS)})
     big6 = bpf.ndp_program({v6(n) for n in range(bpf.DEFAULT_MAX_NDP_IPS)})
     assert len(big4) <= bpf.BPF_MAXINSNS and len(big6) <= bpf.BPF_MAXINSNS
     assert run(big4, arp(1, "192.0.2.1", "203.0.113.5")) > 0
@@ -125,9 +123,7 @@ def test_pack_rejects_oversized_program() -> None:
 
 @pytest.mark.root
 def test_kernel_accepts_the_largest_default_programs(need_root: None) -> None:
-    big4 = bpf.arp_program(
-        {ipaddress.IPv4Address(0xCB007100 + n).packed for n in range(bpf.DEFAULT_MAX_ARP_IPS)}
-    )
+    big4 = bpf.arp_program({ipaddress.IPv4Address(0xCB007100 + n).packed for n in range(bpf.DEFAULT_MAX_ARP_IPS)})
     big6 = bpf.ndp_program({v6(n) for n in range(bpf.DEFAULT_MAX_NDP_IPS)})
     for prog in (big4, big6):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)

@@ -137,9 +137,7 @@ def test_kernel_nud_unicast_probe_for_vip6_is_answered_and_entry_becomes_reachab
     a.set({VIP6: ["eth0"]})
     client.run(["sysctl", "-qw", "net.ipv6.neigh.eth0.delay_first_probe_time=1"])
     try:
-        client.run(
-            ["ip", "-6", "neigh", "replace", VIP6, "lladdr", topo.node_a.mac, "dev", "eth0", "nud", "stale"]
-        )
+        client.run(["ip", "-6", "neigh", "replace", VIP6, "lladdr", topo.node_a.mac, "dev", "eth0", "nud", "stale"])
         cap = Capture(client, Path(f"/tmp/l2g-nud-{topo.suffix}.pcap"), "icmp6")
         client.run(["ping", "-6", "-c1", "-W1", VIP6], check=False)  # STALE -> DELAY -> PROBE (unicast NS)
         assert wait_for(lambda: client.neigh(VIP6)[1] == "REACHABLE", timeout=5)
@@ -375,9 +373,11 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.send_header("Content-Length", str(len(name))); self.end_headers()
         self.wfile.write(name)
     def log_message(self, *a): pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-socketserver.ThreadingTCPServer(("0.0.0.0", 8080), H).serve_forever()
+class Server(socketserver.ThreadingTCPServer):
+    address_family = __import__("socket").AF_INET6  # dual-stack: IPv4 arrives as ::ffff:a.b.c.d
+    allow_reuse_address = True
+    daemon_threads = True
+Server(("::", 8080), H).serve_forever()
 """
 
 PROBE = """
@@ -406,16 +406,19 @@ print(json.dumps(log))
 
 
 def serve_vip_on_lo(host: Host, name: str) -> subprocess.Popen[str]:
-    """VIP on lo with arp_ignore=1/arp_announce=2, so only the speaker answers ARP for it."""
+    """VIPs on lo. IPv4: with arp_ignore=1/arp_announce=2, so only the speaker answers ARP for it. IPv6: the kernel
+    answers a Neighbor Solicitation only for addresses of the interface it arrived on, so on lo it stays silent."""
     host.run(["ip", "addr", "add", f"{VIP4}/32", "dev", "lo"])
+    host.run(["ip", "-6", "addr", "add", f"{VIP6}/128", "dev", "lo", "nodad"])
     for conf in ("all", "eth0"):
         host.run(["sysctl", "-qw", f"net.ipv4.conf.{conf}.arp_ignore=1"])
         host.run(["sysctl", "-qw", f"net.ipv4.conf.{conf}.arp_announce=2"])
     return subprocess.Popen(host.cmd([PYTHON, "-c", SERVER, name]), stdout=subprocess.DEVNULL, text=True)
 
 
-def curl(client: Host) -> str | None:
-    res = sh(client.cmd(["curl", "-s", "--max-time", "1", f"http://{VIP4}:8080/"]), check=False)
+def curl(client: Host, vip: str = VIP4) -> str | None:
+    host = f"[{vip}]" if ":" in vip else vip
+    res = sh(client.cmd(["curl", "-s", "--max-time", "1", f"http://{host}:8080/"]), check=False)
     return res.stdout if res.returncode == 0 else None
 
 
@@ -425,17 +428,13 @@ def test_http_via_vip_works_only_through_our_answers_and_failover_interruption_i
     t = fresh_topo
     servers = [serve_vip_on_lo(t.node_a, "node-a"), serve_vip_on_lo(t.node_b, "node-b")]
     try:
-        assert wait_for(
-            lambda: "8080" in t.node_a.run(["ss", "-ltn"]) and "8080" in t.node_b.run(["ss", "-ltn"]), 5
-        )
+        assert wait_for(lambda: "8080" in t.node_a.run(["ss", "-ltn"]) and "8080" in t.node_b.run(["ss", "-ltn"]), 5)
         assert curl(t.client) is None  # the kernels stay silent: no ARP answer, no HTTP
         a = start_node(t.node_a)
         b = start_node(t.node_b)
         a.set({VIP4: ["eth0"]})
         assert curl(t.client) == "node-a"
-        probe = subprocess.Popen(
-            t.client.cmd([PYTHON, "-c", PROBE, VIP4, "2.5"]), stdout=subprocess.PIPE, text=True
-        )
+        probe = subprocess.Popen(t.client.cmd([PYTHON, "-c", PROBE, VIP4, "2.5"]), stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)
         t0 = time.monotonic()
         t.node_a.run(["ip", "link", "set", "eth0", "down"])  # node-a fails
@@ -459,17 +458,37 @@ def test_http_via_vip_works_only_through_our_answers_and_failover_interruption_i
             s.wait(10)
 
 
+def test_http_via_ipv6_vip_works_only_through_our_answers_and_follows_a_takeover(
+    fresh_topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    t = fresh_topo
+    servers = [serve_vip_on_lo(t.node_a, "node-a"), serve_vip_on_lo(t.node_b, "node-b")]
+    try:
+        assert wait_for(lambda: "8080" in t.node_a.run(["ss", "-ltn"]) and "8080" in t.node_b.run(["ss", "-ltn"]), 5)
+        assert curl(t.client, VIP6) is None  # no NA from either kernel: the client cannot resolve the VIP
+        a = start_node(t.node_a)
+        b = start_node(t.node_b)
+        a.set({VIP6: ["eth0"]})
+        assert curl(t.client, VIP6) == "node-a"
+        a.set({})
+        b.set({VIP6: ["eth0"]})
+        assert wait_for(lambda: curl(t.client, VIP6) == "node-b", 3)
+        assert t.client.run(["ip", "-6", "neigh", "show", VIP6]).split("lladdr ")[1].split()[0] == t.node_b.mac
+    finally:
+        for s in servers:
+            s.kill()
+            s.wait(10)
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
 def test_announce_cli_answers_then_prints_counters_and_goes_silent_on_sigterm(topo: Topology) -> None:
     # Through the real `l2guard announce` entry point, with metrics served on node-a's own loopback.
     metrics_port = 19101
+    argv = ["announce", "--interface", "eth0", "--json", "--metrics-port", str(metrics_port), VIP4, VIP6]
     proc = subprocess.Popen(
-        topo.node_a.cmd(
-            [PYTHON, "-m", "l2guard.cli", "announce", "--interface", "eth0", "--json",
-             "--metrics-port", str(metrics_port), VIP4, VIP6]
-        ),  # fmt: skip
+        topo.node_a.cmd([PYTHON, "-m", "l2guard.cli", *argv]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -177,9 +177,7 @@ def test_unsolicited_na_is_to_all_nodes_with_override_and_tlla() -> None:
 
 
 @given(mac=macs, src=ip6s, target=ip6s)
-def test_ndp_parse_roundtrips_scapy_ns_and_rejects_bad_checksum(
-    mac: bytes, src: bytes, target: bytes
-) -> None:
+def test_ndp_parse_roundtrips_scapy_ns_and_rejects_bad_checksum(mac: bytes, src: bytes, target: bytes) -> None:
     t = str(ipaddress.IPv6Address(target))
     frame = bytes(Ether(src=P.mac_str(mac), dst=in6_getnsmac(in6_getnsma(target))) / IPv6(
         src=str(ipaddress.IPv6Address(src)), dst=str(ipaddress.IPv6Address(in6_getnsma(target))), hlim=255)

@@ -98,10 +98,7 @@ def test_per_ip_series_exist_only_while_owned_and_totals_stay_monotonic() -> Non
     reg.register(SpeakerCollector(c))
     text = generate_latest(reg).decode()
     assert 'l2guard_speaker_requests_received_total{family="ipv4",interface="eth0"} 2.0' in text
-    assert (
-        'l2guard_speaker_ip_requests_received_total{family="ipv4",interface="eth0",ip="192.0.2.100"} 1.0'
-        in text
-    )
+    assert 'l2guard_speaker_ip_requests_received_total{family="ipv4",interface="eth0",ip="192.0.2.100"} 1.0' in text
     c.forget("192.0.2.100")
     text = generate_latest(reg).decode()
     assert 'ip="192.0.2.100"' not in text and 'ip="2001:db8::100"' in text
