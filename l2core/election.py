@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 _sha256 = hashlib.sha256
@@ -53,23 +54,53 @@ def digest_from(prefix: Any, ip: str) -> bytes:
     return digest
 
 
-def elect_with_digest(
+@dataclass(frozen=True, slots=True)
+class Rank:
+    """A candidate's place in one IP's election: the key is (-weight, digest), smallest first. `node` None stands
+    for "there is no such candidate"."""
+
+    node: str | None
+    weight: int
+    digest: bytes
+
+    @property
+    def key(self) -> tuple[int, bytes]:
+        return (-self.weight, self.digest)
+
+
+NO_CANDIDATE = Rank(None, 0, b"")
+_LAST = (1, b"")  # sorts after every (-weight, digest) key: weights are >= 0
+_LAST_DIGEST = b"\xff" * 33  # sorts after every 32-byte digest
+
+
+def elect_top2(
     candidates: Iterable[str], ip: str, *, weights: Mapping[str, int], prefixes: Mapping[str, Any]
-) -> tuple[str | None, bytes]:
-    """The fast path of `elect` for the planner: also returns the winner's digest, which the plan keeps so that a
-    node change costs one hash per service instead of one per candidate. `prefixes` maps every candidate to its
+) -> tuple[Rank, Rank]:
+    """The planner's election: the winner and the runner-up (each NO_CANDIDATE when missing).
+
+    The plan keeps both, so that when the winner leaves, the runner-up takes over without hashing every node again,
+    and a node that joins is compared with them at the cost of one hash. `prefixes` maps every candidate to its
     `election_prefix`; weights of zero may be omitted."""
     pool = list(candidates)
     if not pool:
-        return None, b""
-    if weights:
-        top = max(weights.get(n, 0) for n in pool)
-        pool = [n for n in pool if weights.get(n, 0) == top]
+        return NO_CANDIDATE, NO_CANDIDATE
     suffix = ip.encode()
     digests = []
     for name in pool:
         h = prefixes[name].copy()
         h.update(suffix)
         digests.append(h.digest())
-    best = min(digests)
-    return pool[digests.index(best)], best
+    if weights:
+        keys: list[tuple[int, bytes]] = [(-weights.get(n, 0), d) for n, d in zip(pool, digests, strict=True)]
+        first = keys.index(min(keys))
+        keys[first] = _LAST
+        second = keys.index(min(keys)) if len(pool) > 1 else -1
+    else:  # the common case: compare the digests themselves, no tuples
+        plain = list(digests)
+        first = plain.index(min(plain))
+        plain[first] = _LAST_DIGEST
+        second = plain.index(min(plain)) if len(pool) > 1 else -1
+    winner = Rank(pool[first], weights.get(pool[first], 0), digests[first])
+    if second < 0:
+        return winner, NO_CANDIDATE
+    return winner, Rank(pool[second], weights.get(pool[second], 0), digests[second])

@@ -22,7 +22,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Protocol
 
-from l2core.election import digest_from, elect_with_digest, election_prefix
+from l2core.election import NO_CANDIDATE, Rank, digest_from, elect_top2, election_prefix
 from l2core.eligibility import NodeVerdict, Reason, node_wide_reasons
 from l2core.model import Cluster, EligibilitySettings, EndpointSlice, IPAddressPool, L2Advertisement, Node, Service
 
@@ -57,8 +57,10 @@ class ServicePlan:
     selection: SelectionKey | None = None  # None when there is no pool to select advertisements for
     local_nodes: frozenset[str] | None = None  # externalTrafficPolicy Local: nodes with a serving endpoint
     load_balancer_class: str | None = None
-    # The announcer's election digest: the per-(node, ip) hash cache that makes node changes cheap.
+    # The per-(node, ip) hash cache that makes node changes cheap: the announcer's election digest, and the
+    # runner-up (NO_CANDIDATE: there is none; None: not known, after it took over or may have changed).
     digest: bytes = field(default=b"", compare=False, repr=False)
+    runner_up: Rank | None = field(default=None, compare=False, repr=False)
 
     @property
     def election_ip(self) -> str | None:
@@ -356,6 +358,7 @@ class Planner:
 
         announcer: str | None = None
         digest = b""
+        runner_up: Rank | None = None
         if selection is not None:
             sel = self._selection(selection)
             self.by_selection.setdefault(selection, set()).add(key)
@@ -363,9 +366,10 @@ class Planner:
                 candidates = self.bases[selection]
                 if local_nodes is not None:
                     candidates = candidates & local_nodes
-                announcer, digest = elect_with_digest(
+                winner, runner_up = elect_top2(
                     candidates, svc.ingress_ips[0], weights=sel.weights, prefixes=self.prefixes
                 )
+                announcer, digest = winner.node, winner.digest
                 if announcer is not None:
                     self.by_announcer.setdefault(announcer, set()).add(key)
         pool_name = self._pools[pool_key].name if pool_key else None
@@ -379,6 +383,7 @@ class Planner:
             selection=selection,
             local_nodes=local_nodes,
             digest=digest,
+            runner_up=runner_up,
         )
 
     def _replan_services(self, keys: Iterable[str]) -> PlanDiff:
@@ -565,12 +570,15 @@ def node_change(
         if was_in and is_in and old_weight == weight:
             continue
         base = old_base | {name} if is_in else old_base - {name}
-        if is_in and (not was_in or weight > old_weight):
+        stronger = is_in and (not was_in or weight > old_weight)
+        if stronger:
             candidates: Iterable[str] = ctx.by_selection.get(key, ())
         else:
             candidates = [k for k in ctx.by_announcer.get(name, ()) if ctx.services[k].selection == key]
         for svc_key in candidates:
-            sp = _reconsider(ctx.services[svc_key], name, base, sel.weights, is_in=is_in, prefixes=prefixes)
+            sp = _reconsider(
+                ctx.services[svc_key], name, base, sel.weights, is_in=is_in, stronger=stronger, prefixes=prefixes
+            )
             if sp is not None:
                 change.services[svc_key] = sp
                 if sp.announcer != ctx.services[svc_key].announcer:
@@ -610,24 +618,63 @@ def _reconsider(
     weights: Mapping[str, int],
     *,
     is_in: bool,
+    stronger: bool,
     prefixes: Mapping[str, Any],
 ) -> ServicePlan | None:
-    """The service's new plan when node `name`'s candidacy changed, or None when its owner stays."""
+    """The service's new plan when node `name` entered, left or changed weight among its candidates; None when
+    nothing about its election changed. All other nodes are as they were, which is what makes the shortcuts sound:
+
+    - the owner left: the kept runner-up takes over (re-checked: still a candidate, same weight);
+    - the owner got weaker: the runner-up takes over if it now ranks first;
+    - another node joined or got stronger: one hash, compared with the owner and the runner-up.
+    Where the runner-up is not known, the election runs again among the candidates."""
     if sp.service_reasons or sp.status not in (Status.ANNOUNCED, Status.NOBODY):
         return None
     if sp.local_nodes is not None and name not in sp.local_nodes:
         return None
-    ip = sp.ips[0]
+    weight = weights.get(name, 0) if is_in else 0
     if sp.announcer == name:
+        if stronger:
+            return None  # the owner only got heavier: still first
         candidates = base & sp.local_nodes if sp.local_nodes is not None else base
-        owner, digest = elect_with_digest(candidates, ip, weights=weights, prefixes=prefixes)
-    elif is_in:
-        digest = digest_from(prefixes[name], ip)
-        if sp.announcer is not None and (-weights.get(sp.announcer, 0), sp.digest) <= (-weights.get(name, 0), digest):
-            return None
-        owner = name
-    else:
+        runner = sp.runner_up
+        known = runner is not None and (
+            not candidates
+            if runner.node is None
+            else runner.node in candidates and weights.get(runner.node, 0) == runner.weight
+        )
+        if is_in and runner is not None and known and (runner.node is None or (-weight, sp.digest) < runner.key):
+            return None  # still first: only its weight changed
+        if known and runner is not None and not is_in:
+            return _with_owner(sp, runner, runner_up=None if runner.node is not None else NO_CANDIDATE)
+        if known and runner is not None and runner.node is not None:  # got weaker and the runner-up now leads
+            return _with_owner(sp, runner, runner_up=None)
+        winner, second = elect_top2(candidates, sp.ips[0], weights=weights, prefixes=prefixes)
+        return _with_owner(sp, winner, runner_up=second)
+    if not is_in:
+        return None  # a node that was not the owner got weaker or left; a stale runner-up is caught on use
+    # The hot loop when a node joins: every service of the selection gets here, so compare raw values first.
+    digest = digest_from(prefixes[name], sp.ips[0])
+    if sp.announcer is None:
+        return _with_owner(sp, Rank(name, weight, digest), runner_up=NO_CANDIDATE)
+    owner_weight = weights.get(sp.announcer, 0)
+    if weight > owner_weight or (weight == owner_weight and digest < sp.digest):
+        return _with_owner(sp, Rank(name, weight, digest), runner_up=Rank(sp.announcer, owner_weight, sp.digest))
+    runner = sp.runner_up
+    if runner is None:
         return None
-    if owner == sp.announcer and digest == sp.digest:
-        return None
-    return replace(sp, announcer=owner, status=Status.ANNOUNCED if owner else Status.NOBODY, digest=digest)
+    if runner.node == name:
+        return None if runner.weight == weight else replace(sp, runner_up=Rank(name, weight, digest))
+    if runner.node is None or weight > runner.weight or (weight == runner.weight and digest < runner.digest):
+        return replace(sp, runner_up=Rank(name, weight, digest))
+    return None
+
+
+def _with_owner(sp: ServicePlan, owner: Rank, *, runner_up: Rank | None) -> ServicePlan:
+    return replace(
+        sp,
+        announcer=owner.node,
+        status=Status.ANNOUNCED if owner.node else Status.NOBODY,
+        digest=owner.digest,
+        runner_up=runner_up,
+    )

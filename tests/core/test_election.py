@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l2core.election import digest_from, elect, elect_with_digest, election_digest, election_prefix, ranked
+from l2core.election import NO_CANDIDATE, digest_from, elect, elect_top2, election_digest, election_prefix, ranked
 
 names = st.lists(st.from_regex(r"\A[a-z][a-z0-9-]{0,12}\Z"), min_size=1, max_size=12, unique=True)
 ips = st.sampled_from(["192.0.2.100", "198.51.100.7", "203.0.113.250", "2001:db8::100", "2001:db8:1::1"])
@@ -31,7 +31,9 @@ def test_prefix_digests_equal_whole_digests() -> None:
 
 def test_no_candidates_means_no_winner() -> None:
     assert elect([], "192.0.2.1") is None
-    assert elect_with_digest([], "192.0.2.1", weights={}, prefixes={}) == (None, b"")
+    assert elect_top2([], "192.0.2.1", weights={}, prefixes={}) == (NO_CANDIDATE, NO_CANDIDATE)
+    only, runner = elect_top2(["n1"], "192.0.2.1", weights={}, prefixes={"n1": election_prefix("n1")})
+    assert (only.node, runner) == ("n1", NO_CANDIDATE)
 
 
 def test_weight_beats_hash() -> None:
@@ -48,7 +50,9 @@ def test_any_permutation_gives_the_same_owner(nodes: list[str], ip: str, rnd) ->
     rnd.shuffle(shuffled)
     assert elect(shuffled, ip) == elect(nodes, ip) == reference_winner(nodes, ip)
     prefixes = {n: election_prefix(n) for n in nodes}
-    assert elect_with_digest(shuffled, ip, weights={}, prefixes=prefixes)[0] == reference_winner(nodes, ip)
+    winner, runner = elect_top2(shuffled, ip, weights={}, prefixes=prefixes)
+    assert winner.node == reference_winner(nodes, ip)
+    assert runner.node == (reference_winner([n for n in nodes if n != winner.node], ip) if len(nodes) > 1 else None)
 
 
 @given(names, ips, st.from_regex(r"\A[a-z][a-z0-9-]{0,12}\Z"))
@@ -70,4 +74,7 @@ def test_weighted_owner_is_the_best_hash_among_the_heaviest(nodes: list[str], ip
     heaviest = [n for n in nodes if weights.get(n, 0) == top]
     assert owner == reference_winner(heaviest, ip)
     prefixes = {n: election_prefix(n) for n in nodes}
-    assert elect_with_digest(nodes, ip, weights=weights, prefixes=prefixes)[0] == owner
+    winner, runner = elect_top2(nodes, ip, weights=weights, prefixes=prefixes)
+    assert winner.node == owner and winner.weight == top
+    rest = [n for n in nodes if n != owner]
+    assert runner.node == (elect(rest, ip, weights=weights) if rest else None)
