@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.helpers import DATA
+from tests.builders import DATA
 
 EXCLUDE = "node.kubernetes.io/exclude-from-external-load-balancers"
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from l2core.model import EXCLUDE_LABEL, EligibilitySettings, Node
 from l2core.parse import build_cluster
 from l2core.plan import Planner, diff, plan
-from tests.core.helpers import READY, endpoints, l2adv, node, pool, service
+from tests.builders import READY, advertisement, endpoints, node, pool, service
 
 NODES = [f"n{i}" for i in range(6)]
 LABEL_CHOICES = st.fixed_dictionaries(
@@ -35,9 +35,9 @@ def cluster(local_nodes: list[str]):  # type: ignore[no-untyped-def]
         )
         objs.append(endpoints(f"s{i}", {n: READY for n in local_nodes[: 1 + i % 3]}))
     objs += [
-        pool("lan", ["192.0.2.96/27", "2001:db8::/120"]),
-        l2adv("all", ipAddressPools=["lan"], nodeSelectors=[{"matchLabels": {"zone": "a"}}]),
-        l2adv(
+        pool("lan", "192.0.2.96/27", "2001:db8::/120"),
+        advertisement("all", ipAddressPools=["lan"], nodeSelectors=[{"matchLabels": {"zone": "a"}}]),
+        advertisement(
             "gold",
             ipAddressPools=["lan"],
             serviceSelectors=[{"matchLabels": {"tier": "gold"}}],
@@ -84,7 +84,7 @@ def test_incremental_node_changes_match_a_full_replan(order: list[str], evs, sem
 def test_service_and_endpoint_updates_replan_that_service_only() -> None:
     from l2core.parse import parse_endpoint_slice, parse_service
     from l2core.plan import Status
-    from tests.core.helpers import NOT_SERVING
+    from tests.builders import NOT_SERVING
 
     planner = Planner(cluster(NODES), EligibilitySettings())
     key = "default/s3"  # externalTrafficPolicy Local

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from l2core.parse import build_cluster, flatten, parse_advertisement, parse_node, parse_pool, parse_service
-from tests.core.helpers import DATA, EXCLUDE, fixture, l2adv, pool
+from tests.builders import DATA, EXCLUDE, advertisement, fixture, pool
 
 LISTS = ["nodes", "services", "endpointslices", "ipaddresspools", "l2advertisements"]
 
@@ -80,7 +80,7 @@ def test_unknown_kinds_are_ignored_and_counted() -> None:
 
 
 def test_a_broken_pool_is_left_out_with_field_addressed_problems() -> None:
-    p, problems = parse_pool(pool("lan", ["192.0.2.0/24", "192.0.2.300/24", "192.0.2.9-192.0.2.1", "192.0.2.128/25"]))
+    p, problems = parse_pool(pool("lan", "192.0.2.0/24", "192.0.2.300/24", "192.0.2.9-192.0.2.1", "192.0.2.128/25"))
     assert p is None
     assert [str(x) for x in problems] == [
         "IPAddressPool metallb-system/lan: spec.addresses[1]: '192.0.2.300/24' is not a valid CIDR",
@@ -91,9 +91,9 @@ def test_a_broken_pool_is_left_out_with_field_addressed_problems() -> None:
 
 
 def test_empty_pool_and_duplicate_namespaces_are_problems() -> None:
-    _, problems = parse_pool(pool("p", []))
+    _, problems = parse_pool(pool("p"))
     assert [x.path for x in problems] == ["spec.addresses"]
-    _, problems = parse_pool(pool("p", ["192.0.2.0/28"], serviceAllocation={"namespaces": ["a", "b", "a"]}))
+    _, problems = parse_pool(pool("p", "192.0.2.0/28", serviceAllocation={"namespaces": ["a", "b", "a"]}))
     assert [str(x) for x in problems] == [
         "IPAddressPool metallb-system/p: spec.serviceAllocation.namespaces[2]: duplicate namespace 'a'"
     ]
@@ -102,7 +102,7 @@ def test_empty_pool_and_duplicate_namespaces_are_problems() -> None:
 def test_advertisement_duplicates_and_bad_selectors() -> None:
     dup = {"matchLabels": {"zone": "a"}}
     adv, problems = parse_advertisement(
-        l2adv(
+        advertisement(
             "lan",
             ipAddressPools=["lan", "lan"],
             nodeSelectors=[dup, dup],
@@ -121,7 +121,7 @@ def test_advertisement_duplicates_and_bad_selectors() -> None:
 
 def test_advertisement_fields() -> None:
     adv, problems = parse_advertisement(
-        l2adv(
+        advertisement(
             "lan",
             ipAddressPoolSelectors=[{"matchLabels": {"tier": "public"}}],
             nodeSelectors=[{"matchLabels": {"zone": "a"}}],

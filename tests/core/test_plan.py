@@ -10,14 +10,14 @@ from l2core.eligibility import Reason
 from l2core.model import EligibilitySettings, LabelSemantics
 from l2core.parse import build_cluster
 from l2core.plan import Plan, Planner, Status, diff, plan
-from tests.core.helpers import (
+from tests.builders import (
     EXCLUDE,
     NOT_SERVING,
     READY,
     TERMINATING_SERVING,
+    advertisement,
     endpoints,
     fixture,
-    l2adv,
     node,
     pool,
     service,
@@ -36,7 +36,7 @@ def reasons(p: Plan, key: str) -> dict[str, set[Reason]]:
     return {v.name: set(v.reasons) for v in p.verdicts(key)}
 
 
-BASE = [pool("lan", ["192.0.2.100-192.0.2.120", "2001:db8::100/120"]), l2adv("lan", ipAddressPools=["lan"])]
+BASE = [pool("lan", "192.0.2.100-192.0.2.120", "2001:db8::100/120"), advertisement("lan", ipAddressPools=["lan"])]
 
 
 def kubeadm_single_node() -> list[Any]:
@@ -122,8 +122,8 @@ def test_node_selectors_restrict_candidates() -> None:
         *three_nodes(n1={"zone": "a"}, n2={"zone": "b"}, n3={"zone": "b"}),
         service("web", ["192.0.2.100"]),
         endpoints("web", {"n1": READY}),
-        pool("lan", ["192.0.2.100/30"]),
-        l2adv("zone-b", ipAddressPools=["lan"], nodeSelectors=[{"matchLabels": {"zone": "b"}}]),
+        pool("lan", "192.0.2.100/30"),
+        advertisement("zone-b", ipAddressPools=["lan"], nodeSelectors=[{"matchLabels": {"zone": "b"}}]),
     ]
     p = make(objs)
     assert p.services["default/web"].announcer == elect(["n2", "n3"], "192.0.2.100")
@@ -137,8 +137,8 @@ def test_service_selectors_choose_the_advertisement() -> None:
         service("other", ["192.0.2.101"]),
         endpoints("public", {"n1": READY}),
         endpoints("other", {"n1": READY}),
-        pool("lan", ["192.0.2.100/30"]),
-        l2adv(
+        pool("lan", "192.0.2.100/30"),
+        advertisement(
             "pub",
             ipAddressPools=["lan"],
             serviceSelectors=[{"matchLabels": {"exposure": "public"}}],
@@ -158,8 +158,8 @@ def test_pool_selectors_and_interfaces() -> None:
         *three_nodes(n1={"zone": "a"}),
         service("web", ["192.0.2.100"]),
         endpoints("web", {"n1": READY}),
-        pool("lan", ["192.0.2.100/30"], labels={"tier": "public"}),
-        l2adv(
+        pool("lan", "192.0.2.100/30", labels={"tier": "public"}),
+        advertisement(
             "a",
             ipAddressPoolSelectors=[{"matchLabels": {"tier": "public"}}],
             interfaces=["eth1"],
@@ -179,8 +179,8 @@ def test_preferred_nodes_win_over_the_hash() -> None:
         *three_nodes(**{preferred: {"rack": "fast"}}),
         service("web", ["192.0.2.100"]),
         endpoints("web", {"n1": READY}),
-        pool("lan", ["192.0.2.100/30"]),
-        l2adv("lan", preferredNodeSelectors=[{"weight": 10, "preference": {"matchLabels": {"rack": "fast"}}}]),
+        pool("lan", "192.0.2.100/30"),
+        advertisement("lan", preferredNodeSelectors=[{"weight": 10, "preference": {"matchLabels": {"rack": "fast"}}}]),
     ]
     assert make(objs).services["default/web"].announcer == preferred
 
@@ -208,9 +208,9 @@ def test_ip_outside_every_pool_and_ips_across_pools() -> None:
         service("split", ["192.0.2.100", "2001:db8:ffff::1"]),
         endpoints("stray", {"n1": READY}),
         endpoints("split", {"n1": READY}),
-        pool("v4", ["192.0.2.100/30"]),
-        pool("v6", ["2001:db8:ffff::/64"]),
-        l2adv("all"),
+        pool("v4", "192.0.2.100/30"),
+        pool("v6", "2001:db8:ffff::/64"),
+        advertisement("all"),
     ]
     p = make(objs)
     assert p.services["default/stray"].service_reasons == {Reason.IP_IN_NO_POOL}
@@ -224,8 +224,8 @@ def test_shared_ip_with_service_selectors_is_refused() -> None:
         *three_nodes(),
         service("a", ["192.0.2.100"], annotations={"metallb.io/allow-shared-ip": "k"}, labels={"x": "y"}),
         endpoints("a", {"n1": READY}),
-        pool("lan", ["192.0.2.100/30"]),
-        l2adv("sel", serviceSelectors=[{"matchLabels": {"x": "y"}}]),
+        pool("lan", "192.0.2.100/30"),
+        advertisement("sel", serviceSelectors=[{"matchLabels": {"x": "y"}}]),
     ]
     p = make(objs)
     assert p.services["default/a"].service_reasons == {Reason.SHARED_IP_WITH_SERVICE_SELECTORS}

@@ -27,7 +27,7 @@ from l2core.policy import (
     strip_patch,
 )
 from l2core.selectors import parse_selector
-from tests.webhook.clusters import advertisement, cluster, excluded, node, pool, service, slice_
+from tests.builders import advertisement, cluster, endpoints, excluded, node, pool, service
 
 PRESENCE = EligibilitySettings()
 TRUE_ONLY = EligibilitySettings(label_semantics=LabelSemantics.TRUE_ONLY)
@@ -67,7 +67,7 @@ def test_single_node_cluster_loses_every_ip() -> None:
     c = cluster(
         node("cp-1", ip="10.0.0.1"),
         service("web", "192.0.2.100"),
-        slice_("web", ["cp-1"]),
+        endpoints("web", ["cp-1"]),
         pool("lan", "192.0.2.100-192.0.2.120"),
         advertisement("lan"),
     )
@@ -83,7 +83,7 @@ def test_two_nodes_ip_moves_to_the_other_node() -> None:
         node("cp-1"),
         node("worker-2"),
         *[service(f"s{i}", f"192.0.2.{100 + i}") for i in range(10)],
-        *[slice_(f"s{i}", ["cp-1", "worker-2"]) for i in range(10)],
+        *[endpoints(f"s{i}", ["cp-1", "worker-2"]) for i in range(10)],
         pool("lan", "192.0.2.100-192.0.2.120"),
         advertisement("lan"),
     )
@@ -101,7 +101,7 @@ def test_announcer_ignoring_the_label_means_no_impact() -> None:
     c = cluster(
         node("cp-1"),
         service("web", "192.0.2.100"),
-        slice_("web", ["cp-1"]),
+        endpoints("web", ["cp-1"]),
         pool("lan", "192.0.2.100/32"),
         advertisement("lan"),
     )
@@ -114,7 +114,7 @@ def test_true_only_false_value_does_not_move_anything() -> None:
     c = cluster(
         node("cp-1"),
         service("web", "192.0.2.100"),
-        slice_("web", ["cp-1"]),
+        endpoints("web", ["cp-1"]),
         pool("lan", "192.0.2.100/32"),
         advertisement("lan"),
     )
@@ -127,7 +127,7 @@ def test_removing_the_label_brings_ips_back() -> None:
     c = cluster(
         excluded("cp-1"),
         service("web", "192.0.2.100"),
-        slice_("web", ["cp-1"]),
+        endpoints("web", ["cp-1"]),
         pool("lan", "192.0.2.100/32"),
         advertisement("lan"),
     )
@@ -152,7 +152,7 @@ def _clusters(draw: st.DrawFn):  # type: ignore[no-untyped-def]
         docs.append(node(n, labels=labels, unavailable=draw(st.booleans()) and draw(st.booleans())))
     for i in range(draw(st.integers(1, 8))):
         docs.append(service(f"s{i}", f"192.0.2.{100 + i}", local=draw(st.booleans())))
-        docs.append(slice_(f"s{i}", draw(st.lists(st.sampled_from(_NAMES), max_size=3, unique=True))))
+        docs.append(endpoints(f"s{i}", draw(st.lists(st.sampled_from(_NAMES), max_size=3, unique=True))))
     docs.append(pool("lan", "192.0.2.100-192.0.2.120"))
     sel = draw(
         st.sampled_from(
@@ -164,9 +164,9 @@ def _clusters(draw: st.DrawFn):  # type: ignore[no-untyped-def]
         )
     )
     pref = draw(st.sampled_from([None, [{"weight": 10, "preference": {"matchLabels": {"zone": "b"}}}]]))
-    docs.append(advertisement("lan", node_selectors=sel, preferred=pref))
+    docs.append(advertisement("lan", nodeSelectors=sel, preferredNodeSelectors=pref))
     if draw(st.booleans()):
-        docs.append(advertisement("other", node_selectors=[{"matchLabels": {"zone": "b"}}]))
+        docs.append(advertisement("other", nodeSelectors=[{"matchLabels": {"zone": "b"}}]))
     target = draw(st.sampled_from(_NAMES))
     new_labels = {}
     if draw(st.booleans()):

@@ -6,7 +6,7 @@ from typing import Any
 
 from l2core.model import EligibilitySettings
 from l2core.validate import NoteCode, validate_advertisement_change, validate_pool_change
-from tests.webhook.clusters import advertisement, cluster, excluded, node, pool, service
+from tests.builders import advertisement, cluster, excluded, node, pool, service
 
 NS = "metallb-system"
 S = EligibilitySettings()
@@ -56,9 +56,9 @@ def test_pool_service_allocation_duplicates_and_selectors_deny() -> None:
 
 
 def test_create_outside_the_metallb_namespace_is_denied() -> None:
-    v = _pool("CREATE", pool("p", "192.0.2.0/24", ns="default"))
+    v = _pool("CREATE", pool("p", "192.0.2.0/24", namespace="default"))
     assert not v.allowed and "must be created in the MetalLB namespace" in _messages(v)
-    v = _ad("CREATE", advertisement("a", ns="default"))
+    v = _ad("CREATE", advertisement("a", namespace="default"))
     assert not v.allowed and "metadata.namespace" in _messages(v)
 
 
@@ -71,25 +71,25 @@ def test_advertisement_selector_errors_deny() -> None:
         "duplicate selector": [{"matchLabels": {"a": "b"}}, {"matchLabels": {"a": "b"}}],
     }
     for expected, selectors in bad.items():
-        v = _ad("CREATE", advertisement("a", node_selectors=selectors))
+        v = _ad("CREATE", advertisement("a", nodeSelectors=selectors))
         assert not v.allowed and expected in _messages(v), (expected, _messages(v))
 
 
 def test_advertisement_duplicate_pool_names_deny_and_missing_pools_are_fine() -> None:
-    assert "duplicate pool name 'x'" in _messages(_ad("CREATE", advertisement("a", pools=["x", "x"])))
-    assert _ad("CREATE", advertisement("a", pools=["does-not-exist-yet"])).allowed
+    assert "duplicate pool name 'x'" in _messages(_ad("CREATE", advertisement("a", ipAddressPools=["x", "x"])))
+    assert _ad("CREATE", advertisement("a", ipAddressPools=["does-not-exist-yet"])).allowed
 
 
 def test_advertisement_whose_nodes_are_all_ineligible_warns() -> None:
     c = cluster(excluded("cp-1"), node("w", unavailable=True), node("other", labels={"zone": "b"}))
     v = _ad(
         "CREATE",
-        advertisement("a", node_selectors=[{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}]),
+        advertisement("a", nodeSelectors=[{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}]),
         c=c,
     )
     assert v.allowed
     assert [n.code for n in v.notes] == [NoteCode.NO_ELIGIBLE_NODE] and v.notes[0].subjects == ("cp-1", "w")
-    v = _ad("CREATE", advertisement("a", node_selectors=[{"matchLabels": {"zone": "c"}}]), c=c)
+    v = _ad("CREATE", advertisement("a", nodeSelectors=[{"matchLabels": {"zone": "c"}}]), c=c)
     assert [n.code for n in v.notes] == [NoteCode.NO_SELECTED_NODE]
 
 

@@ -16,12 +16,12 @@ from l2core.model import EXCLUDE_LABEL, EligibilitySettings
 from l2core.parse import build_cluster
 from l2core.plan import diff, plan
 from l2core.policy import ALLOW_EXCLUDE_ANNOTATION, Mode, StripScope
+from tests.builders import advertisement, endpoints, node, pool, service
 from webhook import messages
 from webhook.app import MUTATE_NODE, VALIDATE_ADVERTISEMENT, VALIDATE_NODE, VALIDATE_POOL
 from webhook.settings import WebhookSettings, parse_selector_text
 from webhook.view import ClusterView
 
-from .clusters import advertisement, node, pool, service, slice_
 from .conftest import api_documents, captured, check_strip_patch
 
 WARN = WebhookSettings(node_policy=Mode.WARN)
@@ -133,7 +133,7 @@ def test_single_node_cluster_warns_that_the_ip_has_no_announcer(serve) -> None: 
     docs = [
         node("cp-1"),
         service("web", "192.0.2.100"),
-        slice_("web", ["cp-1"]),
+        endpoints("web", ["cp-1"]),
         pool("lan", "192.0.2.100/30"),
         advertisement("lan"),
     ]
@@ -147,7 +147,7 @@ def test_single_node_cluster_warns_that_the_ip_has_no_announcer(serve) -> None: 
 def test_two_nodes_warn_where_each_ip_moves_naming_three_then_more(serve) -> None:  # type: ignore[no-untyped-def]
     docs: list[dict[str, Any]] = [node("cp-1"), node("worker-2"), pool("lan", "192.0.2.0/24"), advertisement("lan")]
     for i in range(40):
-        docs += [service(f"s{i:02}", f"192.0.2.{i + 1}"), slice_(f"s{i:02}", ["cp-1", "worker-2"])]
+        docs += [service(f"s{i:02}", f"192.0.2.{i + 1}"), endpoints(f"s{i:02}", ["cp-1", "worker-2"])]
     r = serve(WARN, documents=docs)
     resp = _response(r.review(MUTATE_NODE, _node_review("cp-1", labels={EXCLUDE_LABEL: "true"})))
     expected = _expected_lines(docs, node("cp-1", labels={EXCLUDE_LABEL: "true"}), EligibilitySettings())
@@ -167,7 +167,7 @@ def test_announcer_ignoring_the_label_says_so_instead_of_breakage(serve) -> None
     docs = [
         node("cp-1"),
         service("web", "192.0.2.100"),
-        slice_("web", ["cp-1"]),
+        endpoints("web", ["cp-1"]),
         pool("lan", "192.0.2.100/30"),
         advertisement("lan"),
     ]
@@ -460,8 +460,8 @@ def test_long_names_and_control_characters_stay_within_the_warning_rules(serve) 
     docs = [node(long_name), pool("lan", "192.0.2.0/24"), advertisement("lan")]
     for i in range(3):
         docs += [
-            service("s" * 60 + str(i), f"192.0.2.{i + 1}", ns="x" * 60),
-            slice_("s" * 60 + str(i), [long_name], ns="x" * 60),
+            service("s" * 60 + str(i), f"192.0.2.{i + 1}", namespace="x" * 60),
+            endpoints("s" * 60 + str(i), [long_name], namespace="x" * 60),
         ]
     r = serve(WARN, documents=docs)
     resp = _response(r.review(MUTATE_NODE, _node_review(long_name, labels={EXCLUDE_LABEL: "a\nb"})))
