@@ -17,7 +17,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -422,62 +422,62 @@ def curl(client: Host, vip: str = VIP4) -> str | None:
     return res.stdout if res.returncode == 0 else None
 
 
-def test_http_via_vip_works_only_through_our_answers_and_failover_interruption_is_short(
-    fresh_topo: Topology, start_node: Callable[..., NodeProc]
-) -> None:
+@pytest.fixture
+def web(fresh_topo: Topology) -> Iterator[Topology]:
+    """A fresh topology with an HTTP server behind both VIPs on node-a and node-b, answering with its node name."""
     t = fresh_topo
     servers = [serve_vip_on_lo(t.node_a, "node-a"), serve_vip_on_lo(t.node_b, "node-b")]
     try:
         assert wait_for(lambda: "8080" in t.node_a.run(["ss", "-ltn"]) and "8080" in t.node_b.run(["ss", "-ltn"]), 5)
-        assert curl(t.client) is None  # the kernels stay silent: no ARP answer, no HTTP
-        a = start_node(t.node_a)
-        b = start_node(t.node_b)
-        a.set({VIP4: ["eth0"]})
-        assert curl(t.client) == "node-a"
-        probe = subprocess.Popen(t.client.cmd([PYTHON, "-c", PROBE, VIP4, "2.5"]), stdout=subprocess.PIPE, text=True)
-        time.sleep(0.5)
-        t0 = time.monotonic()
-        t.node_a.run(["ip", "link", "set", "eth0", "down"])  # node-a fails
-        b.set({VIP4: ["eth0"]})
-        out, _ = probe.communicate(timeout=30)
-        log = json.loads(out)
-        before = [who for ts, who in log if ts < t0]
-        after = [(ts, who) for ts, who in log if ts >= t0]
-        assert before and all(who == "node-a" for who in before[-10:])
-        first_b = next(ts for ts, who in after if who == "node-b")
-        interruption = first_b - t0
-        assert interruption < 1.0, interruption
-        assert all(who == "node-b" for ts, who in after if ts > first_b)
-        # node-a's announcer survived its link going down (ENETDOWN) and still answers commands.
-        st = a.status()
-        assert st["announcing"] == {}
-        print(f"failover interruption: {interruption * 1000:.0f} ms")
+        yield t
     finally:
         for s in servers:
             s.kill()
             s.wait(10)
+
+
+def test_http_via_vip_works_only_through_our_answers_and_failover_interruption_is_short(
+    web: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    t = web
+    assert curl(t.client) is None  # the kernels stay silent: no ARP answer, no HTTP
+    a = start_node(t.node_a)
+    b = start_node(t.node_b)
+    a.set({VIP4: ["eth0"]})
+    assert curl(t.client) == "node-a"
+    probe = subprocess.Popen(t.client.cmd([PYTHON, "-c", PROBE, VIP4, "2.5"]), stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    t.node_a.run(["ip", "link", "set", "eth0", "down"])  # node-a fails
+    b.set({VIP4: ["eth0"]})
+    out, _ = probe.communicate(timeout=30)
+    log = json.loads(out)
+    before = [who for ts, who in log if ts < t0]
+    after = [(ts, who) for ts, who in log if ts >= t0]
+    assert before and all(who == "node-a" for who in before[-10:])
+    first_b = next(ts for ts, who in after if who == "node-b")
+    interruption = first_b - t0
+    assert interruption < 1.0, interruption
+    assert all(who == "node-b" for ts, who in after if ts > first_b)
+    # node-a's announcer survived its link going down (ENETDOWN) and still answers commands.
+    st = a.status()
+    assert st["announcing"] == {}
+    print(f"failover interruption: {interruption * 1000:.0f} ms")
 
 
 def test_http_via_ipv6_vip_works_only_through_our_answers_and_follows_a_takeover(
-    fresh_topo: Topology, start_node: Callable[..., NodeProc]
+    web: Topology, start_node: Callable[..., NodeProc]
 ) -> None:
-    t = fresh_topo
-    servers = [serve_vip_on_lo(t.node_a, "node-a"), serve_vip_on_lo(t.node_b, "node-b")]
-    try:
-        assert wait_for(lambda: "8080" in t.node_a.run(["ss", "-ltn"]) and "8080" in t.node_b.run(["ss", "-ltn"]), 5)
-        assert curl(t.client, VIP6) is None  # no NA from either kernel: the client cannot resolve the VIP
-        a = start_node(t.node_a)
-        b = start_node(t.node_b)
-        a.set({VIP6: ["eth0"]})
-        assert curl(t.client, VIP6) == "node-a"
-        a.set({})
-        b.set({VIP6: ["eth0"]})
-        assert wait_for(lambda: curl(t.client, VIP6) == "node-b", 3)
-        assert t.client.run(["ip", "-6", "neigh", "show", VIP6]).split("lladdr ")[1].split()[0] == t.node_b.mac
-    finally:
-        for s in servers:
-            s.kill()
-            s.wait(10)
+    t = web
+    assert curl(t.client, VIP6) is None  # no NA from either kernel: the client cannot resolve the VIP
+    a = start_node(t.node_a)
+    b = start_node(t.node_b)
+    a.set({VIP6: ["eth0"]})
+    assert curl(t.client, VIP6) == "node-a"
+    a.set({})
+    b.set({VIP6: ["eth0"]})
+    assert wait_for(lambda: curl(t.client, VIP6) == "node-b", 3)
+    assert t.client.run(["ip", "-6", "neigh", "show", VIP6]).split("lladdr ")[1].split()[0] == t.node_b.mac
 
 
 # ---------------------------------------------------------------------------------------------- CLI
