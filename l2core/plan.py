@@ -664,7 +664,11 @@ def _reconsider(
     if runner is None:
         return None
     if runner.node == name:
-        return None if runner.weight == weight else replace(sp, runner_up=Rank(name, weight, digest))
+        # The kept runner-up itself is back or heavier. It is still second only if it ranks no worse than when it
+        # was kept (others may have passed it meanwhile): otherwise the runner-up is unknown.
+        if (-weight, digest) == runner.key:
+            return None
+        return replace(sp, runner_up=Rank(name, weight, digest) if (-weight, digest) < runner.key else None)
     if runner.node is None or weight > runner.weight or (weight == runner.weight and digest < runner.digest):
         return replace(sp, runner_up=Rank(name, weight, digest))
     return None

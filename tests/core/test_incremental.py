@@ -56,7 +56,7 @@ events = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.permutations(NODES), events, st.sampled_from(["presence", "true-only"]))
 def test_incremental_node_changes_match_a_full_replan(order: list[str], evs, semantics: str) -> None:  # type: ignore[no-untyped-def]
     from l2core.model import LabelSemantics
@@ -109,3 +109,111 @@ def test_service_and_endpoint_updates_replan_that_service_only() -> None:
     assert {k: v.announcer for k, v in fresh.services.items()} == {
         k: v.announcer for k, v in planner.plan.services.items()
     }
+
+
+def test_a_runner_up_that_returns_weaker_is_not_trusted() -> None:
+    """Regression: the runner-up left, came back without its preferred label, then the owner left. Another node
+    with the preference outranks it by then; the incremental plan must not hand over to the stale runner-up."""
+    names = ["n1", "n2", "n3", "n4"]
+    objs = [node(n, {"rack": "fast"}) for n in names] + [
+        service("web", ["192.0.2.100"]),
+        endpoints("web", {"n1": READY}),
+        pool("lan", "192.0.2.0/24"),
+        advertisement(
+            "l2",
+            ipAddressPools=["lan"],
+            preferredNodeSelectors=[{"weight": 5, "preference": {"matchLabels": {"rack": "fast"}}}],
+        ),
+    ]
+    s = EligibilitySettings()
+    planner = Planner(build_cluster(objs).cluster, s)
+    sp = planner.plan.services["default/web"]
+    assert sp.runner_up is not None and sp.runner_up.node is not None
+    owner, runner = sp.announcer, sp.runner_up.node
+    assert owner is not None
+    planner.upsert_node(Node(runner, labels={"rack": "fast", EXCLUDE_LABEL: ""}))  # the runner-up leaves
+    planner.upsert_node(Node(runner, labels={}))  # and comes back without the preference
+    planner.delete_node(owner)
+    expected = plan(planner.cluster, s).services["default/web"].announcer
+    assert expected != runner
+    assert planner.plan.services["default/web"].announcer == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_mixed_node_service_and_endpoint_events_match_a_full_replan(rnd) -> None:  # type: ignore[no-untyped-def]
+    """Random clusters (random zones and preferences) under random node, Service and EndpointSlice events."""
+    from l2core.model import Node as CoreNode
+    from l2core.parse import parse_endpoint_slice, parse_service
+    from tests.builders import NOT_SERVING
+
+    objs = [node(n, {"zone": rnd.choice("ab"), **({"rack": "fast"} if rnd.random() < 0.3 else {})}) for n in NODES]
+    for i in range(10):
+        labels = {"tier": rnd.choice(["gold", "std"])}
+        objs.append(service(f"s{i}", [f"192.0.2.{100 + i}"], local=rnd.random() < 0.4, labels=labels))
+        objs.append(endpoints(f"s{i}", dict.fromkeys(rnd.sample(NODES, rnd.randint(1, 3)), READY)))
+    objs += [
+        pool("lan", "192.0.2.96/27"),
+        advertisement("all", ipAddressPools=["lan"], nodeSelectors=[{"matchLabels": {"zone": "a"}}]),
+        advertisement(
+            "gold",
+            ipAddressPools=["lan"],
+            serviceSelectors=[{"matchLabels": {"tier": "gold"}}],
+            preferredNodeSelectors=[{"weight": 5, "preference": {"matchLabels": {"rack": "fast"}}}],
+        ),
+    ]
+    s = EligibilitySettings()
+    planner = Planner(build_cluster(objs).cluster, s)
+    for _ in range(25):
+        r = rnd.random()
+        before = planner.plan
+        if r < 0.5:
+            name = rnd.choice([*NODES, "x1"])
+            labels = {"zone": rnd.choice("ab")}
+            if rnd.random() < 0.4:
+                labels[EXCLUDE_LABEL] = ""
+            if rnd.random() < 0.4:
+                labels["rack"] = "fast"
+            changed = CoreNode(name, labels=labels, network_unavailable=rnd.random() < 0.1)
+            d = planner.delete_node(name) if rnd.random() < 0.15 else planner.upsert_node(changed)
+        elif r < 0.75:
+            i = rnd.randrange(10)
+            labels = {"tier": rnd.choice(["gold", "std"])}
+            svc, _ = parse_service(service(f"s{i}", [f"192.0.2.{100 + i}"], local=rnd.random() < 0.5, labels=labels))
+            assert svc is not None
+            d = planner.upsert_service(svc)
+        else:
+            i = rnd.randrange(10)
+            conds = {n: (READY if rnd.random() < 0.8 else NOT_SERVING) for n in rnd.sample(NODES, rnd.randint(0, 3))}
+            eps, _ = parse_endpoint_slice(endpoints(f"s{i}", conds))
+            assert eps is not None
+            d = planner.upsert_endpoint_slice(f"default/s{i}-eps", eps)
+        fresh = plan(planner.cluster, s)
+        assert {k: v.announcer for k, v in planner.plan.services.items()} == {
+            k: v.announcer for k, v in fresh.services.items()
+        }
+        assert d == diff(before, planner.plan)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.from_regex(r"\A[a-z][a-z0-9-]{0,10}\Z"), min_size=2, max_size=10, unique=True),
+    st.sampled_from(["192.0.2.100", "2001:db8::100"]),
+    st.from_regex(r"\A[a-z][a-z0-9-]{0,10}\Z"),
+)
+def test_the_planner_never_moves_an_ip_when_a_non_owner_joins_or_leaves(names: list[str], ip: str, extra: str) -> None:
+    objs = [node(n) for n in names] + [
+        service("web", [ip]),
+        endpoints("web", {names[0]: READY}),
+        pool("lan", "192.0.2.0/24", "2001:db8::/64"),
+        advertisement("lan"),
+    ]
+    planner = Planner(build_cluster(objs).cluster, EligibilitySettings())
+    owner = planner.plan.services["default/web"].announcer
+    assert owner is not None
+    for loser in [n for n in names if n != owner]:
+        assert planner.delete_node(loser).moves == ()
+        assert planner.plan.services["default/web"].announcer == owner
+    d = planner.upsert_node(Node(extra))
+    assert planner.plan.services["default/web"].announcer in (owner, extra)  # only the newcomer can take over
+    assert (d.moves == ()) == (planner.plan.services["default/web"].announcer == owner)
