@@ -107,7 +107,8 @@ def create_app(state: AppState) -> FastAPI:
             except Exception as exc:
                 log.exception("admission failed event=internal-error endpoint=%s", name)
                 outcome = handlers.node_internal_error(exc) if fail_open else handlers.config_internal_error(exc)
-            payload = json.dumps(outcome.response(review.uid), ensure_ascii=False, separators=(",", ":")).encode()
+            # ASCII JSON: a uid or label value with a lone surrogate (valid JSON escapes) must echo back, not crash.
+            payload = json.dumps(outcome.response(review.uid), separators=(",", ":")).encode()
             metrics.requests.labels(name, outcome.result.value).inc()
             metrics.latency.labels(name).observe(time.perf_counter() - start)
             if outcome.log:

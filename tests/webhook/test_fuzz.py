@@ -33,7 +33,12 @@ def servers(pki: PKI) -> Iterator[dict[Mode, Running]]:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | st.text(st.characters(exclude_categories=[]), max_size=5),  # lone surrogates are valid JSON escapes
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=20,
 )
@@ -84,6 +89,7 @@ SPOTS = [
     ("object", "spec", "nodeSelectors"),
     ("object", "spec", "ipAddressPools"),
     ("oldObject", "metadata", "labels"),
+    ("uid",),
     ("userInfo",),
     ("userInfo", "groups"),
     ("operation",),
@@ -117,3 +123,19 @@ def test_captured_reviews_with_any_value_spliced_in(
         target[spot[-1]] = value
     resp = servers[mode].post(path, json.dumps(review).encode())
     _check(resp.status_code, resp.text, review)
+
+
+@pytest.mark.parametrize("mode", [Mode.STRIP, Mode.DENY])
+@pytest.mark.parametrize("spot", [("uid",), ("object", "metadata", "labels", EXCLUDE_LABEL), ("userInfo", "username")])
+def test_lone_surrogates_are_echoed_not_a_500(servers: dict[Mode, Running], mode: Mode, spot: tuple[str, ...]) -> None:
+    """Found in review: `"\\ud800"` is a valid JSON escape but cannot be encoded as UTF-8 on the way back out."""
+    review = captured("node-label-exclude-empty")
+    target: Any = review["request"]
+    for key in spot[:-1]:
+        target = target[key]
+    target[spot[-1]] = "x\ud800y"
+    resp = servers[mode].post(MUTATE_NODE, json.dumps(review).encode())
+    _check(resp.status_code, resp.text)
+    assert resp.status_code == 200
+    if spot == ("uid",):
+        assert json.loads(resp.text)["response"]["uid"] == "x\ud800y"
