@@ -311,19 +311,28 @@ def kind_of(raw: Mapping[str, Any]) -> str | None:
     return KINDS.get((str(raw.get("apiVersion", "")), str(raw.get("kind", ""))))
 
 
-def flatten(documents: Iterable[object]) -> Iterator[object]:
+MAX_LIST_NESTING = 4  # a List of Lists is legal; deeper is a mistake (or a YAML alias pointing at itself)
+
+
+def flatten(documents: Iterable[object], *, _depth: int = 0) -> Iterator[object]:
     """Yield single objects, expanding `kind: List` and typed lists such as `NodeList` (whose items carry no
-    apiVersion/kind: those come from the list)."""
+    apiVersion/kind: those come from the list). Lists nested deeper than MAX_LIST_NESTING yield as they are, so
+    the caller reports them instead of recursing forever."""
     for doc in documents:
         if doc is None:
             continue
         kind = str(doc.get("kind", "")) if isinstance(doc, Mapping) else ""
-        if isinstance(doc, Mapping) and isinstance(doc.get("items"), list) and kind.endswith("List"):
+        if (
+            isinstance(doc, Mapping)
+            and isinstance(doc.get("items"), list)
+            and kind.endswith("List")
+            and _depth < MAX_LIST_NESTING
+        ):
             item_kind = None if kind == "List" else kind[: -len("List")]
             for item in doc["items"]:
                 if isinstance(item, Mapping) and item_kind and "kind" not in item:
                     item = {**item, "kind": item_kind, "apiVersion": doc.get("apiVersion", "")}
-                yield from flatten([item])
+                yield from flatten([item], _depth=_depth + 1)
         else:
             yield doc
 

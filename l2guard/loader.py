@@ -25,6 +25,8 @@ def parse_text(text: str, *, source: str) -> list[object]:
     if stripped[0] in "{[":
         try:
             doc = json.loads(stripped)
+        except RecursionError as exc:
+            raise InputError(f"{source}: JSON nested too deeply to be Kubernetes objects") from exc
         except ValueError:
             pass  # flow-style YAML also starts with { or [
         else:
@@ -36,6 +38,10 @@ def parse_text(text: str, *, source: str) -> list[object]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise InputError(f"{source}: malformed YAML{where}: {problem}") from exc
+    except RecursionError as exc:
+        raise InputError(f"{source}: YAML nested too deeply to be Kubernetes objects") from exc
+    except ValueError as exc:  # a scalar YAML resolves but cannot build, e.g. the date 2024-02-30
+        raise InputError(f"{source}: invalid YAML value: {exc}") from exc
     if not docs:
         raise InputError(f"{source}: no documents found (expected Kubernetes objects as YAML or JSON)")
     return docs

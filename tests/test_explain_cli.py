@@ -95,6 +95,10 @@ def test_several_files_and_the_alive_option(tmp_path: Path) -> None:
         ("kind: Node\n  bad: [indent\n", "malformed YAML at line"),
         ("---\n---\n", "no documents found"),
         ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "no Node, Service, EndpointSlice"),
+        ("apiVersion: v1\nkind: Node\nmetadata: {name: a, creationTimestamp: 2024-02-30}\n", "invalid YAML value"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("&l {apiVersion: v1, kind: List, items: [*l]}\n", "no Node, Service, EndpointSlice"),  # a List holding itself
+        ("!!python/object:os.system {}\n", "malformed YAML"),
     ],
 )
 def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, content: str, message: str) -> None:
