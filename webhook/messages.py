@@ -14,6 +14,7 @@ from l2core.plan import Move
 from l2core.policy import ALLOW_EXCLUDE_ANNOTATION, Action, Exemption, Impact, Ineffective, NodeDecision
 from l2core.problems import Problem
 from l2core.validate import Note
+from webhook.review import MAX_WARNING_CHARS, MAX_WARNINGS
 
 SERVICES_NAMED = 3
 DENY_IPS_NAMED = 10
@@ -33,47 +34,89 @@ def _ips(move: Move) -> str:
     return ",".join(move.ips)
 
 
+def _middle(text: str, room: int) -> str:
+    """`text` shortened to `room` characters by an ellipsis in the middle, which keeps both ends recognisable."""
+    if len(text) <= room:
+        return text
+    if room < 3:
+        return text[:room]
+    head = (room - 1) // 2
+    return text[:head] + "…" + text[len(text) - (room - 1 - head) :]
+
+
+def _fit(template: str, **parts: str) -> str:
+    """Fill `template` so the line fits MAX_WARNING_CHARS by shortening the named parts (longest first), never
+    the verdict around them: `will have NO announcing node` must survive a long namespace."""
+    values = dict(parts)
+    while len(line := template.format(**values)) > MAX_WARNING_CHARS:
+        longest = max(values, key=lambda k: len(values[k]))
+        excess = len(line) - MAX_WARNING_CHARS
+        if len(values[longest]) <= 8:
+            break  # nothing sensible left to shorten; the response builder cuts the tail
+        values[longest] = _middle(values[longest], max(8, len(values[longest]) - excess))
+    return line
+
+
 def move_text(move: Move) -> str:
-    """`LoadBalancer 192.0.2.100 (default/web) will have NO announcing node` or `... moves from cp-1 to worker-2`."""
-    subject = f"LoadBalancer {_ips(move)} ({move.service})"
+    """`LoadBalancer 192.0.2.100 (default/web) will have NO announcing node` or `... moves from cp-1 to worker-2`.
+    Long IP lists and service names are shortened in the middle so the verdict stays whole."""
+    ips = move.ips[0] + (f" +{len(move.ips) - 1}" if len(move.ips) > 1 else "")
     if move.after is None:
-        return f"{subject} will have NO announcing node"
+        return _fit("LoadBalancer {ips} ({svc}) will have NO announcing node", ips=ips, svc=move.service)
     if move.before is None:
-        return f"{subject} will be announced by {move.after}"
-    return f"{subject} moves from {move.before} to {move.after}"
+        return _fit(
+            "LoadBalancer {ips} ({svc}) will be announced by {after}", ips=ips, svc=move.service, after=move.after
+        )
+    return _fit(
+        "LoadBalancer {ips} ({svc}) moves from {before} to {after}",
+        ips=ips,
+        svc=move.service,
+        before=move.before,
+        after=move.after,
+    )
 
 
-def impact_lines(impact: Impact) -> list[str]:
-    """At most three services (those losing their IP first), then `and N more`."""
+def impact_lines(impact: Impact, *, budget: int = SERVICES_NAMED + 1) -> list[str]:
+    """At most three services named (those losing their IP first), then `and N more`, in at most `budget` lines."""
     ordered = [*impact.losing, *impact.moving]
-    lines = [move_text(m) for m in ordered[:SERVICES_NAMED]]
-    if len(ordered) > SERVICES_NAMED:
-        lines.append(f"and {len(ordered) - SERVICES_NAMED} more (run l2guard explain for the full picture)")
+    if len(ordered) <= min(SERVICES_NAMED, budget):
+        return [move_text(m) for m in ordered]
+    shown = max(min(SERVICES_NAMED, budget - 1), 0)
+    lines = [move_text(m) for m in ordered[:shown]]
+    lines.append(f"and {len(ordered) - shown} more (run l2guard explain for the full picture)")
     return lines
 
 
 def impact_summary(node: str, impact: Impact | None) -> str:
     if impact is None:
-        return f"node {node} will stop announcing LoadBalancer IPs; impact unknown (cluster view not synced yet)"
+        return _fit(
+            "node {node} will stop announcing LoadBalancer IPs; impact unknown (cluster view not synced yet)", node=node
+        )
     if not impact.moves:
-        return f"node {node} excluded from LoadBalancer announcements; it announces no IP now, nothing moves"
+        return _fit(
+            "node {node} excluded from LoadBalancer announcements; it announces no IP now, nothing moves", node=node
+        )
     lost, moved = len(impact.losing), len(impact.moving)
     parts = []
     if lost:
         parts.append("1 service loses its IP" if lost == 1 else f"{lost} services lose their IPs")
     if moved:
         parts.append("1 moves to another node" if moved == 1 else f"{moved} move to another node")
-    return f"node {node} excluded from LoadBalancer announcements: {', '.join(parts)}"
+    return _fit("node {node} excluded from LoadBalancer announcements: " + ", ".join(parts), node=node)
 
 
 def ineffective_text(node: str, why: Ineffective, value: str | None) -> str:
     if why is Ineffective.IGNORED_BY_SETTING:
-        return f"node {node}: the announcer ignores the exclude label (--ignore-exclude-lb); no LoadBalancer IP moves"
-    if why is Ineffective.FALSE_UNDER_TRUE_ONLY:
-        return (
-            f"node {node}: label value {value!r} does not exclude under true-only semantics; no LoadBalancer IP moves"
+        return _fit(
+            "node {node}: the announcer ignores the exclude label (--ignore-exclude-lb); no LoadBalancer IP moves", node=node
         )
-    return f"node {node} was already excluded by the label; this change moves no LoadBalancer IP"
+    if why is Ineffective.FALSE_UNDER_TRUE_ONLY:
+        return _fit(
+            "node {node}: label value {value} does not exclude under true-only semantics; no LoadBalancer IP moves",
+            node=node,
+            value=repr(value),
+        )
+    return _fit("node {node} was already excluded by the label; this change moves no LoadBalancer IP", node=node)
 
 
 def node_warnings(decision: NodeDecision) -> list[str]:
@@ -85,22 +128,27 @@ def node_warnings(decision: NodeDecision) -> list[str]:
         return [ineffective_text(node, decision.ineffective, decision.value)]
     if decision.action is Action.STRIP:
         lines = [
-            f"l2guard removed label {EXCLUDE_LABEL} from node {node}",
-            f"to keep it: kubectl annotate node {node} {OVERRIDE}, then label it again",
+            _fit("l2guard removed the exclude label from node {node}", node=node),
+            # The command is the one line worth copying: it is never shortened (node names are at most 253).
+            f"to keep the label: kubectl annotate node {node} {OVERRIDE}",
+            "then label the node again",
         ]
         if decision.impact is not None and decision.impact.moves:
             first = decision.impact.moves[0]
             more = len(decision.impact.moves) - 1
             tail = f" and {more} more" if more else ""
-            lines.append(f"it would have affected {_ips(first)} ({first.service}){tail}")
+            lines.append(_fit("it would have affected {ips} ({svc})" + tail, ips=_ips(first), svc=first.service))
         return lines
+    # Summary first, the reason strip/deny did not act (if any) second: both must survive the line limit, so the
+    # service lines get what is left.
     lines = [impact_summary(node, decision.impact)]
-    if decision.impact is not None:
-        lines.extend(impact_lines(decision.impact))
+    exemption = []
     if decision.exemption is not None:
         verb = "stripped" if decision.mode.value == "strip" else "denied"
-        lines.append(f"not {verb}: {EXEMPTION_TEXT[decision.exemption]}")
-    return lines
+        exemption = [f"not {verb}: {EXEMPTION_TEXT[decision.exemption]}"]
+    if decision.impact is not None:
+        lines.extend(impact_lines(decision.impact, budget=MAX_WARNINGS - 1 - len(exemption)))
+    return [*lines, *exemption]
 
 
 def deny_message(decision: NodeDecision) -> str:

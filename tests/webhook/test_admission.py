@@ -194,9 +194,10 @@ def test_strip_removes_only_the_label_and_reapplying_gives_no_patch(serve) -> No
     review = captured("node-label-exclude-empty")
     resp = _response(r.review(MUTATE_NODE, review))  # check_response applied the patch already
     assert resp["patchType"] == "JSONPatch"
-    assert resp["warnings"][:2] == [
-        f"l2guard removed label {EXCLUDE_LABEL} from node worker-1",
-        f"to keep it: kubectl annotate node worker-1 {ALLOW_EXCLUDE_ANNOTATION}=true, then label it again",
+    assert resp["warnings"][:3] == [
+        "l2guard removed the exclude label from node worker-1",
+        f"to keep the label: kubectl annotate node worker-1 {ALLOW_EXCLUDE_ANNOTATION}=true",
+        "then label the node again",
     ]
     import base64
 
@@ -465,7 +466,33 @@ def test_long_names_and_control_characters_stay_within_the_warning_rules(serve) 
         ]
     r = serve(WARN, documents=docs)
     resp = _response(r.review(MUTATE_NODE, _node_review(long_name, labels={EXCLUDE_LABEL: "a\nb"})))
-    assert len(resp["warnings"]) == 4 and all(w.endswith("…") for w in resp["warnings"][1:])
+    warnings = resp["warnings"]
+    assert len(warnings) == 4 and all(len(w) <= 120 for w in warnings)
+    # Names are shortened in the middle; the verdicts, which say what breaks, stay whole (found in review).
+    assert warnings[0].endswith("excluded from LoadBalancer announcements: 3 services lose their IPs")
+    assert all(w.endswith(") will have NO announcing node") and "…" in w for w in warnings[1:])
+
+
+def test_realistic_long_names_keep_every_warning_whole(serve) -> None:  # type: ignore[no-untyped-def]
+    """An EKS-style node name, a long namespace and a dual-stack service: nothing is cut by the 120-char limit."""
+    name = "ip-10-0-101-23.eu-west-1.compute.internal"
+    docs = [
+        node(name),
+        pool("lan", "192.0.2.0/24", "2001:db8:1234:5678::/64"),
+        advertisement("lan"),
+        service(
+            "checkout-api-public", ["2001:db8:1234:5678::100", "192.0.2.100"], namespace="team-payments-production"
+        ),
+        endpoints("checkout-api-public", [name], namespace="team-payments-production"),
+    ]
+    for mode in (WARN, STRIP):
+        r = serve(mode, documents=docs)
+        resp = _response(r.review(MUTATE_NODE, _node_review(name, labels={EXCLUDE_LABEL: ""})))
+        assert resp["warnings"], mode
+        for w in resp["warnings"]:
+            assert len(w) <= 120 and "…" not in w, w
+        assert any(name in w for w in resp["warnings"])
+    assert f"kubectl annotate node {name} {ALLOW_EXCLUDE_ANNOTATION}=true" in resp["warnings"][1]
 
 
 def test_a_label_loop_costs_one_impact_analysis_per_snapshot(serve, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,41 @@
+"""The warning texts under the line budget: the summary and the reason for a fallback always survive."""
+
+from __future__ import annotations
+
+from l2core.plan import Move
+from l2core.policy import Action, Exemption, Impact, LabelChange, Mode, NodeDecision
+from webhook.messages import move_text, node_warnings
+from webhook.review import MAX_WARNING_CHARS, MAX_WARNINGS, clean_warnings
+
+
+def decision(moves: int, *, exemption: Exemption | None) -> NodeDecision:
+    impact = Impact(
+        tuple(
+            Move(f"default/s{i}", (f"192.0.2.{i}",), "cp-1", None if i % 2 == 0 else "worker-2") for i in range(moves)
+        )
+    )
+    return NodeDecision(Action.WARN, LabelChange.ADDED, "cp-1", "", Mode.STRIP, exemption=exemption, impact=impact)
+
+
+def test_the_exemption_line_survives_many_moves() -> None:
+    lines = node_warnings(decision(6, exemption=Exemption.UNSCHEDULABLE))
+    assert clean_warnings(lines) == lines  # nothing folded away by the response builder
+    assert len(lines) == MAX_WARNINGS
+    assert lines[0].startswith("node cp-1 excluded from LoadBalancer announcements: 3 services lose their IPs")
+    assert lines[-1] == "not stripped: the node is unschedulable (a drain is in progress)"
+    assert lines[-2] == "and 4 more (run l2guard explain for the full picture)"
+
+
+def test_at_most_three_services_are_named() -> None:
+    for n in range(1, 8):
+        lines = node_warnings(decision(n, exemption=None))
+        named = [line for line in lines if line.startswith("LoadBalancer ")]
+        assert len(named) == min(n, 3)
+        assert (lines[-1].startswith(f"and {n - 3} more")) == (n > 3)
+
+
+def test_a_long_service_is_shortened_in_the_middle_not_at_the_verdict() -> None:
+    move = Move("team-" + "x" * 80 + "/checkout-" + "y" * 40, ("2001:db8::1", "192.0.2.1"), "a", None)
+    text = move_text(move)
+    assert len(text) <= MAX_WARNING_CHARS
+    assert text.startswith("LoadBalancer 2001:db8::1 +1 (team-") and text.endswith("yyy) will have NO announcing node")
