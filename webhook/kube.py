@@ -170,9 +170,13 @@ class KubeSource:
             except WatchExpired as exc:
                 log.info("re-listing event=watch-expired resource=%s reason=%s", res.name, exc)
                 rv = None
-            except SourceError as exc:
+            except Exception as exc:  # SourceError, or anything the client library surprises us with
                 if self._stop.is_set():
                     break
+                if not isinstance(exc, SourceError):
+                    # Not a known failure: log it fully, but keep this resource's loop alive (a dead watch thread
+                    # would leave the view frozen while /readyz still says synced).
+                    log.exception("list/watch crashed event=watch-error resource=%s", res.name)
                 failures += 1
                 if self.metrics is not None:
                     self.metrics.watch_errors.labels(res.name).inc()

@@ -108,7 +108,8 @@ def impact_summary(node: str, impact: Impact | None) -> str:
 def ineffective_text(node: str, why: Ineffective, value: str | None) -> str:
     if why is Ineffective.IGNORED_BY_SETTING:
         return _fit(
-            "node {node}: the announcer ignores the exclude label (--ignore-exclude-lb); no LoadBalancer IP moves", node=node
+            "node {node}: the announcer ignores the exclude label (--ignore-exclude-lb); no LoadBalancer IP moves",
+            node=node,
         )
     if why is Ineffective.FALSE_UNDER_TRUE_ONLY:
         return _fit(

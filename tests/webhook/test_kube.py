@@ -110,3 +110,29 @@ def test_webhook_answers_from_the_live_view(serve) -> None:  # type: ignore[no-u
         finally:
             source.stop()
     assert resp["warnings"][1] == "LoadBalancer 192.0.2.100 (default/web) moves from worker-1 to worker-2"
+
+
+def test_an_unexpected_exception_backs_off_and_relists_instead_of_killing_the_watch(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: only known errors were caught, so any surprise from the client library ended that
+    resource's thread for good while /readyz kept saying synced."""
+    view = ClusterView(EligibilitySettings())
+    metrics = Metrics()
+    real_list = KubeSource._list
+    surprises: list[str] = []
+
+    def flaky_list(self, res):  # type: ignore[no-untyped-def]
+        if res.name == "services" and not surprises:
+            surprises.append(res.name)
+            raise TypeError("a surprise from deep inside the client")
+        return real_list(self, res)
+
+    monkeypatch.setattr(KubeSource, "_list", flaky_list)
+    with APIDouble(_scripts()) as double:
+        source = _source(double, view, metrics)
+        source.start()
+        try:
+            double.wait_for(lambda: view.synced and "default/web" in view.snapshot.cluster.services)
+        finally:
+            source.stop()
+    assert surprises == ["services"]
+    assert 'l2guard_webhook_watch_errors_total{resource="services"} 1.0' in metrics.render().decode()
