@@ -31,7 +31,8 @@ from l2core.plan import Move, PlanIndex, node_change
 from l2core.selectors import LabelSelector
 
 ALLOW_EXCLUDE_ANNOTATION = "l2guard.io/allow-exclude"  # value "true": the admin really means it
-KARPENTER_VALUE = "karpenter"  # Karpenter sets the label to this value while it disrupts a node
+KARPENTER_VALUE = "karpenter"
+KUBELET_GROUPS = ("system:nodes",)  # Karpenter sets the label to this value while it disrupts a node
 # RFC 6901: "~" is written "~0" and "/" is written "~1" in a JSON Pointer.
 EXCLUDE_LABEL_POINTER = "/metadata/labels/" + EXCLUDE_LABEL.replace("~", "~0").replace("/", "~1")
 
@@ -98,7 +99,8 @@ class StripScope:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     exempt_users: tuple[str, ...] = ()
-    exempt_groups: tuple[str, ...] = ()
+    # Kubelets register Nodes (with --node-labels); refusing or rewriting that would keep a node out of the cluster.
+    exempt_groups: tuple[str, ...] = KUBELET_GROUPS
 
     def requester_in_scope(self, who: Requester) -> bool:
         if not self.users and not self.groups:

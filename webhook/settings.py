@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l2core.model import EligibilitySettings, LabelSemantics
-from l2core.policy import Mode, NodePolicy, StripScope
+from l2core.policy import KUBELET_GROUPS, Mode, NodePolicy, StripScope
 from l2core.selectors import LabelSelector, parse_selector
 
 ENV_PREFIX = "L2GUARD_"
@@ -53,7 +53,12 @@ OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--strip-users", "list", (), "strip/deny only for these usernames (shell patterns, comma-separated)"),
     ("--strip-groups", "list", (), "strip/deny only for requesters in these groups (shell patterns)"),
     ("--exempt-users", "list", (), "never strip/deny for these usernames (shell patterns)"),
-    ("--exempt-groups", "list", (), "never strip/deny for requesters in these groups (shell patterns)"),
+    (
+        "--exempt-groups",
+        "list",
+        KUBELET_GROUPS,
+        "never strip/deny for requesters in these groups (shell patterns; default system:nodes, the kubelets)",
+    ),
     ("--cert-reload-interval", "float", 10.0, "seconds between certificate content checks"),
     ("--kubeconfig", "str", "", "kubeconfig for the live view (default: in-cluster, then ~/.kube/config)"),
     ("--log-format", "str", "auto", "auto (JSON unless stderr is a terminal), json or text"),

@@ -511,3 +511,19 @@ def test_a_label_loop_costs_one_impact_analysis_per_snapshot(serve, monkeypatch)
     assert calls == ["worker-1"] and all(a == answers[0] for a in answers)
     r.review(MUTATE_NODE, captured("node-status-patch-adds-exclude"))  # other labels: analysed afresh
     assert calls == ["worker-1", "worker-1"]
+
+
+def test_deny_mode_never_refuses_a_kubelet_registering_its_node(serve) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: a kubelet started with --node-labels=<exclude label> registers its Node by CREATE; refusing
+    it would keep the node out of the cluster. Kubelets (group system:nodes) are exempt by default."""
+    r = serve(DENY, documents=api_documents())
+    review = captured("node-create")
+    req = review["request"]
+    req["userInfo"] = {"username": "system:node:worker-1", "groups": ["system:nodes", "system:authenticated"]}
+    req["object"]["metadata"]["labels"][EXCLUDE_LABEL] = ""
+    resp = _response(r.review(VALIDATE_NODE, review))
+    assert resp["allowed"] is True
+    assert resp["warnings"][-1] == "not denied: the requester is exempt"
+    # The same CREATE by an administrator is refused.
+    req["userInfo"] = {"username": "admin", "groups": ["system:masters", "system:authenticated"]}
+    assert _response(r.review(VALIDATE_NODE, review))["allowed"] is False
