@@ -198,6 +198,8 @@ class Announcer:
         """Scan links and start the I/O thread. Raises OSError if the wake-up pipe cannot be made."""
         if self._thread is not None:
             return
+        with self._lock:
+            self._stopping = False  # a stopped announcer may be started again
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
