@@ -362,6 +362,10 @@ class Announcer:
                 port.retry_filters()
                 self._next_rescan = min(self._next_rescan, now + 1.0)
                 self._publish()
+            if port.join_errors:
+                port.retry_groups()
+                self._next_rescan = min(self._next_rescan, now + 1.0)
+                self._publish()
 
     # --------------------------------------------------------------------------------- reconciling
 

@@ -146,6 +146,8 @@ class Port:
             return
         exact = len(new) <= self._max_ndp_ips
         prog = bpf.ndp_program(new, max_ips=self._max_ndp_ips)
+        if self._mld_sock is None:  # before any state changes: if IPv6 is disabled, ownership stays as it was
+            self._mld_sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         if self.ndp_sock is None:
             self.ndp_sock = open_packet_socket(self.name, packets.ETH_P_IPV6, prog=bpf.DROP_ALL)
         self.v6 = {k: v for k, v in self.v6.items() if k in new}
@@ -166,6 +168,11 @@ class Port:
             self.ndp_fallback = not self._attach(
                 self.ndp_sock, prog, fallback=bpf.ndp_program(self.v6, max_ips=0), exact=True
             )
+
+    def retry_groups(self) -> None:
+        """Try again to join the solicited-node groups a previous attempt failed to join."""
+        if self.join_errors and self.v6:
+            self._sync_groups({packets.solicited_node_address(k) for k in self.v6})
 
     def _attach(self, sock: socket.socket, prog: bpf.Program, *, fallback: bpf.Program, exact: bool) -> bool:
         """Attach ``prog``; if the kernel refuses it (ENOMEM beyond optmem_max), attach ``fallback``.
@@ -192,12 +199,17 @@ class Port:
             self._mld_sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         for group in sorted(wanted - self._groups):
             gtext = socket.inet_ntop(socket.AF_INET6, group)
+            mreq6 = group + struct.pack("@I", self.index)
             try:
-                self._mld_sock.setsockopt(
-                    socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group + struct.pack("@I", self.index)
-                )
+                self._mld_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
                 if self.ndp_sock is not None:
-                    self.ndp_sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, self._mreq(group))
+                    try:
+                        self.ndp_sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, self._mreq(group))
+                    except OSError:
+                        # Not half-joined: leave the IPv6 membership again, so the retry starts clean.
+                        with contextlib.suppress(OSError):
+                            self._mld_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, mreq6)
+                        raise
             except OSError as exc:
                 self.join_errors[gtext] = str(exc)
                 log.warning("event=join-failed iface=%s group=%s error=%s", self.name, gtext, exc)
