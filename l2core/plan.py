@@ -7,8 +7,8 @@ eligibility. The same function answers "what if" for the webhook on an immutable
 the speaker's update and the webhook's warning share one mechanism. Everything else (a Service, its
 EndpointSlices) replans that one service; a pool, advertisement or liveness change replans everything.
 
-`plan()` is the one-shot form, and `diff()` turns two plans into moves, from which each node derives the IPs it
-starts and stops announcing.
+`plan()` is the one-shot form. `diff()` turns two plans into moves (service, before, after), and `node_changes()`
+tells one node which IPs to start and stop announcing (from the plans' announcements, so shared IPs stay).
 
 Data flows one way: the planner never calls an announcer, a socket or the API server. No I/O, standard library only.
 """
@@ -122,17 +122,14 @@ class Move:
 class PlanDiff:
     moves: tuple[Move, ...] = ()
 
-    def for_node(self, node: str) -> tuple[frozenset[str], frozenset[str]]:
-        """(IPs to start announcing, IPs to stop announcing) on `node`. An IP that another of its services still
-        holds is not stopped: callers that need exactness should prefer `Plan.announcements` before and after."""
-        start: set[str] = set()
-        stop: set[str] = set()
-        for m in self.moves:
-            if m.after == node and m.before != node:
-                start.update(m.ips)
-            if m.before == node and m.after != node:
-                stop.update(m.ips)
-        return frozenset(start), frozenset(stop - start)
+
+def node_changes(old: Plan, new: Plan, node: str) -> tuple[dict[str, frozenset[str] | None], frozenset[str]]:
+    """What `node` must start and stop announcing between two plans: (IP -> interfaces, None meaning all, for IPs
+    newly announced or announced on other interfaces now; IPs to stop). Computed from each plan's announcements,
+    so an IP that another service on this node still holds (a shared IP) is never stopped."""
+    before, after = old.announcements(node), new.announcements(node)
+    start = {ip: ifaces for ip, ifaces in after.items() if ip not in before or before[ip] != ifaces}
+    return start, frozenset(before.keys() - after.keys())
 
 
 def diff(old: Plan, new: Plan) -> PlanDiff:
