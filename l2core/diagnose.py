@@ -62,7 +62,13 @@ def fixes(plan: Plan, key: str) -> list[str]:
     sel = plan.selections.get(sp.selection) if sp.selection is not None else None
     out: list[str] = []
     if sel is not None and not sel.advertisements:
-        out.append(f"create an L2Advertisement for pool {sp.pool}: none announces it")
+        if sp.pool_advertised:
+            out.append(
+                f"the L2Advertisements for pool {sp.pool} all have serviceSelectors that leave this service out: "
+                "label the service to match one, or add an advertisement for it"
+            )
+        else:
+            out.append(f"create an L2Advertisement for pool {sp.pool}: none announces it")
     if sel is not None and not sel.advertisements:
         # Every node is "not selected"; the missing advertisement is the fix, so rank nodes by what else is wrong.
         verdicts = [NodeVerdict(v.name, v.reasons - {Reason.NOT_SELECTED}) for v in verdicts]

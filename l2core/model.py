@@ -143,7 +143,10 @@ class L2Advertisement:
         return f"{self.namespace}/{self.name}"
 
     def applies_to_pool(self, pool: IPAddressPool) -> bool:
-        """MetalLB: named pools, or pools matching a pool selector; with neither, every pool."""
+        """MetalLB: named pools, or pools matching a pool selector; with neither, every pool. Only pools of the
+        advertisement's own namespace count (MetalLB reads one namespace; a same-named pool elsewhere is not it)."""
+        if pool.namespace != self.namespace:
+            return False
         if not self.ip_address_pools and not self.ip_address_pool_selectors:
             return True
         return pool.name in self.ip_address_pools or any(s.matches(pool.labels) for s in self.ip_address_pool_selectors)

@@ -57,6 +57,8 @@ class ServicePlan:
     selection: SelectionKey | None = None  # None when there is no pool to select advertisements for
     local_nodes: frozenset[str] | None = None  # externalTrafficPolicy Local: nodes with a serving endpoint
     load_balancer_class: str | None = None
+    pool_advertised: bool = True  # some L2Advertisement applies to the pool (if none selects this service, it is
+    # their serviceSelectors that leave it out)
     # The per-(node, ip) hash cache that makes node changes cheap: the announcer's election digest, and the
     # runner-up (NO_CANDIDATE: there is none; None: not known, after it took over or may have changed).
     digest: bytes = field(default=b"", compare=False, repr=False)
@@ -341,6 +343,7 @@ class Planner:
             pool_key = next(iter(pool_keys))
 
         selection: SelectionKey | None = None
+        for_pool: list[L2Advertisement] = []
         if pool_key is not None:
             pool = self._pools[pool_key]
             for_pool = [ad for ad in self._ads.values() if ad.applies_to_pool(pool)]
@@ -379,6 +382,7 @@ class Planner:
             service_reasons=frozenset(reasons),
             selection=selection,
             local_nodes=local_nodes,
+            pool_advertised=bool(for_pool),
             digest=digest,
             runner_up=runner_up,
         )

@@ -150,7 +150,26 @@ def test_service_selectors_choose_the_advertisement() -> None:
     other = p.services["default/other"]
     assert other.status is Status.NOBODY and other.selection == ()
     assert all(r == {Reason.NOT_SELECTED} for r in reasons(p, "default/other").values())
-    assert fixes(p, "default/other") == ["create an L2Advertisement for pool lan: none announces it"]
+    # An advertisement exists for the pool; its serviceSelectors leave this service out (found in review: the fix
+    # used to say "create an L2Advertisement").
+    assert fixes(p, "default/other") == [
+        "the L2Advertisements for pool lan all have serviceSelectors that leave this service out: "
+        "label the service to match one, or add an advertisement for it"
+    ]
+
+
+def test_a_pool_without_any_advertisement_and_pools_of_other_namespaces() -> None:
+    objs = [
+        *three_nodes(),
+        service("web", ["192.0.2.100"]),
+        endpoints("web", {"n1": READY}),
+        pool("lan", "192.0.2.100/30"),
+        # Same pool name in another namespace: MetalLB reads one namespace, so this advertisement is not for "lan".
+        advertisement("lan", namespace="elsewhere", ipAddressPools=["lan"]),
+    ]
+    p = make(objs)
+    assert p.services["default/web"].status is Status.NOBODY
+    assert fixes(p, "default/web") == ["create an L2Advertisement for pool lan: none announces it"]
 
 
 def test_pool_selectors_and_interfaces() -> None:
