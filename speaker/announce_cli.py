@@ -31,6 +31,7 @@ from speaker.interfaces import DEFAULT_EXCLUDE
 
 PROG = "l2guard announce"
 EXIT_USAGE = 2
+EXIT_CRASHED = 1
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,7 +140,11 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
             text = ",".join(ifaces) if ifaces else "no interface"
             print(f"{PROG}: announcing {ip} on {text}", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
-            pass
+            if not announcer.running:  # the I/O thread died: say so instead of pretending to answer
+                announcer.stop()
+                _print_counters(announcer, as_json=args.json)
+                print(f"{PROG}: the data plane stopped unexpectedly (see the log above)", file=sys.stderr, flush=True)
+                return EXIT_CRASHED
     except OSError as exc:
         announcer.stop()
         return _fail(f"{exc.strerror or exc}")

@@ -225,6 +225,11 @@ class Announcer:
         thread.join(timeout)
         self._thread = None
 
+    @property
+    def running(self) -> bool:
+        """True while the I/O thread runs (it ends on stop(), or on a bug, which it logs)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def __enter__(self) -> Announcer:
         self.start()
         return self

@@ -203,7 +203,8 @@ def review_config(
         metallb_namespace=metallb_namespace,
     )
     name = f"{request.namespace}/{request.name}"
-    details = {"user": request.username, "operation": request.operation, "kind": kind, "pool": name}
+    key = "pool" if kind == "IPAddressPool" else "advertisement"  # log vocabulary: name the object by its kind
+    details = {"user": request.username, "operation": request.operation, "kind": kind, key: name}
     if not verdict.allowed:
         return Outcome(
             False,

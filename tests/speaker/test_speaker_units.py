@@ -81,8 +81,11 @@ def test_set_before_start_is_refused() -> None:
 
 def test_a_stopped_announcer_can_be_started_again() -> None:
     a = Announcer(scan=dict)
+    assert not a.running
     a.start()
+    assert a.running
     a.stop()
+    assert not a.running
     with pytest.raises(RuntimeError):
         a.set({})
     a.start()
