@@ -10,6 +10,7 @@ No I/O, standard library only.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -69,6 +70,12 @@ def parse_ip(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return ipaddress.ip_address(text.strip())
     except ValueError:
         return None
+
+
+def in_ranges(ip: str, ranges: Iterable[AddressRange]) -> bool:
+    """Whether the address `ip` (text) lies in any of `ranges`; False for text that is not an address."""
+    addr = parse_ip(ip)
+    return addr is not None and any(addr in r for r in ranges)
 
 
 def canonical_ip(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from l2core.eligibility import NodeVerdict, Reason
 from l2core.model import EXCLUDE_LABEL, LabelSemantics
 from l2core.plan import Plan, Status
+from l2core.text import and_more
 
 MAX_NODES_NAMED = 3
 
@@ -23,9 +24,7 @@ _SERVICE_FIX = {
 
 
 def _names(nodes: list[str]) -> str:
-    shown = ", ".join(nodes[:MAX_NODES_NAMED])
-    more = len(nodes) - MAX_NODES_NAMED
-    return f"{shown} and {more} more" if more > 0 else shown
+    return and_more(nodes, MAX_NODES_NAMED)
 
 
 def _node_actions(reasons: frozenset[Reason], *, semantics: LabelSemantics) -> list[str]:

@@ -17,17 +17,17 @@ Pure: no I/O, no logging, standard library and `l2core` only.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from l2core.addresses import AddressRange
+from l2core.addresses import AddressRange, in_ranges
 from l2core.eligibility import Reason, node_wide_reasons
 from l2core.model import Cluster, EligibilitySettings, IPAddressPool, L2Advertisement, Node, Service
 from l2core.parse import parse_advertisement, parse_pool
 from l2core.problems import Problem
+from l2core.text import and_more
 
 
 class NoteCode(StrEnum):
@@ -77,17 +77,8 @@ def _namespace_problem(kind: str, raw: Mapping[str, Any], metallb_namespace: str
     return None
 
 
-def _short_list(names: list[str], limit: int = 3) -> str:
-    shown = ", ".join(names[:limit])
-    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
-
-
-def _ip_in(ranges: tuple[AddressRange, ...], ip: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(addr in r for r in ranges)
+def _short_list(names: list[str]) -> str:
+    return and_more(names, 3)
 
 
 def services_using(ranges: tuple[AddressRange, ...], services: Mapping[str, Service]) -> dict[str, tuple[str, ...]]:
@@ -96,7 +87,7 @@ def services_using(ranges: tuple[AddressRange, ...], services: Mapping[str, Serv
     for key, svc in services.items():
         if svc.type != "LoadBalancer":
             continue
-        ips = tuple(ip for ip in svc.ingress_ips if _ip_in(ranges, ip))
+        ips = tuple(ip for ip in svc.ingress_ips if in_ranges(ip, ranges))
         if ips:
             out[key] = ips
     return out
@@ -147,7 +138,10 @@ def _pool_notes(
     if not any(ad.applies_to_pool(pool) for ad in advertisements.values()):
         notes.append(Note(NoteCode.POOL_NOT_ANNOUNCED, obj, "no L2Advertisement announces this pool"))
     hits = sorted(
-        f"{node.name} ({ip})" for node in cluster.nodes.values() for ip in node.internal_ips if _ip_in(pool.ranges, ip)
+        f"{node.name} ({ip})"
+        for node in cluster.nodes.values()
+        for ip in node.internal_ips
+        if in_ranges(ip, pool.ranges)
     )
     if hits:
         notes.append(
@@ -165,7 +159,7 @@ def _released_notes(
     released = sorted(
         f"{ips[0]} ({key})"
         for key, all_ips in in_use.items()
-        if (ips := tuple(ip for ip in all_ips if not _ip_in(new_ranges, ip)))
+        if (ips := tuple(ip for ip in all_ips if not in_ranges(ip, new_ranges)))
     )
     if not released:
         return []

@@ -21,6 +21,7 @@ from l2core.eligibility import REASON_TEXT, NodeVerdict, Reason
 from l2core.model import EligibilitySettings, LabelSemantics
 from l2core.parse import ParsedCluster, build_cluster
 from l2core.plan import Plan, Status, plan
+from l2core.text import and_more
 from l2guard.loader import InputError, load_documents, parse_text
 
 EXIT_OK = 0
@@ -165,9 +166,7 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
 
 
 def _node_list(names: list[str]) -> str:
-    shown = ", ".join(names[:NODES_PER_LINE])
-    more = len(names) - NODES_PER_LINE
-    return f"{shown} (+{more} more)" if more > 0 else shown
+    return and_more(names, NODES_PER_LINE)
 
 
 def _verdict_lines(verdicts: Sequence[NodeVerdict], announcer: str | None) -> list[str]:
