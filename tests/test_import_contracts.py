@@ -40,7 +40,27 @@ def test_the_core_imports_only_the_standard_library_and_itself() -> None:
 
 
 def test_the_core_does_no_io() -> None:
-    banned = {"socket", "subprocess", "os", "logging", "time", "datetime", "random", "threading", "asyncio"}
+    banned = {
+        "socket",
+        "subprocess",
+        "os",
+        "sys",
+        "io",
+        "pathlib",
+        "shutil",
+        "logging",
+        "time",
+        "datetime",
+        "random",
+        "threading",
+        "asyncio",
+        "signal",
+        "select",
+        "selectors",
+        "tempfile",
+        "urllib",
+        "http",
+    }
     for path in modules("l2core"):
         used = imports(path) & banned
         assert not used, f"{path.relative_to(ROOT)} imports {sorted(used)}"
@@ -59,3 +79,14 @@ def test_the_contract_checker_sees_imports(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("import scapy.all\nfrom kubernetes import client\nfrom . import sibling\n")
     assert imports(probe) == {"scapy", "kubernetes"}
+
+
+def test_the_core_calls_no_builtin_io() -> None:
+    """`open`, `input`, `print`, `exec`/`eval` and `__import__` are I/O or escape hatches; the core uses none."""
+    banned = {"open", "input", "print", "exec", "eval", "__import__", "breakpoint"}
+    for path in modules("l2core"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        calls = {
+            node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        }
+        assert not calls & banned, f"{path.relative_to(ROOT)} calls {sorted(calls & banned)}"
