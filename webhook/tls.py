@@ -3,8 +3,12 @@ restart.
 
 Mounted Secrets change by an atomic symlink swap that sends no inotify event to the file we watch, so the reloader
 compares the files' content hash on a short interval (as kopf does) and calls `load_cert_chain` on the live
-context: new handshakes use the new certificate, open connections keep theirs. A pair that does not load (a
-half-written update: new cert, old key) keeps the old one and is retried on the next tick.
+context: new handshakes use the new certificate, open connections keep theirs.
+
+A pair that does not load (a half-written update: new cert, old key) must leave the live context untouched: OpenSSL
+installs the certificate before it checks the key, so a failed load on the live context would leave it with no
+usable pair. The bytes that were hashed are therefore written to private scratch files, proven on a fresh context,
+and only then loaded into the live one; the old pair stays until a good one arrives (retried every tick).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import asyncio
 import datetime
 import hashlib
 import logging
+import os
 import ssl
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +47,21 @@ def not_after(cert_pem: bytes) -> datetime.datetime:
     except ValueError as exc:
         raise TLSError(f"not a PEM certificate: {exc}") from exc
     return cert.not_valid_after_utc
+
+
+def _load_verified(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """Load exactly these bytes into `ctx`, after proving on a scratch context that they form a usable pair."""
+    with tempfile.TemporaryDirectory(prefix="l2guard-tls-") as tmp:  # mode 0700: the key is never world-readable
+        cert_path, key_path = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        for path, data in ((cert_path, cert), (key_path, key)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        try:
+            server_context().load_cert_chain(cert_path, key_path)  # throw-away: a failure here harms nothing
+            ctx.load_cert_chain(cert_path, key_path)
+        except (ssl.SSLError, OSError) as exc:
+            raise TLSError(f"cannot load the certificate and key: {exc}") from exc
 
 
 def server_context() -> ssl.SSLContext:
@@ -77,11 +98,12 @@ class CertReloader:
             cert, key = _read(self.cert_file), _read(self.key_file)
             digest = hashlib.sha256(cert + b"\0" + key).digest()
             if digest != self._digest:
+                expires = not_after(cert)  # before loading: a certificate cryptography cannot read is refused too
                 try:
-                    self.context.load_cert_chain(self.cert_file, self.key_file)
-                except (ssl.SSLError, OSError) as exc:
-                    raise TLSError(f"{self.cert_file}/{self.key_file}: cannot load: {exc}") from exc
-                self._expires = not_after(cert)
+                    _load_verified(self.context, cert, key)
+                except TLSError as exc:
+                    raise TLSError(f"{self.cert_file}/{self.key_file}: {exc}") from exc
+                self._expires = expires
                 self._digest = digest
                 if not initial:
                     log.info("certificate reloaded event=cert-reload expires=%s", self._expires.isoformat())
@@ -102,4 +124,7 @@ class CertReloader:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.check()
+            try:
+                self.check()
+            except Exception:  # a bug or a surprise from a library must not end certificate rotation for good
+                log.exception("certificate check failed event=cert-reload-failed")

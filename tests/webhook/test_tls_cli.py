@@ -95,10 +95,39 @@ def test_a_broken_pair_keeps_the_old_certificate(pki: PKI, tmp_path: Path) -> No
     key_file.write_bytes(pki.key_file.read_bytes())
     expiries: list[float] = []
     reloader = CertReloader(str(cert_file), str(key_file), on_expiry=expiries.append)
-    new_cert, _ = pki.make_server_cert("rotated")
-    cert_file.write_bytes(new_cert)  # the key does not match any more
+    assert _served_cn(reloader.context, pki) == "l2guard-webhook"
+    new_cert, new_key = pki.make_server_cert("rotated")
+    cert_file.write_bytes(new_cert)  # the key does not match any more (the cert was written first)
     assert reloader.check() is False and reloader.loaded
     assert 0 < expiries[-1] <= 86400
+    # Found in review: the failed load used to wipe the live pair, so every handshake failed from then on.
+    assert _served_cn(reloader.context, pki) == "l2guard-webhook"
+    key_file.write_bytes(new_key)  # the update completes
+    assert reloader.check() is True
+    assert _served_cn(reloader.context, pki) == "rotated"
+
+
+def _served_cn(server: ssl.SSLContext, pki: PKI) -> str:
+    """Handshake in memory against `server` and return the common name of the certificate it presents."""
+    client = pki.client_context()
+    client.check_hostname = False
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    c = client.wrap_bio(c_in, c_out, server_side=False)
+    srv = server.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        done = True
+        for end, out, peer_in in ((c, c_out, s_in), (srv, s_out, c_in)):
+            try:
+                end.do_handshake()
+            except ssl.SSLWantReadError:
+                done = False
+            if data := out.read():
+                peer_in.write(data)
+        if done:
+            break
+    cert = c.getpeercert()
+    assert cert is not None
+    return dict(x[0] for x in cert["subject"])["commonName"]
 
 
 def test_settings_flags_win_over_environment_twins_over_defaults() -> None:
