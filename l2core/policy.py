@@ -99,8 +99,10 @@ class StripScope:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     exempt_users: tuple[str, ...] = ()
+    exempt_groups: tuple[str, ...] = ()
     # Kubelets register Nodes (with --node-labels); refusing or rewriting that would keep a node out of the cluster.
-    exempt_groups: tuple[str, ...] = KUBELET_GROUPS
+    # Separate from exempt_groups, so that setting an exempt list does not silently drop this protection.
+    exempt_kubelets: bool = True
 
     def requester_in_scope(self, who: Requester) -> bool:
         if not self.users and not self.groups:
@@ -108,7 +110,8 @@ class StripScope:
         return _matches_any(self.users, [who.username]) or _matches_any(self.groups, who.groups)
 
     def requester_exempt(self, who: Requester) -> bool:
-        return _matches_any(self.exempt_users, [who.username]) or _matches_any(self.exempt_groups, who.groups)
+        groups = (*self.exempt_groups, *KUBELET_GROUPS) if self.exempt_kubelets else self.exempt_groups
+        return _matches_any(self.exempt_users, [who.username]) or _matches_any(groups, who.groups)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from l2core.model import EligibilitySettings, LabelSemantics
-from l2core.policy import KUBELET_GROUPS, Mode, NodePolicy, StripScope
+from l2core.policy import Mode, NodePolicy, StripScope
 from l2core.selectors import LabelSelector, parse_selector
 
 ENV_PREFIX = "L2GUARD_"
@@ -53,11 +53,13 @@ OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--strip-users", "list", (), "strip/deny only for these usernames (shell patterns, comma-separated)"),
     ("--strip-groups", "list", (), "strip/deny only for requesters in these groups (shell patterns)"),
     ("--exempt-users", "list", (), "never strip/deny for these usernames (shell patterns)"),
+    ("--exempt-groups", "list", (), "never strip/deny for requesters in these groups (shell patterns)"),
     (
-        "--exempt-groups",
-        "list",
-        KUBELET_GROUPS,
-        "never strip/deny for requesters in these groups (shell patterns; default system:nodes, the kubelets)",
+        "--enforce-on-kubelets",
+        "bool",
+        False,
+        "let strip/deny act on kubelets (group system:nodes) too; by default they only get warnings, because "
+        "refusing a Node registration keeps the node out of the cluster",
     ),
     ("--cert-reload-interval", "float", 10.0, "seconds between certificate content checks"),
     ("--kubeconfig", "str", "", "kubeconfig for the live view (default: in-cluster, then ~/.kube/config)"),
@@ -225,6 +227,7 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> WebhookSe
             groups=values["strip_groups"],
             exempt_users=values["exempt_users"],
             exempt_groups=values["exempt_groups"],
+            exempt_kubelets=not values["enforce_on_kubelets"],
         ),
         cert_reload_interval=values["cert_reload_interval"],
         kubeconfig=values["kubeconfig"],

@@ -524,6 +524,12 @@ def test_deny_mode_never_refuses_a_kubelet_registering_its_node(serve) -> None: 
     resp = _response(r.review(VALIDATE_NODE, review))
     assert resp["allowed"] is True
     assert resp["warnings"][-1] == "not denied: the requester is exempt"
+    # Setting an exempt list of one's own keeps the kubelet protection (found in review: it used to replace it)...
+    own = serve(replace(DENY, scope=StripScope(exempt_groups=("admins",))), documents=api_documents())
+    assert _response(own.review(VALIDATE_NODE, review))["allowed"] is True
+    # ...unless enforcement on kubelets is asked for explicitly.
+    strict = serve(replace(DENY, scope=StripScope(exempt_kubelets=False)), documents=api_documents())
+    assert _response(strict.review(VALIDATE_NODE, review))["allowed"] is False
     # The same CREATE by an administrator is refused.
     req["userInfo"] = {"username": "admin", "groups": ["system:masters", "system:authenticated"]}
     assert _response(r.review(VALIDATE_NODE, review))["allowed"] is False
