@@ -157,32 +157,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags only; defaults are applied in `from_args` so that the environment can sit between them."""
     for flag, typ, _default, help_text in OPTIONS:
         text = f"{help_text} [env {env_name(flag)}]"
-        if typ == "bool":
-            parser.add_argument(flag, action="store_true", default=None, help=text)
+        metavar = flag.lstrip("-").upper().replace("-", "_")
+        if typ == "bool":  # --x and --no-x, so a flag can also switch off what the environment switched on
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif typ == "list":  # repeatable and comma-separated: --cluster-state a.yaml --cluster-state b.yaml,c.yaml
+            parser.add_argument(flag, action="append", default=None, metavar=metavar, help=text)
         else:
-            parser.add_argument(flag, default=None, metavar=flag.lstrip("-").upper().replace("-", "_"), help=text)
+            parser.add_argument(flag, default=None, metavar=metavar, help=text)
 
 
-def _convert(flag: str, typ: str, value: str) -> Any:
+def _convert(source: str, typ: str, value: str | list[str]) -> Any:
+    """Convert one setting's text; `source` names where it came from (the flag or the environment variable)."""
+    if typ == "list":
+        parts = value if isinstance(value, list) else [value]
+        return tuple(v.strip() for part in parts for v in part.split(",") if v.strip())
+    assert isinstance(value, str)
     if typ == "int":
         try:
             return int(value)
         except ValueError:
-            raise SettingsError(f"{flag}: {value!r} is not an integer") from None
+            raise SettingsError(f"{source}: {value!r} is not an integer") from None
     if typ == "float":
         try:
             return float(value)
         except ValueError:
-            raise SettingsError(f"{flag}: {value!r} is not a number") from None
+            raise SettingsError(f"{source}: {value!r} is not a number") from None
     if typ == "bool":
         word = value.strip().lower()
         if word in TRUE_WORDS:
             return True
         if word in FALSE_WORDS:
             return False
-        raise SettingsError(f"{env_name(flag)}: {value!r} is not true or false")
-    if typ == "list":
-        return tuple(v.strip() for v in value.split(",") if v.strip())
+        raise SettingsError(f"{source}: {value!r} is not true or false")
     return value
 
 
@@ -192,10 +198,10 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> WebhookSe
     for flag, typ, default, _help in OPTIONS:
         attr = flag.lstrip("-").replace("-", "_")
         given = getattr(args, attr, None)
-        if given is not None and given is not False:
+        if given is not None:
             values[attr] = given if typ == "bool" else _convert(flag, typ, given)
         elif env_name(flag) in environ:
-            values[attr] = _convert(flag, typ, environ[env_name(flag)])
+            values[attr] = _convert(env_name(flag), typ, environ[env_name(flag)])
         else:
             values[attr] = default
     try:

@@ -143,7 +143,13 @@ def test_settings_flags_win_over_environment_twins_over_defaults() -> None:
     assert (s.node_policy, s.port, s.health_port) == (Mode.STRIP, 10443, 8080)
     assert s.eligibility.ignore_exclude_label and s.eligibility.label_semantics is LabelSemantics.TRUE_ONLY
     assert s.scope.exempt_users == ("a", "b*")
+    # Found in review: a flag could not switch off what the environment switched on, repeated list flags kept only
+    # the last one, and an environment error was reported under the flag's name.
+    assert not parse(["--no-ignore-exclude-lb"], env).eligibility.ignore_exclude_label
+    many = parse(["--cluster-state", "a.yaml", "--cluster-state", "b.yaml,c.yaml"], env)
+    assert many.cluster_state == ("a.yaml", "b.yaml", "c.yaml")
     for argv, env2, message in [
+        ([], {**env, "L2GUARD_PORT": "x"}, "L2GUARD_PORT: 'x' is not an integer"),
         (["--node-policy", "nuke"], env, "--node-policy must be off, warn, strip or deny"),
         (["--port", "x"], env, "--port: 'x' is not an integer"),
         ([], {}, "--cert-file and --key-file are required"),
