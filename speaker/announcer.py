@@ -155,6 +155,14 @@ class Announcer:
     ) -> None:
         if burst_interval <= 0 or burst_duration < 0 or not 0 < rescan_interval <= 10.0:
             raise ValueError("need burst_interval > 0, burst_duration >= 0, 0 < rescan_interval <= 10 s")
+        # Exact filters grow by 4 (ARP) and 9 (NDP) instructions per IP; past BPF_MAXINSNS they cannot exist.
+        if (
+            not 0 <= max_arp_filter_ips <= bpf.MAX_ARP_IPS_POSSIBLE
+            or not 0 <= max_ndp_filter_ips <= bpf.MAX_NDP_IPS_POSSIBLE
+        ):
+            raise ValueError(
+                f"filter limits must be 0..{bpf.MAX_ARP_IPS_POSSIBLE} (ARP) and 0..{bpf.MAX_NDP_IPS_POSSIBLE} (NDP)"
+            )
         self._exclude = re.compile(exclude) if isinstance(exclude, str) else exclude
         self._burst_interval = burst_interval
         self._burst_duration = burst_duration

@@ -28,6 +28,9 @@ BPF_JEQ_K = 0x15
 BPF_RET_K = 0x06
 
 BPF_MAXINSNS = 4096
+# The largest exact programs that fit: ARP is 6 + 4n instructions, NDP 11 + 9n (see arp_program, ndp_program).
+MAX_ARP_IPS_POSSIBLE = (BPF_MAXINSNS - 6) // 4
+MAX_NDP_IPS_POSSIBLE = (BPF_MAXINSNS - 11) // 9
 SO_ATTACH_FILTER = 26
 SO_LOCK_FILTER = 44
 

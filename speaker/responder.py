@@ -35,6 +35,7 @@ PACKET_DROP_MEMBERSHIP = 2
 PACKET_MR_MULTICAST = 0
 PACKET_IGNORE_OUTGOING = 23
 RCVBUF = 4 * 1024 * 1024
+SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>
 MAX_DRAIN = 512  # frames handled per readiness event, so one busy socket cannot starve the others
 
 _ARP_REQ = packets.ETHERTYPE_ARP + b"\x00\x01\x08\x00\x06\x04\x00\x01"
@@ -60,8 +61,11 @@ def open_packet_socket(ifname: str, proto: int, *, prog: bpf.Program) -> socket.
         bpf.attach(sock, prog)
         with contextlib.suppress(OSError):  # kernels before 4.20: frames from local MACs are skipped instead
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        try:  # as root or with CAP_NET_ADMIN, past net.core.rmem_max (~208 KB), which a storm would fill
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         sock.bind((ifname, proto))
     except BaseException:
         sock.close()
@@ -219,6 +223,8 @@ class Port:
             log.debug("event=join iface=%s group=%s", self.name, gtext)
         for group in sorted(self._groups - wanted):
             self._leave(group)
+        for gtext in [g for g in self.join_errors if socket.inet_pton(socket.AF_INET6, g) not in wanted]:
+            del self.join_errors[gtext]  # no longer wanted: nothing left to report or retry
 
     def _mreq(self, group: bytes) -> bytes:
         return struct.pack("iHH8s", self.index, PACKET_MR_MULTICAST, 6, packets.multicast_mac(group))
@@ -256,6 +262,7 @@ class Port:
             self._mld_sock.close()
             self._mld_sock = None
         self.ndp_fallback = False
+        self.join_errors.clear()
 
     def close(self) -> None:
         """Stop answering on this interface at once and release every socket and membership."""

@@ -65,7 +65,7 @@ class WebhookServer:
             "lifespan": "off",
             "access_log": False,
             "log_config": None,
-            "timeout_keep_alive": 90,  # the API server keeps connections for reuse
+            "timeout_keep_alive": 120,  # longer than the API server's 90 s idle timeout: it closes first, not us
             "server_header": False,
         }
         self.https = _Server(uvicorn.Config(create_app(state), ssl_context_factory=ssl_factory, **common))

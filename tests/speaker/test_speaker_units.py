@@ -79,6 +79,15 @@ def test_set_before_start_is_refused() -> None:
         Announcer(scan=dict).set({"192.0.2.1": ALL_INTERFACES})
 
 
+def test_filter_limits_beyond_what_a_bpf_program_can_hold_are_refused() -> None:
+    from speaker import bpf
+
+    Announcer(scan=dict, max_arp_filter_ips=bpf.MAX_ARP_IPS_POSSIBLE, max_ndp_filter_ips=bpf.MAX_NDP_IPS_POSSIBLE)
+    for arp, ndp in ((bpf.MAX_ARP_IPS_POSSIBLE + 1, 0), (0, bpf.MAX_NDP_IPS_POSSIBLE + 1), (-1, 0)):
+        with pytest.raises(ValueError, match="filter limits"):
+            Announcer(scan=dict, max_arp_filter_ips=arp, max_ndp_filter_ips=ndp)
+
+
 def test_a_stopped_announcer_can_be_started_again() -> None:
     a = Announcer(scan=dict)
     assert not a.running
