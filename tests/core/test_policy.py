@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jsonpatch  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l2core.model import EXCLUDE_LABEL, EligibilitySettings, LabelSemantics, Node
+from l2core.model import EXCLUDE_LABEL, Cluster, EligibilitySettings, LabelSemantics, Node
 from l2core.parse import parse_node
 from l2core.plan import Move, PlanIndex, diff, plan
 from l2core.policy import (
@@ -32,6 +34,17 @@ from tests.builders import advertisement, cluster, endpoints, excluded, node, po
 PRESENCE = EligibilitySettings()
 TRUE_ONLY = EligibilitySettings(label_semantics=LabelSemantics.TRUE_ONLY)
 IGNORING = EligibilitySettings(ignore_exclude_label=True)
+
+
+def single_node(cp: dict[str, Any]) -> Cluster:
+    """The single-node case: cp-1 (as given) announces 192.0.2.100 for default/web, its only endpoint."""
+    return cluster(
+        cp,
+        service("web", "192.0.2.100"),
+        endpoints("web", ["cp-1"]),
+        pool("lan", "192.0.2.100/32"),
+        advertisement("lan"),
+    )
 
 
 def _node(raw: dict[str, object]) -> Node:
@@ -98,39 +111,21 @@ def test_two_nodes_ip_moves_to_the_other_node() -> None:
 
 
 def test_announcer_ignoring_the_label_means_no_impact() -> None:
-    c = cluster(
-        node("cp-1"),
-        service("web", "192.0.2.100"),
-        endpoints("web", ["cp-1"]),
-        pool("lan", "192.0.2.100/32"),
-        advertisement("lan"),
-    )
+    c = single_node(node("cp-1"))
     changed = _node(excluded("cp-1"))
     impact = node_impact(PlanIndex(plan(c, IGNORING)), changed, advertisements=c.advertisements)
     assert impact.moves == () == _planner_moves(c, changed, IGNORING)
 
 
 def test_true_only_false_value_does_not_move_anything() -> None:
-    c = cluster(
-        node("cp-1"),
-        service("web", "192.0.2.100"),
-        endpoints("web", ["cp-1"]),
-        pool("lan", "192.0.2.100/32"),
-        advertisement("lan"),
-    )
+    c = single_node(node("cp-1"))
     changed = _node(excluded("cp-1", "false"))
     assert node_impact(PlanIndex(plan(c, TRUE_ONLY)), changed, advertisements=c.advertisements).moves == ()
     assert node_impact(PlanIndex(plan(c, PRESENCE)), changed, advertisements=c.advertisements).moves != ()
 
 
 def test_removing_the_label_brings_ips_back() -> None:
-    c = cluster(
-        excluded("cp-1"),
-        service("web", "192.0.2.100"),
-        endpoints("web", ["cp-1"]),
-        pool("lan", "192.0.2.100/32"),
-        advertisement("lan"),
-    )
+    c = single_node(excluded("cp-1"))
     changed = _node(node("cp-1"))
     impact = node_impact(PlanIndex(plan(c, PRESENCE)), changed, advertisements=c.advertisements)
     assert impact.moves == (Move("default/web", ("192.0.2.100",), None, "cp-1"),) == _planner_moves(c, changed)

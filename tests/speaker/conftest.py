@@ -42,25 +42,25 @@ def build_topology() -> Topology:
     return topo
 
 
-@pytest.fixture(scope="module")
-def topo() -> Iterator[Topology]:
+def _topology() -> Iterator[Topology]:
     require_root()
     t = build_topology()
     try:
         yield t
     finally:
         t.destroy()
+
+
+@pytest.fixture(scope="module")
+def topo() -> Iterator[Topology]:
+    """One topology shared by a module's tests that leave links and addresses as they found them."""
+    yield from _topology()
 
 
 @pytest.fixture
 def fresh_topo() -> Iterator[Topology]:
     """A topology of its own, for tests that change links or node addresses."""
-    require_root()
-    t = build_topology()
-    try:
-        yield t
-    finally:
-        t.destroy()
+    yield from _topology()
 
 
 @pytest.fixture
