@@ -24,20 +24,17 @@ def election_digest(node: str, ip: str) -> bytes:
 
 
 def ranked(candidates: Iterable[str], ip: str, *, weights: Mapping[str, int] | None = None) -> list[str]:
-    """All candidates in election order: the first one wins."""
+    """All candidates in election order, the first one wins: the rule written as plainly as MetalLB's sort. The
+    planner's fast path (`elect_top2`) is property-tested against it."""
     w = weights or {}
     return sorted(set(candidates), key=lambda n: (-w.get(n, 0), election_digest(n, ip)))
 
 
 def elect(candidates: Iterable[str], ip: str, *, weights: Mapping[str, int] | None = None) -> str | None:
-    """The winning node, or None when there is no candidate."""
-    best: tuple[int, bytes, str] | None = None
-    w = weights or {}
-    for node in set(candidates):
-        key = (-w.get(node, 0), election_digest(node, ip), node)
-        if best is None or key < best:
-            best = key
-    return best[2] if best else None
+    """The winning node, or None when there is no candidate (one-off use; the planner calls `elect_top2`)."""
+    pool = set(candidates)
+    winner, _ = elect_top2(pool, ip, weights=weights or {}, prefixes={n: election_prefix(n) for n in pool})
+    return winner.node
 
 
 def election_prefix(node: str) -> Any:
