@@ -64,10 +64,6 @@ class ServicePlan:
     digest: bytes = field(default=b"", compare=False, repr=False)
     runner_up: Rank | None = field(default=None, compare=False, repr=False)
 
-    @property
-    def election_ip(self) -> str | None:
-        return self.ips[0] if self.ips else None
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -233,10 +229,6 @@ class Planner:
 
     def set_alive(self, alive: Iterable[str] | None) -> PlanDiff:
         self._alive = frozenset(alive) if alive is not None else None
-        return self._full_replan()
-
-    def replace_settings(self, settings: EligibilitySettings) -> PlanDiff:
-        self.settings = settings
         return self._full_replan()
 
     # ----- full build -------------------------------------------------------------------------------------------

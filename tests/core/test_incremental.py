@@ -217,3 +217,16 @@ def test_the_planner_never_moves_an_ip_when_a_non_owner_joins_or_leaves(names: l
     d = planner.upsert_node(Node(extra))
     assert planner.plan.services["default/web"].announcer in (owner, extra)  # only the newcomer can take over
     assert (d.moves == ()) == (planner.plan.services["default/web"].announcer == owner)
+
+
+def test_speaker_liveness_changes_replan() -> None:
+    planner = Planner(cluster(NODES), EligibilitySettings())
+    owners = {k: sp.announcer for k, sp in planner.plan.services.items() if sp.announcer}
+    victim = next(iter(owners.values()))
+    alive = [n for n in NODES if n != victim]
+    d = planner.set_alive(alive)
+    assert victim in {m.before for m in d.moves}
+    assert victim not in {sp.announcer for sp in planner.plan.services.values()}
+    assert planner.plan.services == plan(planner.cluster, EligibilitySettings(), alive=alive).services
+    planner.set_alive(None)  # everyone again
+    assert {k: sp.announcer for k, sp in planner.plan.services.items() if sp.announcer} == owners
