@@ -19,8 +19,17 @@ from typing import Any
 _sha256 = hashlib.sha256
 
 
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes as Go sees the string: Go's encoding/json decodes a lone surrogate escape (`"\\udfff"`) to
+    U+FFFD, while Python keeps it and cannot encode it. Valid text (every real node name) takes the fast path."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
 def election_digest(node: str, ip: str) -> bytes:
-    return _sha256(f"{node}#{ip}".encode()).digest()
+    return _sha256(_utf8(f"{node}#{ip}")).digest()
 
 
 def ranked(candidates: Iterable[str], ip: str, *, weights: Mapping[str, int] | None = None) -> list[str]:
@@ -40,13 +49,13 @@ def elect(candidates: Iterable[str], ip: str, *, weights: Mapping[str, int] | No
 def election_prefix(node: str) -> Any:
     """The sha256 state after `node#`: copying it and feeding the IP costs less than hashing the whole string, and
     the planner keeps one per node (a hashlib object; typed Any because hashlib's type is private)."""
-    return _sha256(f"{node}#".encode())
+    return _sha256(_utf8(f"{node}#"))
 
 
 def digest_from(prefix: Any, ip: str) -> bytes:
     """`election_digest(node, ip)` from the node's `election_prefix`."""
     h = prefix.copy()
-    h.update(ip.encode())
+    h.update(_utf8(ip))
     digest: bytes = h.digest()
     return digest
 
@@ -81,7 +90,7 @@ def elect_top2(
     pool = list(candidates)
     if not pool:
         return NO_CANDIDATE, NO_CANDIDATE
-    suffix = ip.encode()
+    suffix = _utf8(ip)
     digests = []
     for name in pool:
         h = prefixes[name].copy()

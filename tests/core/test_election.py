@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,11 +19,40 @@ def reference_winner(nodes: list[str], ip: str) -> str:
     return sorted(nodes, key=lambda n: hashlib.sha256((n + "#" + ip).encode()).digest())[0]
 
 
-def test_known_answer_for_the_captured_cluster() -> None:
-    digests = {n: election_digest(n, "192.0.2.100").hex()[:8] for n in ("cp-1", "worker-1", "worker-2")}
-    winner = min(digests, key=lambda n: election_digest(n, "192.0.2.100"))
-    assert elect(["cp-1", "worker-1", "worker-2"], "192.0.2.100") == winner
-    assert elect(["worker-1", "worker-2"], "192.0.2.100") == reference_winner(["worker-1", "worker-2"], "192.0.2.100")
+# Literal vectors, computed once outside the project with `hashlib.sha256((node + "#" + ip).encode()).hexdigest()`
+# and ordered ascending as MetalLB's speaker/layer2_controller.go does (bytes.Compare on the digests, first wins).
+# First 8 hex digits of each digest, in election order:
+#   192.0.2.100:   cp-1 15bde924, worker-1 45c8c791, worker-2 8fbbf9ef
+#   2001:db8::100: worker-1 03a906fa, cp-1 2fadd316, worker-2 352da66c
+#   203.0.113.7:   cp-1 4a0f1845, worker-2 719c3afe, worker-1 fa9a78a6
+KNOWN_ANSWERS = [
+    ("192.0.2.100", ["cp-1", "worker-1", "worker-2"], "15bde924"),
+    ("2001:db8::100", ["worker-1", "cp-1", "worker-2"], "03a906fa"),
+    ("203.0.113.7", ["cp-1", "worker-2", "worker-1"], "4a0f1845"),
+]
+CLUSTER = ["worker-2", "cp-1", "worker-1"]
+
+
+@pytest.mark.parametrize(("ip", "order", "winner_digest"), KNOWN_ANSWERS)
+def test_known_answers_match_literal_vectors(ip: str, order: list[str], winner_digest: str) -> None:
+    assert election_digest(order[0], ip).hex()[:8] == winner_digest
+    assert ranked(CLUSTER, ip) == order
+    assert elect(CLUSTER, ip) == order[0]
+    winner, runner = elect_top2(CLUSTER, ip, weights={}, prefixes={n: election_prefix(n) for n in CLUSTER})
+    assert (winner.node, runner.node) == (order[0], order[1])
+
+
+def test_weight_beats_the_literal_hash_order() -> None:
+    # worker-2 ranks last by hash for 192.0.2.100; a preferred-node weight puts it first, then the hash order.
+    assert ranked(CLUSTER, "192.0.2.100", weights={"worker-2": 50}) == ["worker-2", "cp-1", "worker-1"]
+
+
+def test_a_lone_surrogate_in_a_node_name_hashes_as_go_decodes_it() -> None:
+    # Go's encoding/json turns the escape "\udfff" into U+FFFD (bytes ef bf bd); sha256("a\xef\xbf\xbd#192.0.2.1")
+    # computed with hashlib on the literal bytes.
+    expected = hashlib.sha256(b"a\xef\xbf\xbd#192.0.2.1").digest()
+    assert election_digest("a\udfff", "192.0.2.1") == expected
+    assert elect(["a\udfff", "b"], "192.0.2.1") in ("a\udfff", "b")
 
 
 def test_prefix_digests_equal_whole_digests() -> None:
