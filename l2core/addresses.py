@@ -37,39 +37,51 @@ class AddressRange:
 
 
 def parse_range(text: object) -> tuple[AddressRange | None, str | None]:
-    """Parse one `spec.addresses` entry. Returns (range, None) or (None, why it is invalid)."""
+    """Parse one `spec.addresses` entry. Returns (range, None) or (None, why it is invalid).
+
+    As MetalLB's `config.parseCIDR`: the `first-last` form trims spaces around each address; the CIDR form goes to
+    Go's `net.ParseCIDR` untrimmed, so `" 10.0.0.0/8"` is invalid there and here."""
     if not isinstance(text, str) or not text.strip():
         return None, "address entry must be a non-empty string (a CIDR or a first-last range)"
-    entry = text.strip()
-    if "-" in entry:
-        left, _, right = entry.partition("-")
-        try:
-            first = ipaddress.ip_address(left.strip())
-            last = ipaddress.ip_address(right.strip())
-        except ValueError:
+    if "-" in text:
+        left, _, right = text.partition("-")
+        first, last = parse_ip(left.strip()), parse_ip(right.strip())
+        if first is None or last is None:
             return None, f"{text!r} is not a valid range (expected first-last, e.g. 192.0.2.10-192.0.2.20)"
         if first.version != last.version:
             return None, f"range {text!r} mixes IPv4 and IPv6"
         if int(first) > int(last):
             return None, f"range {text!r} is reversed: {first} is after {last}"
-        return AddressRange(first.version, int(first), int(last), entry), None
-    if "/" not in entry:
-        return None, f"{text!r} is not a CIDR or range (write a single address as {entry}/32 or /128)"
+        return AddressRange(first.version, int(first), int(last), text.strip()), None
+    if "/" not in text:
+        return None, f"{text!r} is not a CIDR or range (write a single address as {text.strip()}/32 or /128)"
+    if text != text.strip():
+        return None, f"{text!r} is not a valid CIDR (no spaces around a CIDR: MetalLB's parser refuses them)"
+    address, _, prefix = text.partition("/")
+    if parse_ip(address) is None or not prefix.isdigit() or not prefix.isascii():
+        return None, f"{text!r} is not a valid CIDR"
     try:
-        net = ipaddress.ip_network(entry, strict=False)
+        net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None, f"{text!r} is not a valid CIDR"
-    return AddressRange(net.version, int(net.network_address), int(net.broadcast_address), entry), None
+    return AddressRange(net.version, int(net.network_address), int(net.broadcast_address), text), None
 
 
 def parse_ip(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An IP address, or None when `text` is not one."""
-    if not isinstance(text, str):
+    """An IP address as Go's `net.ParseIP` reads it, or None when `text` is not one.
+
+    Go rejects surrounding spaces and zone ids (`fe80::1%eth0`), which Python's `ipaddress` accepts, and treats an
+    IPv4-mapped IPv6 address (`::ffff:192.0.2.100`) as the IPv4 address it maps: it prints as `192.0.2.100`, hashes
+    so in the election and lies in IPv4 pools."""
+    if not isinstance(text, str) or text != text.strip() or "%" in text:
         return None
     try:
-        return ipaddress.ip_address(text.strip())
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def in_ranges(ip: str, ranges: Iterable[AddressRange]) -> bool:

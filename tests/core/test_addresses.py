@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from l2core.addresses import canonical_ip, parse_range
+from l2core.addresses import canonical_ip, in_ranges, parse_ip, parse_range
 
 
 def test_cidr_host_bits_are_masked_like_metallb() -> None:
@@ -50,3 +50,33 @@ def test_overlap_is_per_family() -> None:
 def test_canonical_ip_compresses_ipv6_like_go() -> None:
     assert canonical_ip("2001:0db8:0000::0100") == "2001:db8::100"
     assert canonical_ip("192.0.2.1") == "192.0.2.1"
+
+
+# Go's behaviour, pinned as literals (net.ParseCIDR / net.ParseIP / net.IP.String(), as MetalLB's config.parseCIDR
+# uses them): a CIDR is parsed untrimmed, only the range form trims around the dash.
+@pytest.mark.parametrize("text", [" 192.0.2.0/24", "192.0.2.0/24 ", "198.51.100.0/255.255.255.0", "fe80::1%eth0/64"])
+def test_cidrs_go_refuses_are_refused(text: str) -> None:
+    rng, err = parse_range(text)
+    assert rng is None and err is not None and "not a valid CIDR" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "go_string"),
+    [
+        ("::ffff:192.0.2.100", "192.0.2.100"),  # IPv4-mapped prints as IPv4 in Go
+        ("2001:DB8:0:0::100", "2001:db8::100"),
+        ("192.0.2.7", "192.0.2.7"),
+    ],
+)
+def test_canonical_ip_is_gos_ip_string(text: str, go_string: str) -> None:
+    assert canonical_ip(text) == go_string
+
+
+@pytest.mark.parametrize("text", [" 192.0.2.1", "192.0.2.1 ", "fe80::1%eth0", "2001:db8::1%2"])
+def test_addresses_go_refuses_are_not_addresses(text: str) -> None:
+    assert parse_ip(text) is None
+
+
+def test_an_ipv4_mapped_service_ip_lies_in_an_ipv4_pool() -> None:
+    pool, _ = parse_range("192.0.2.0/24")
+    assert pool is not None and in_ranges("::ffff:192.0.2.100", [pool])
