@@ -20,3 +20,13 @@ class Problem:
     def __str__(self) -> str:
         where = ": ".join(part for part in (self.obj, self.path) if part)
         return f"{where}: {self.message}" if where else self.message
+
+
+MAX_PROBLEMS = 20  # per object: a hostile object with 8,000 bad entries gets 20 lines and a count, not 8,000
+
+
+def capped(obj: str, problems: list[Problem], limit: int = MAX_PROBLEMS) -> list[Problem]:
+    """The first `limit` problems, then one that counts the rest."""
+    if len(problems) <= limit:
+        return problems
+    return [*problems[:limit], Problem(obj, "", f"and {len(problems) - limit} more problems")]

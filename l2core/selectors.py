@@ -125,6 +125,7 @@ def parse_selector(raw: object, *, obj: str, path: str) -> tuple[LabelSelector |
                 labels.append((key, value))
 
     reqs: list[Requirement] = []
+    seen_reqs: set[Requirement] = set()
     raw_exprs: Any = raw.get("matchExpressions") or []
     if not isinstance(raw_exprs, list):
         problems.append(Problem(obj, f"{path}.matchExpressions", "must be a list"))
@@ -134,8 +135,9 @@ def parse_selector(raw: object, *, obj: str, path: str) -> tuple[LabelSelector |
         req, req_problems = _parse_requirement(expr, obj=obj, path=where)
         problems.extend(req_problems)
         if req is not None:
-            if req in reqs:
+            if req in seen_reqs:  # hashed: list membership made 20,000 expressions quadratic
                 problems.append(Problem(obj, where, f"duplicate expression for key {req.key!r}"))
+            seen_reqs.add(req)
             reqs.append(req)
 
     if problems:
@@ -158,6 +160,7 @@ def _parse_requirement(raw: object, *, obj: str, path: str) -> tuple[Requirement
         )
     values_raw = raw.get("values")
     values: list[str] = []
+    seen_values: set[str] = set()
     if values_raw is None:
         values_raw = []
     if not isinstance(values_raw, list):
@@ -167,9 +170,10 @@ def _parse_requirement(raw: object, *, obj: str, path: str) -> tuple[Requirement
         verr = label_value_error(value)
         if verr:
             problems.append(Problem(obj, f"{path}.values[{j}]", verr))
-        elif value in values:
+        elif value in seen_values:  # hashed, as above
             problems.append(Problem(obj, f"{path}.values[{j}]", f"duplicate value {value!r}"))
         else:
+            seen_values.add(value)
             values.append(value)
     if operator in ("In", "NotIn") and not values_raw:
         problems.append(Problem(obj, f"{path}.values", f"operator {operator} needs at least one value"))

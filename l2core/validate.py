@@ -26,7 +26,7 @@ from l2core.addresses import AddressRange, in_ranges
 from l2core.eligibility import Reason, node_wide_reasons
 from l2core.model import Cluster, EligibilitySettings, IPAddressPool, L2Advertisement, Node, Service
 from l2core.parse import parse_advertisement, parse_pool
-from l2core.problems import Problem
+from l2core.problems import Problem, capped
 from l2core.text import and_more
 
 
@@ -169,6 +169,43 @@ def _released_notes(
     ]
 
 
+def _overlaps_with_others(
+    label: str, pool: IPAddressPool, key: str, pools: Mapping[str, IPAddressPool]
+) -> list[Problem]:
+    """Ranges of `pool` that overlap another pool, each named with one pool it overlaps: never empty when any
+    overlap exists, though a range whose overlap is already reported through a wider sibling may go unnamed. One
+    sort of all ranges and a sweep that remembers the furthest-reaching range of each side (n log n; the pairwise
+    loop took 19 s for a thousand entries)."""
+    mine = [(rng.version, rng.first, 0, i, rng, key) for i, rng in enumerate(pool.ranges)]
+    theirs = [
+        (rng.version, rng.first, 1, 0, rng, other_key)
+        for other_key, other in pools.items()
+        if other_key != key
+        for rng in other.ranges
+    ]
+    found: dict[int, Problem] = {}
+    reach: dict[int, tuple[AddressRange, int, str] | None] = {0: None, 1: None}  # side -> (range, index, pool)
+    version = None
+    for v, _first, side, i, rng, owner in sorted(mine + theirs, key=lambda t: t[:4]):
+        if v != version:
+            version, reach = v, {0: None, 1: None}
+        other_side = reach[1 - side]
+        if other_side is not None and rng.first <= other_side[0].last:
+            mine_rng, mine_i, their_rng, their_key = (
+                (rng, i, other_side[0], other_side[2]) if side == 0 else (other_side[0], other_side[1], rng, owner)
+            )
+            found.setdefault(
+                mine_i,
+                Problem(
+                    label, f"spec.addresses[{mine_i}]", f"{mine_rng.text} overlaps {their_rng.text} of pool {their_key}"
+                ),
+            )
+        best = reach[side]
+        if best is None or rng.last > best[0].last:
+            reach[side] = (rng, i, owner)
+    return [found[i] for i in sorted(found)]
+
+
 def validate_pool_change(
     operation: str,
     new: Mapping[str, Any] | None,
@@ -198,17 +235,9 @@ def validate_pool_change(
         return ConfigVerdict(tuple(problems))
     key = f"{pool.namespace}/{pool.name}"
     label = f"IPAddressPool {key}"
-    for other_key, other in sorted(cluster.pools.items()):
-        if other_key == key:
-            continue
-        for i, rng in enumerate(pool.ranges):
-            for orng in other.ranges:
-                if rng.overlaps(orng):
-                    problems.append(
-                        Problem(label, f"spec.addresses[{i}]", f"{rng.text} overlaps {orng.text} of pool {other_key}")
-                    )
+    problems.extend(_overlaps_with_others(label, pool, key, cluster.pools))
     if problems:
-        return ConfigVerdict(tuple(problems))
+        return ConfigVerdict(tuple(capped(label, problems)))
     return ConfigVerdict(notes=tuple(_pool_notes(pool, cluster, advertisements=cluster.advertisements, old=old_pool)))
 
 

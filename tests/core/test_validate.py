@@ -117,3 +117,56 @@ def test_deleting_the_only_advertisement_warns_about_unannounced_pools() -> None
     c = cluster(pool("p", "192.0.2.0/24"), advertisement("a"), node("cp-1"))
     v = _ad("DELETE", None, advertisement("a"), c=c)
     assert v.allowed and [n.code for n in v.notes] == [NoteCode.POOL_NOT_ANNOUNCED]
+
+
+# ----- overlap checks are a sort and a sweep: same verdicts as the pairwise definition, at any size ---------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from l2core.addresses import parse_range  # noqa: E402
+from l2core.parse import parse_pool  # noqa: E402
+
+_cidrs = st.builds(lambda a, p: f"198.51.100.{a}/{p}", st.integers(0, 255), st.integers(26, 32))
+
+
+def _pairwise_overlap(left: list[str], right: list[str]) -> bool:
+    """The definition, written as the pairwise loop the code no longer runs."""
+    lr = [parse_range(t)[0] for t in left]
+    rr = [parse_range(t)[0] for t in right]
+    return any(a.first <= b.last and b.first <= a.last for a in lr for b in rr if a and b)
+
+
+@given(st.lists(_cidrs, min_size=1, max_size=8), st.lists(_cidrs, min_size=1, max_size=8))
+def test_cross_pool_overlap_denies_exactly_when_some_pair_overlaps(mine: list[str], theirs: list[str]) -> None:
+    within = any(_pairwise_overlap([a], [b]) for i, a in enumerate(mine) for b in mine[:i])
+    others = cluster(*(pool(f"old{i}", t) for i, t in enumerate(theirs)))  # one range each: no overlap within
+    verdict = _pool("CREATE", pool("new", *mine), c=others)
+    assert (not verdict.allowed) == (within or _pairwise_overlap(mine, theirs))
+
+
+@given(st.lists(_cidrs, min_size=1, max_size=10))
+def test_within_pool_overlap_names_an_entry_exactly_when_some_pair_overlaps(entries: list[str]) -> None:
+    expected = any(_pairwise_overlap([a], [b]) for i, a in enumerate(entries) for b in entries[:i])
+    _, problems = parse_pool(pool("p", *entries))
+    assert any("overlaps" in p.message for p in problems) == expected
+
+
+def test_a_thousand_repeated_entries_give_a_capped_problem_list() -> None:
+    _, problems = parse_pool(pool("p", *["10.0.0.0/8"] * 1000))
+    assert len(problems) == 21
+    assert problems[0].path == "spec.addresses[1]" and "overlaps 10.0.0.0/8 (spec.addresses[0])" in problems[0].message
+    assert problems[-1].message == "and 979 more problems"
+
+
+def test_eight_thousand_host_routes_overlapping_another_pool_are_denied_with_a_capped_list() -> None:
+    mine = [f"10.{i // 256}.{i % 256}.1/32" for i in range(8000)]
+    verdict = _pool("CREATE", pool("new", *mine), c=cluster(pool("old", "10.0.0.0/8")))
+    assert not verdict.allowed
+    assert len(verdict.problems) == 21 and verdict.problems[-1].message == "and 7980 more problems"
+    assert "10.0.0.1/32 overlaps 10.0.0.0/8 of pool metallb-system/old" in verdict.problems[0].message
+
+
+def test_duplicate_interfaces_are_accepted_as_metallb_copies_them_verbatim() -> None:
+    verdict = _ad("CREATE", advertisement("a", interfaces=["eth0", "eth0"]))
+    assert verdict.allowed
