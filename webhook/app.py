@@ -40,6 +40,7 @@ class AppState:
     view: ClusterView
     metrics: Metrics = field(default_factory=Metrics)
     tls_loaded: Callable[[], bool] = lambda: True
+    tls_problem: Callable[[], str | None] = lambda: None  # why the served certificate is unfit (expired), or None
 
 
 async def _read_body(request: Request) -> bytes:
@@ -162,9 +163,14 @@ def create_health_app(state: AppState) -> FastAPI:
 
     async def readyz(request: Request) -> Response:
         tls, synced = state.tls_loaded(), state.view.synced
+        tls_problem = state.tls_problem() if tls else "no certificate loaded"
         state.metrics.synced.set(1 if synced else 0)
-        body = {"ready": tls and synced, "tls_loaded": tls, "cluster_view_synced": synced}
-        return JSONResponse(body, status_code=200 if tls and synced else 503)
+        ready = tls_problem is None and synced
+        body: dict[str, object] = {"ready": ready, "tls_loaded": tls, "cluster_view_synced": synced}
+        reasons = [r for r in (tls_problem, None if synced else "the cluster view has not synced yet") if r]
+        if reasons:
+            body["reason"] = "; ".join(reasons)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         state.metrics.synced.set(1 if state.view.synced else 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -34,12 +35,34 @@ class _Server(uvicorn.Server):
         yield
 
 
+class BindError(OSError):
+    """A listening socket cannot be bound; `port` says which one, the message is one line."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+
+
 def bind(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking socket. Raises BindError naming the address and the cause (in use, not local)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the port is already in use by another process"
+        elif exc.errno == errno.EACCES:
+            reason = "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            reason = "the address is not one of this host's"
+        else:
+            reason = str(exc.strerror or exc)
+        raise BindError(host, port, reason) from exc
     sock.setblocking(False)
     return sock
 
