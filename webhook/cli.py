@@ -21,7 +21,7 @@ from l2guard.loader import InputError, load_documents
 from webhook import logs
 from webhook.app import AppState
 from webhook.metrics import Metrics
-from webhook.server import WebhookServer
+from webhook.server import BindError, WebhookServer
 from webhook.settings import SettingsError, WebhookSettings, add_arguments, from_args
 from webhook.tls import CertReloader, TLSError
 from webhook.view import ClusterView
@@ -66,7 +66,7 @@ def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple
         source = KubeSource(
             view, resources(make_api_client(settings.kubeconfig), settings.metallb_namespace), metrics=metrics
         )
-    state = AppState(settings, view, metrics, tls_loaded=lambda: reloader.loaded)
+    state = AppState(settings, view, metrics, tls_loaded=lambda: reloader.loaded, tls_problem=reloader.problem)
     return WebhookServer(state, reloader), source
 
 
@@ -80,6 +80,10 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
     logs.setup(settings.log_format, settings.log_level)
     try:
         server, source = build(settings)
+    except BindError as exc:
+        flag = "--health-port" if exc.port == settings.health_port and exc.port != settings.port else "--port"
+        err.write(f"l2guard webhook: {exc} (set another with {flag})\n")
+        return EXIT_USAGE
     except (TLSError, InputError, OSError) as exc:
         err.write(f"l2guard webhook: {exc}\n")
         return EXIT_USAGE

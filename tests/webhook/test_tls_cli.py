@@ -241,6 +241,14 @@ def test_cli_bad_settings_exit_2_with_one_line(tmp_path: Path, pki: PKI) -> None
             "nope.yaml: cannot read",
         ),
     ]
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    pair = ["--cert-file", str(pki.cert_file), "--key-file", str(pki.key_file), "--host", "127.0.0.1"]
+    state = ["--cluster-state", str(_cluster_state(tmp_path))]
+    cases.append(([*pair, *state, "--port", str(port)], f"cannot listen on 127.0.0.1:{port}"))
+    cases.append(([*pair, *state, "--port", str(port)], "--port"))
     for argv, message in cases:
         done = subprocess.run(
             [sys.executable, "-m", "webhook", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -248,3 +256,4 @@ def test_cli_bad_settings_exit_2_with_one_line(tmp_path: Path, pki: PKI) -> None
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "Traceback" not in done.stderr
+    busy.close()
