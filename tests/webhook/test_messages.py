@@ -5,7 +5,7 @@ from __future__ import annotations
 from l2core.plan import Move
 from l2core.policy import Action, Exemption, Impact, LabelChange, Mode, NodeDecision
 from webhook.messages import move_text, node_warnings
-from webhook.review import MAX_WARNING_CHARS, MAX_WARNINGS, clean_warnings
+from webhook.review import MAX_WARNING_CHARS, MAX_WARNINGS, clean_text, clean_warnings
 
 
 def decision(moves: int, *, exemption: Exemption | None) -> NodeDecision:
@@ -39,3 +39,11 @@ def test_a_long_service_is_shortened_in_the_middle_not_at_the_verdict() -> None:
     text = move_text(move)
     assert len(text) <= MAX_WARNING_CHARS
     assert text.startswith("LoadBalancer 2001:db8::1 +1 (team-") and text.endswith("yyy) will have NO announcing node")
+
+
+def test_a_huge_message_is_cut_before_it_is_cleaned() -> None:
+    # 40 M characters: cleaning them one by one took seconds and hundreds of MB (a MemoryError under a cap).
+    huge = "spec.addresses[1]: 10.0.0.0/8 overlaps\n" * 1_000_000
+    line = clean_text(huge, 120)
+    assert len(line) == 120 and line.endswith("…") and "\n" not in line
+    assert line.startswith("spec.addresses[1]: 10.0.0.0/8 overlaps spec.addresses[1]")
