@@ -9,10 +9,18 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import NoReturn
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
+
+
+def _version() -> str:
+    try:
+        return metadata.version("l2guard")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +40,7 @@ COMMANDS = {
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only `command`'s module is imported (every module when command is None)."""
     parser = _Parser(prog="l2guard", description="Guard bare-metal LoadBalancer IPs at layer 2.")
+    parser.add_argument("--version", action="version", version=f"l2guard {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         if command == name:
@@ -46,8 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_usage(sys.stderr)
+    if args.command is None:  # a usage error (exit 2), but one that shows what there is to run
+        width = max(len(name) for name in COMMANDS)
+        lines = [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+        sys.stderr.write(
+            "usage: l2guard [--version] COMMAND ...\n\ncommands:\n" + "\n".join(lines) + "\n\n"
+            "l2guard COMMAND --help shows a command's options.\n"
+        )
         return EXIT_USAGE
     try:
         code: int = args.run(args, out=sys.stdout, err=sys.stderr)

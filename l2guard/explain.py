@@ -72,7 +72,9 @@ def load(args: argparse.Namespace) -> ParsedCluster:
             raise UsageError("no input: give FILEs, '-' for stdin, or --sample NAME")
         docs = load_documents(args.files or ["-"])
     parsed = build_cluster(docs)
-    if parsed.object_count == 0 and not parsed.problems:
+    # Nothing that is even a broken object of ours (only scalars, lists, other kinds): unreadable input, not a
+    # cluster in which "every LoadBalancer IP has an announcer".
+    if parsed.object_count == 0 and all(not p.obj for p in parsed.problems):
         raise InputError(
             "no Node, Service, EndpointSlice, IPAddressPool or L2Advertisement found in the input"
             + (f" (ignored {sum(parsed.ignored.values())} object(s) of other kinds)" if parsed.ignored else "")

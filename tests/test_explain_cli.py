@@ -99,6 +99,9 @@ def test_several_files_and_the_alive_option(tmp_path: Path) -> None:
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ("&l {apiVersion: v1, kind: List, items: [*l]}\n", "no Node, Service, EndpointSlice"),  # a List holding itself
         ("!!python/object:os.system {}\n", "malformed YAML"),
+        ("hello\n", "no Node, Service, EndpointSlice"),  # echo hello | l2guard explain
+        ("- 1\n- two\n", "no Node, Service, EndpointSlice"),  # a top-level list of scalars
+        ("42\n", "no Node, Service, EndpointSlice"),
     ],
 )
 def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, content: str, message: str) -> None:
@@ -136,3 +139,17 @@ def test_a_pool_with_a_broken_cidr_is_listed_not_crashed_on(tmp_path: Path) -> N
     assert proc.returncode == 3  # the pool is refused as a whole, like MetalLB refuses an invalid config
     assert "IPAddressPool metallb-system/lan: spec.addresses[0]: '192.0.2.300/24' is not a valid CIDR" in proc.stdout
     assert "the IP is in no IPAddressPool" in proc.stdout
+
+
+def test_version_and_the_bare_command_list_the_subcommands() -> None:
+    version = l2guard("--version")
+    assert version.returncode == 0 and version.stdout.strip() == "l2guard 0.1.0"
+    bare = l2guard()
+    assert bare.returncode == 2 and bare.stdout == ""
+    for line in (
+        "explain   explain which node announces each LoadBalancer IP, or why none does",
+        "webhook   serve the admission webhook (HTTPS)",
+        "announce  answer ARP/NDP for IPs on this node until interrupted",
+    ):
+        assert line in bare.stderr
+    assert_no_traceback(bare)
