@@ -244,8 +244,8 @@ def parse_pool(raw: Mapping[str, Any]) -> tuple[IPAddressPool | None, list[Probl
 
 
 def _overlaps_within(label: str, ranges: list[AddressRange], indexes: list[int]) -> list[Problem]:
-    """Entries that overlap an earlier entry, by one sort and a sweep (n log n; a pairwise check took 19 s for a
-    thousand entries). Each overlapping entry is named once, with the entry it overlaps."""
+    """Overlapping entries, by one sort and a sweep (n log n; a pairwise check took 19 s for a thousand entries):
+    never empty when two entries overlap; each problem names the later entry and one entry it overlaps."""
     order = sorted(range(len(ranges)), key=lambda k: (ranges[k].version, ranges[k].first, indexes[k]))
     problems: list[tuple[int, Problem]] = []
     reach: int | None = None  # the position (in `ranges`) of the range reaching furthest so far, same family
@@ -296,7 +296,7 @@ def parse_advertisement(raw: Mapping[str, Any]) -> tuple[L2Advertisement | None,
         parsed[field_name], p = _selectors(spec.get(field_name), obj=label, path=f"spec.{field_name}")
         problems.extend(p)
     # MetalLB copies spec.interfaces verbatim, duplicates included: refusing them would break configs MetalLB
-    # accepts, so l2core.validate only warns about them.
+    # accepts, so they are accepted (and de-duplicated here).
     interfaces, p = _strings(
         spec.get("interfaces"), obj=label, path="spec.interfaces", what="interface name", duplicates_ok=True
     )
