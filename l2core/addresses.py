@@ -94,7 +94,3 @@ def canonical_ip(text: str) -> str:
     """The canonical text of an address (compressed IPv6, like Go's `net.IP.String()`); `text` if unparsable."""
     ip = parse_ip(text)
     return str(ip) if ip is not None else text
-
-
-def format_address(version: int, value: int) -> str:
-    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))

@@ -28,24 +28,6 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
 
 
-def election_digest(node: str, ip: str) -> bytes:
-    return _sha256(_utf8(f"{node}#{ip}")).digest()
-
-
-def ranked(candidates: Iterable[str], ip: str, *, weights: Mapping[str, int] | None = None) -> list[str]:
-    """All candidates in election order, the first one wins: the rule written as plainly as MetalLB's sort. The
-    planner's fast path (`elect_top2`) is property-tested against it."""
-    w = weights or {}
-    return sorted(set(candidates), key=lambda n: (-w.get(n, 0), election_digest(n, ip)))
-
-
-def elect(candidates: Iterable[str], ip: str, *, weights: Mapping[str, int] | None = None) -> str | None:
-    """The winning node, or None when there is no candidate (one-off use; the planner calls `elect_top2`)."""
-    pool = set(candidates)
-    winner, _ = elect_top2(pool, ip, weights=weights or {}, prefixes={n: election_prefix(n) for n in pool})
-    return winner.node
-
-
 def election_prefix(node: str) -> Any:
     """The sha256 state after `node#`: copying it and feeding the IP costs less than hashing the whole string, and
     the planner keeps one per node (a hashlib object; typed Any because hashlib's type is private)."""
@@ -53,7 +35,7 @@ def election_prefix(node: str) -> Any:
 
 
 def digest_from(prefix: Any, ip: str) -> bytes:
-    """`election_digest(node, ip)` from the node's `election_prefix`."""
+    """sha256(node + "#" + ip) from the node's `election_prefix`."""
     h = prefix.copy()
     h.update(_utf8(ip))
     digest: bytes = h.digest()

@@ -46,16 +46,6 @@ REASON_TEXT: Mapping[Reason, str] = {
     Reason.IPS_SPAN_SEVERAL_POOLS: "the service's IPs span several IPAddressPools",
 }
 
-NODE_WIDE = frozenset({Reason.EXCLUDED_BY_LABEL, Reason.NETWORK_UNAVAILABLE, Reason.SPEAKER_NOT_ALIVE})
-SERVICE_WIDE = frozenset(
-    {
-        Reason.NO_SERVING_ENDPOINT,
-        Reason.SHARED_IP_WITH_SERVICE_SELECTORS,
-        Reason.IP_IN_NO_POOL,
-        Reason.IPS_SPAN_SEVERAL_POOLS,
-    }
-)
-
 
 def label_excludes(labels: Mapping[str, str], settings: EligibilitySettings) -> bool:
     """Whether these node labels exclude the node from announcing, under the given settings."""

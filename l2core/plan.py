@@ -189,11 +189,6 @@ class Planner:
             self._plan = Plan(self.settings, dict(self.node_reasons), dict(self.selections), dict(self.services))
         return self._plan
 
-    @property
-    def cluster(self) -> Cluster:
-        slices = {k: s for per in self._slices_by_service.values() for k, s in per.items()}
-        return Cluster(dict(self._nodes), dict(self._services), slices, dict(self._pools), dict(self._ads))
-
     def upsert_node(self, node: Node) -> PlanDiff:
         return self._node_changed(node.name, node)
 
@@ -404,10 +399,6 @@ class Planner:
         change = node_change(self, name, node, advertisements=self._ads, alive=self._is_alive(name))
         self._apply(change)
         return PlanDiff(change.moves)
-
-    def preview_node(self, name: str, node: Node | None) -> PlanDiff:
-        """What `upsert_node(node)` (or `delete_node(name)` when node is None) would move, changing nothing."""
-        return PlanDiff(node_change(self, name, node, advertisements=self._ads, alive=self._is_alive(name)).moves)
 
     def _apply(self, change: NodeChange) -> None:
         name = change.name

@@ -26,7 +26,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from l2core.eligibility import label_excludes
-from l2core.model import EXCLUDE_LABEL, EligibilitySettings, L2Advertisement, LabelSemantics, Node
+from l2core.model import EXCLUDE_LABEL, EligibilitySettings, L2Advertisement, Node
 from l2core.plan import Move, PlanIndex, node_change
 from l2core.selectors import LabelSelector
 
@@ -275,12 +275,3 @@ def decide_node(request: NodeRequest, policy: NodePolicy, *, impact: Impact | No
     return NodeDecision(
         Action.STRIP, change, request.name, request.value, policy.mode, impact=impact, patch=strip_patch(request.labels)
     )
-
-
-def semantics_note(settings: EligibilitySettings) -> str:
-    """A short description of the label rule in force, for messages."""
-    if settings.ignore_exclude_label:
-        return "the announcer ignores the label"
-    if settings.label_semantics is LabelSemantics.TRUE_ONLY:
-        return "any value but false excludes"
-    return "any value excludes, even false"

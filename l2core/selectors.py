@@ -80,10 +80,6 @@ class LabelSelector:
                 return False
         return all(req.matches(labels) for req in self.expressions)
 
-    @property
-    def is_empty(self) -> bool:
-        return not self.match_labels and not self.expressions
-
     def describe(self) -> str:
         """kubectl-style text: `a=b,c in (x,y),!d`."""
         parts = [f"{k}={v}" for k, v in self.match_labels]

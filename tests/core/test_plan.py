@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from l2core.diagnose import fixes
-from l2core.election import elect
 from l2core.eligibility import Reason
 from l2core.model import EligibilitySettings, LabelSemantics
 from l2core.parse import build_cluster
@@ -22,6 +21,7 @@ from tests.builders import (
     pool,
     service,
 )
+from tests.core.election_reference import reference_owner
 
 PRESENCE = EligibilitySettings()
 
@@ -75,7 +75,7 @@ def test_the_captured_cluster_announces_from_a_worker() -> None:
     names = ["nodes", "services", "endpointslices", "ipaddresspools", "l2advertisements"]
     p = plan(build_cluster([fixture(f"api/list-{n}.json") for n in names]).cluster, PRESENCE)
     assert list(p.services) == ["default/web"]  # the ClusterIP "kubernetes" service is not planned
-    assert p.services["default/web"].announcer == elect(["worker-1", "worker-2"], "192.0.2.100")
+    assert p.services["default/web"].announcer == reference_owner(["worker-1", "worker-2"], "192.0.2.100")
     assert reasons(p, "default/web")["cp-1"] == {Reason.EXCLUDED_BY_LABEL}
 
 
@@ -113,7 +113,7 @@ def test_dual_stack_elects_once_on_the_first_ip() -> None:
     objs = [*three_nodes(), service("dns", ["192.0.2.102", "2001:db8::102"]), endpoints("dns", {"n1": READY}), *BASE]
     p = make(objs)
     sp = p.services["default/dns"]
-    assert sp.announcer == elect(["n1", "n2", "n3"], "192.0.2.102")
+    assert sp.announcer == reference_owner(["n1", "n2", "n3"], "192.0.2.102")
     assert p.announcements(sp.announcer) == {"192.0.2.102": None, "2001:db8::102": None}
 
 
@@ -126,7 +126,7 @@ def test_node_selectors_restrict_candidates() -> None:
         advertisement("zone-b", ipAddressPools=["lan"], nodeSelectors=[{"matchLabels": {"zone": "b"}}]),
     ]
     p = make(objs)
-    assert p.services["default/web"].announcer == elect(["n2", "n3"], "192.0.2.100")
+    assert p.services["default/web"].announcer == reference_owner(["n2", "n3"], "192.0.2.100")
     assert reasons(p, "default/web")["n1"] == {Reason.NOT_SELECTED}
 
 
@@ -192,7 +192,7 @@ def test_pool_selectors_and_interfaces() -> None:
 
 
 def test_preferred_nodes_win_over_the_hash() -> None:
-    natural = elect(["n1", "n2", "n3"], "192.0.2.100")
+    natural = reference_owner(["n1", "n2", "n3"], "192.0.2.100")
     preferred = next(n for n in ("n1", "n2", "n3") if n != natural)
     objs = [
         *three_nodes(**{preferred: {"rack": "fast"}}),
