@@ -26,24 +26,6 @@ MAX_WARNING_CHARS = 120
 MAX_MESSAGE_CHARS = 1024
 
 
-class UserInfo(TypedDict, total=False):
-    username: str
-    uid: str
-    groups: list[str]
-
-
-class AdmissionRequest(TypedDict):
-    uid: str
-    operation: NotRequired[Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]]
-    subResource: NotRequired[str]
-    name: NotRequired[str]
-    namespace: NotRequired[str]
-    userInfo: NotRequired[UserInfo]
-    object: NotRequired[dict[str, Any] | None]
-    oldObject: NotRequired[dict[str, Any] | None]
-    dryRun: NotRequired[bool]
-
-
 class Status(TypedDict):
     code: int
     message: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,10 +244,3 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> WebhookSe
     if errors:
         raise SettingsError("; ".join(errors))
     return settings
-
-
-def parse(argv: Sequence[str], environ: Mapping[str, str]) -> WebhookSettings:
-    """Convenience for tests and `python -m webhook`: a parser of just these flags."""
-    parser = argparse.ArgumentParser(prog="l2guard webhook")
-    add_arguments(parser)
-    return from_args(parser.parse_args(list(argv)), environ)

@@ -3,6 +3,7 @@ real process on 127.0.0.1 (start, answer, SIGTERM)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -22,12 +23,19 @@ from cryptography import x509
 from l2core.model import LabelSemantics
 from l2core.policy import Mode
 from webhook.app import MUTATE_NODE
-from webhook.settings import SettingsError, WebhookSettings, parse, parse_selector_text
+from webhook.settings import SettingsError, WebhookSettings, add_arguments, from_args, parse_selector_text
 from webhook.tls import CertReloader
 
 from .conftest import ADMISSION, API, PKI, check_response, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse(argv: list[str], environ: dict[str, str]) -> WebhookSettings:
+    """The webhook's flags alone, read as `l2guard webhook` reads them."""
+    parser = argparse.ArgumentParser(prog="l2guard webhook")
+    add_arguments(parser)
+    return from_args(parser.parse_args(argv), environ)
 
 
 def _peer_cn(port: int, ca: Path) -> str:
