@@ -51,6 +51,14 @@ def api_documents() -> list[object]:
     return [json.loads((API / f"{n}.json").read_text()) for n in names]
 
 
+def pool_object(name: str, addresses: list[str]) -> dict[str, Any]:
+    """The captured pool `lan` (from the captured list) renamed, with other addresses and a fresh uid."""
+    pool = copy.deepcopy(json.loads((API / "list-ipaddresspools.json").read_text())["items"][0])
+    pool["metadata"].update(name=name, uid=f"uid-{name}")
+    pool["spec"]["addresses"] = addresses
+    return dict(pool)
+
+
 # ----- certificates ----------------------------------------------------------------------------------------------
 
 
