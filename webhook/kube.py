@@ -356,9 +356,9 @@ class KubeSource:
                 query["_continue"] = token
             try:
                 resp = self._call(res, **query)
+                body = _list_body(res, getattr(resp, "status", 200), _read_bounded(resp, res, deadline))
             except WatchExpired as exc:  # an expired continue token: a restart could not finish in time either
                 raise SourceError(f"list {res.name}: {exc}") from exc
-            body = _list_body(res, getattr(resp, "status", 200), _read_bounded(resp, res, deadline))
             items.extend(_items(body))
             meta = body.get("metadata")
             more = meta.get("continue") if isinstance(meta, Mapping) else None
