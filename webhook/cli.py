@@ -66,7 +66,14 @@ def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple
         source = KubeSource(
             view, resources(make_api_client(settings.kubeconfig), settings.metallb_namespace), metrics=metrics
         )
-    state = AppState(settings, view, metrics, tls_loaded=lambda: reloader.loaded, tls_problem=reloader.problem)
+    state = AppState(
+        settings,
+        view,
+        metrics,
+        tls_loaded=lambda: reloader.loaded,
+        tls_problem=reloader.problem,
+        read_config=source.read_config if source is not None else None,
+    )
     return WebhookServer(state, reloader), source
 
 

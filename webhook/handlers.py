@@ -13,7 +13,7 @@ and no logging; the app logs and counts the outcomes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -221,3 +221,16 @@ def review_config(
         reason = ",".join(sorted({n.code.value for n in verdict.notes})) or "not-synced"
         return Outcome(True, Result.WARNED, tuple(warnings), reason=reason, log=True, details=details)
     return ALLOWED
+
+
+def cache_fallback(outcome: Outcome, failure: str) -> Outcome:
+    """`outcome`, decided on the watched cache because the live read of the config failed, with a first warning
+    that says so (issue 7, item 4). A denial keeps its message; the warning travels with it."""
+    result = Result.WARNED if outcome.result is Result.ALLOWED else outcome.result
+    return replace(
+        outcome,
+        result=result,
+        warnings=(messages.cache_fallback(failure), *outcome.warnings),
+        reason=outcome.reason or "cache-fallback",
+        log=True,
+    )

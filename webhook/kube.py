@@ -11,11 +11,17 @@ Errors, translated at this boundary:
         -> re-list from scratch, no resourceVersion
     anything else (ApiException, urllib3/socket errors, a malformed line)
         -> count it, back off exponentially (0.5 s doubling to 30 s, with jitter), then re-list
+Live reads (`read_config`): for each pool or advertisement review the webhook lists that namespace's
+IPAddressPools and L2Advertisements again, because the watched cache can lag a write that was admitted a moment
+ago (issue 7, item 4). They run on a small pool of their own threads, never on the event loop or the default
+executor, and are bounded in time (the caller's timeout), pages and bytes; every failure is a SourceError.
+
 It must not make decisions: it moves dicts into the view.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -24,6 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +46,12 @@ from webhook.view import ClusterView, Kind
 log = logging.getLogger(__name__)
 
 GONE = 410
+# Live reads: a MetalLB namespace holds a handful of pools and advertisements; past these bounds the read fails and
+# the review falls back to the cache (with a warning) rather than spend the review's budget or memory on it.
+LIVE_PAGE_SIZE = 250
+LIVE_MAX_PAGES = 4
+LIVE_MAX_PAGE_BYTES = 8 * 1024 * 1024
+LIVE_READERS = 2  # threads for live reads: concurrent reviews beyond this wait (within their timeout) for one
 
 
 class WatchExpired(Exception):
@@ -94,6 +107,51 @@ def _resource_version(obj: object) -> str | None:
     return rv if isinstance(rv, str) and rv else None
 
 
+def _list_body(res: Resource, status: int, data: bytes) -> Mapping[str, Any]:
+    """The body of a list response; raises WatchExpired for 410 Gone, SourceError for anything else not a list."""
+    try:
+        body = json.loads(data)
+    except (ValueError, TypeError) as exc:
+        raise SourceError(f"list {res.name}: body is not JSON") from exc
+    if status == GONE or (isinstance(body, Mapping) and body.get("kind") == "Status" and body.get("code") == GONE):
+        raise WatchExpired(str(body.get("message", "gone")) if isinstance(body, Mapping) else "gone")
+    if not 200 <= int(status) <= 299 or not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
+        raise SourceError(f"list {res.name}: HTTP {status}")
+    return body
+
+
+def _items(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [i for i in body["items"] if isinstance(i, Mapping)]
+
+
+def _read_bounded(resp: Any, res: Resource, deadline: float) -> bytes:
+    """A response body of at most LIVE_MAX_PAGE_BYTES, read by the deadline (a trickling server cannot stretch
+    it: each read waits at most the request's timeout). The connection is closed unless fully read."""
+    chunks: list[bytes] = []
+    size = 0
+    done = False
+    try:
+        while True:
+            chunk = resp.read(64 * 1024)
+            if not chunk:
+                done = True
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > LIVE_MAX_PAGE_BYTES:
+                raise SourceError(f"list {res.name}: a page larger than {LIVE_MAX_PAGE_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise SourceError(f"list {res.name}: out of time")
+            chunks.append(chunk)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise SourceError(f"list {res.name}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):  # best effort, as for the watches
+            if done:
+                resp.release_conn()
+            else:
+                resp.close()
+
+
 class KubeSource:
     """Feeds a ClusterView from the API server. `start()` spawns daemon threads; `stop()` ends them promptly."""
 
@@ -119,6 +177,7 @@ class KubeSource:
         self._open: dict[str, Any] = {}
         self._open_lock = threading.Lock()
         self.relists: dict[str, int] = {r.name: 0 for r in resources}  # lists after the first, for tests and logs
+        self._readers = ThreadPoolExecutor(max_workers=LIVE_READERS, thread_name_prefix="config-read")
 
     # ----- lifecycle ------------------------------------------------------------------------------------------
 
@@ -142,6 +201,7 @@ class KubeSource:
                 resp.shutdown()
             with contextlib.suppress(Exception):
                 resp.close()
+        self._readers.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -200,17 +260,8 @@ class KubeSource:
 
     def _list(self, res: Resource) -> tuple[list[Mapping[str, Any]], str | None]:
         resp = self._call(res, _request_timeout=self.request_timeout)
-        status = getattr(resp, "status", 200)
-        try:
-            body = json.loads(resp.data)
-        except (ValueError, TypeError) as exc:
-            raise SourceError(f"list {res.name}: body is not JSON") from exc
-        if status == GONE or (isinstance(body, Mapping) and body.get("kind") == "Status" and body.get("code") == GONE):
-            raise WatchExpired(str(body.get("message", "gone")) if isinstance(body, Mapping) else "gone")
-        if not 200 <= int(status) <= 299 or not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
-            raise SourceError(f"list {res.name}: HTTP {status}")
-        items = [i for i in body["items"] if isinstance(i, Mapping)]
-        return items, _resource_version(body)
+        body = _list_body(res, getattr(resp, "status", 200), resp.data)
+        return _items(body), _resource_version(body)
 
     def _watch(self, res: Resource, rv: str | None) -> Iterator[tuple[str, Mapping[str, Any]]]:
         resp = self._call(
@@ -256,6 +307,65 @@ class KubeSource:
                 self._open.pop(res.name, None)
             with contextlib.suppress(Exception):  # best effort: the connection may already be closed
                 resp.release_conn()
+
+    # ----- live reads of the configuration -----------------------------------------------------------------------
+
+    async def read_config(self, timeout: float) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        """The MetalLB namespace's IPAddressPools and L2Advertisements (raw objects) as the API server has them
+        now, through the same resource table the watches use. Raises SourceError within `timeout` seconds when a
+        list fails, does not answer in time, or holds more than LIVE_PAGE_SIZE * LIVE_MAX_PAGES objects.
+
+        The lists carry no resourceVersion: the API server then answers from etcd with a quorum read, or from a
+        watch cache it first brings up to date, so a write it has acknowledged is in the answer (Kubernetes API
+        concepts, "Semantics for get and list"; MetalLB's webhooks read the same way, through controller-runtime's
+        uncached `GetAPIReader()`). Pages (`limit`/`continue`) stay one consistent snapshot of the list.
+
+        A reader thread can outlive `timeout` while urllib3 retries a timed-out read (3 retries by default, each
+        within the deadline's remainder); there are at most LIVE_READERS of them, and reviews beyond that wait for
+        a free one within their own timeout."""
+        deadline = time.monotonic() + timeout
+        try:
+            read = asyncio.get_running_loop().run_in_executor(self._readers, self._read_config, deadline)
+        except RuntimeError as exc:  # the executor is shut down: stop() ran
+            raise SourceError("the webhook is stopping") from exc
+        try:
+            return await asyncio.wait_for(read, timeout)
+        except TimeoutError as exc:
+            # The reader thread ends by itself: its requests time out by the same deadline.
+            raise SourceError(f"no answer within {timeout:.1f} s") from exc
+        except SourceError:
+            raise
+        except Exception as exc:  # a surprise from the client library: still a failed read, not a failed review
+            raise SourceError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _read_config(self, deadline: float) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        by_kind = {r.kind: r for r in self.resources}
+        if Kind.POOL not in by_kind or Kind.ADVERTISEMENT not in by_kind:
+            raise SourceError("no IPAddressPool or L2Advertisement resource to read")
+        return self._read_all(by_kind[Kind.POOL], deadline), self._read_all(by_kind[Kind.ADVERTISEMENT], deadline)
+
+    def _read_all(self, res: Resource, deadline: float) -> list[Mapping[str, Any]]:
+        items: list[Mapping[str, Any]] = []
+        token = ""
+        for _ in range(LIVE_MAX_PAGES):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SourceError(f"list {res.name}: out of time")
+            query: dict[str, Any] = {"limit": LIVE_PAGE_SIZE, "_request_timeout": remaining}
+            if token:
+                query["_continue"] = token
+            try:
+                resp = self._call(res, **query)
+                body = _list_body(res, getattr(resp, "status", 200), _read_bounded(resp, res, deadline))
+            except WatchExpired as exc:  # an expired continue token: a restart could not finish in time either
+                raise SourceError(f"list {res.name}: {exc}") from exc
+            items.extend(_items(body))
+            meta = body.get("metadata")
+            more = meta.get("continue") if isinstance(meta, Mapping) else None
+            if not isinstance(more, str) or not more:
+                return items
+            token = more
+        raise SourceError(f"list {res.name}: more than {LIVE_PAGE_SIZE * LIVE_MAX_PAGES} objects")
 
     # ----- applier --------------------------------------------------------------------------------------------
 

@@ -178,3 +178,8 @@ def problems_message(kind: str, problems: Sequence[Problem]) -> str:
 NOT_SYNCED_CONFIG = "cluster view not synced yet: overlap with other pools and usage were not checked"
 INTERNAL_ERROR_NODE = "l2guard internal error; the request was allowed unchecked (see the webhook log)"
 INTERNAL_ERROR_CONFIG = "l2guard internal error while validating; retry, or see the webhook log"
+
+
+def cache_fallback(reason: str) -> str:
+    """A pool or advertisement review decided on the watched cache because the live read failed (issue 7, item 4)."""
+    return f"validated against the cached pools: live read failed: {reason}"

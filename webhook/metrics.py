@@ -2,7 +2,8 @@
 collide on the global one).
 
 Names: `l2guard_webhook_requests_total{endpoint,outcome}`, `l2guard_webhook_request_seconds{endpoint}`,
-`l2guard_webhook_cert_expiry_seconds`, `l2guard_webhook_cluster_view_synced`, `l2guard_webhook_watch_errors_total`.
+`l2guard_webhook_cert_expiry_seconds`, `l2guard_webhook_cluster_view_synced`, `l2guard_webhook_watch_errors_total`,
+`l2guard_webhook_config_reads_total{result}`.
 This module only defines and renders metrics; it decides nothing.
 """
 
@@ -43,6 +44,13 @@ class Metrics:
         )
         self.watch_errors = Counter(
             "l2guard_webhook_watch_errors", "List/watch errors by resource", ("resource",), registry=self.registry
+        )
+
+        self.config_reads = Counter(
+            "l2guard_webhook_config_reads",
+            "Live reads of pools and advertisements for a review, by result (live, or fallback to the cache)",
+            ("result",),
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -52,6 +52,20 @@ class Snapshot:
     @property
     def advertisements(self) -> Mapping[str, L2Advertisement]:
         return self.cluster.advertisements
+
+    def with_config(self, pools: Iterable[Mapping[str, Any]], advertisements: Iterable[Mapping[str, Any]]) -> Snapshot:
+        """This snapshot with its pools and advertisements replaced by these raw objects (a live read of the
+        MetalLB namespace), parsed exactly as the cache parses them. The plan and index stay the cache's:
+        replanning can cost seconds, and config validation reads the cluster objects, not the plan."""
+        c = self.cluster
+        cluster = Cluster(
+            c.nodes,
+            c.services,
+            c.endpoint_slices,
+            MappingProxyType(_parse_all(Kind.POOL, pools)),
+            MappingProxyType(_parse_all(Kind.ADVERTISEMENT, advertisements)),
+        )
+        return replace(self, cluster=cluster, impacts={})
 
 
 def _frozen(cluster: Cluster) -> Cluster:
@@ -122,11 +136,7 @@ class ClusterView:
     def replace_kind(self, kind: Kind, items: Iterable[Mapping[str, Any]]) -> None:
         """A full list of one kind (initial list or re-list after 410 Gone). The view becomes synced once every
         kind has been listed; until then nothing is planned."""
-        store: dict[str, Any] = {}
-        for raw in items:
-            obj = _parse(kind, raw)
-            if obj is not None:
-                store[obj[0]] = obj[1]
+        store = _parse_all(kind, items)
         with self._lock:
             old = self._store(kind)
             if self._planner is not None:
@@ -250,6 +260,16 @@ def _parse(kind: Kind, raw: Mapping[str, Any]) -> tuple[str, Any] | None:
         return (f"{pool.namespace}/{pool.name}", pool) if pool else None
     ad, _ = parse_advertisement(raw)
     return (ad.key, ad) if ad else None
+
+
+def _parse_all(kind: Kind, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """key -> object for the valid objects of a full list of `kind` (the later of two with one key wins)."""
+    store: dict[str, Any] = {}
+    for raw in items:
+        obj = _parse(kind, raw)
+        if obj is not None:
+            store[obj[0]] = obj[1]
+    return store
 
 
 def kind_for(raw: Mapping[str, Any]) -> Kind | None:

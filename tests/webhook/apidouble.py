@@ -3,7 +3,8 @@
 
 Lists are plain JSON bodies with the captured headers (including the HTTP 410 `list-too-old.json`); watches are
 chunked streams, one JSON event per chunk and line, as the API server sends them (the 410 ERROR event of
-`watch-too-old.jsonl` included). Each path has a script of responses consumed in order; the last one repeats. A
+`watch-too-old.jsonl` included). Each path has a script of responses consumed in order; the last one repeats; a reply
+can be delayed, like a hung API server. A
 watch with nothing left to say is held open briefly and then ended, like a server-side watch timeout. Only
 127.0.0.1, only for tests.
 """
@@ -40,6 +41,7 @@ class Reply:
     events: list[bytes] | None = None  # a watch stream: one line per event
     headers: list[tuple[str, str]] = field(default_factory=lambda: [("content-type", "application/json")])
     hold: float = 0.3  # seconds a watch stays open after its events
+    delay: float = 0.0  # seconds before the status line is sent (a hung API server; cut short when the double stops)
 
 
 def list_reply(name: str) -> Reply:
@@ -79,6 +81,9 @@ class APIDouble:
                 rv = query.get("resourceVersion", [None])[0]
                 reply = double._next(url.path, watch)
                 double.log.append((url.path, watch, rv, reply.status))
+                if double.stopping.wait(reply.delay):
+                    self.close_connection = True
+                    return
                 self.send_response(reply.status)
                 for key, value in reply.headers:
                     self.send_header(key, value)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from l2core.model import EXCLUDE_LABEL
-from webhook.app import AppState
+from webhook.app import AppState, ConfigReader
 from webhook.metrics import Metrics
 from webhook.server import WebhookServer
 from webhook.settings import WebhookSettings
@@ -49,6 +49,14 @@ def api_documents() -> list[object]:
     """The captured cluster (cp-1 excluded, worker-1, worker-2, default/web on 192.0.2.100, pool and ad `lan`)."""
     names = ["list-nodes", "list-services", "list-endpointslices", "list-ipaddresspools", "list-l2advertisements"]
     return [json.loads((API / f"{n}.json").read_text()) for n in names]
+
+
+def pool_object(name: str, addresses: list[str]) -> dict[str, Any]:
+    """The captured pool `lan` (from the captured list) renamed, with other addresses and a fresh uid."""
+    pool = copy.deepcopy(json.loads((API / "list-ipaddresspools.json").read_text())["items"][0])
+    pool["metadata"].update(name=name, uid=f"uid-{name}")
+    pool["spec"]["addresses"] = addresses
+    return dict(pool)
 
 
 # ----- certificates ----------------------------------------------------------------------------------------------
@@ -161,6 +169,7 @@ def start_server(
     *,
     documents: Sequence[object] | None = None,
     view: ClusterView | None = None,
+    read_config: ConfigReader | None = None,
 ) -> Running:
     settings = replace(
         settings, host="127.0.0.1", port=0, health_port=0, cert_file=str(pki.cert_file), key_file=str(pki.key_file)
@@ -177,7 +186,7 @@ def start_server(
         view = ClusterView(settings.eligibility)
         if documents is not None:
             view.load(documents)
-    state = AppState(settings, view, metrics, tls_loaded=lambda: reloader.loaded)
+    state = AppState(settings, view, metrics, tls_loaded=lambda: reloader.loaded, read_config=read_config)
     server = WebhookServer(state, reloader)
     thread = threading.Thread(target=lambda: uvloop.run(server.run(install_signals=False)), daemon=True)
     thread.start()
