@@ -39,8 +39,12 @@ ln -s "$stamp" "$certs/..data"
 for f in "$src"/*; do ln -s "..data/${f##*/}" "$certs/${f##*/}"; done
 mount -o remount,ro "$certs"
 # Every other writable mount read-only, as in a pod with readOnlyRootFilesystem; /proc and /dev stay as in a pod.
-awk '{print $5, $6}' /proc/self/mountinfo | while read -r point opts; do
+# Copies of other tests' network namespaces (nsfs in /run/netns) are dropped, so that this namespace never keeps
+# one alive after its owner deleted it.
+awk '{for (i = 7; $i != "-"; i++); print $5, $6, $(i + 1)}' /proc/self/mountinfo |
+while read -r point opts fstype; do
     case "$point" in /proc|/proc/*|/dev|/dev/*|"$certs") continue ;; esac
+    if [ "$fstype" = nsfs ]; then umount -l "$point" 2>/dev/null || true; continue; fi
     case ",$opts," in *,rw,*) mount -o remount,bind,ro "$point" ;; esac
 done
 exec "$@"
@@ -92,13 +96,22 @@ def _in_read_only_pod(certs: Path, src: Path) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", READ_ONLY_POD, "sh", str(certs), str(src)]
 
 
-def _host_mounts() -> str:
-    return Path("/proc/self/mountinfo").read_text()
+def _host_mounts(tmp_path: Path) -> tuple[list[str], str]:
+    """What the test could have left on the host: mounts under `tmp_path`, and the options of / (other tests add
+    and remove network namespace mounts meanwhile, so the whole table is no fixed point)."""
+    under, root = [], ""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point, options = line.split()[4:6]
+        if point == str(tmp_path) or point.startswith(f"{tmp_path}/"):
+            under.append(line)
+        if point == "/":
+            root = options
+    return under, root
 
 
 def test_the_harness_leaves_nothing_writable_but_proc_and_dev(tmp_path: Path, pki: PKI) -> None:
     """The control: in this namespace no write reaches a file system (else the next test proves nothing)."""
-    before = _host_mounts()
+    before = _host_mounts(tmp_path)
     certs, src = _secret(tmp_path, pki, "http://127.0.0.1:1")
     probe = (
         'for d in /tmp "$PWD" "$0" /var/tmp; do '
@@ -114,12 +127,12 @@ def test_the_harness_leaves_nothing_writable_but_proc_and_dev(tmp_path: Path, pk
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["readable"], done.stdout
-    assert _host_mounts() == before
+    assert _host_mounts(tmp_path) == before
     assert not list(certs.iterdir()), "the tmpfs was mounted on the host"
 
 
 def test_the_webhook_starts_and_serves_with_a_read_only_root_filesystem(tmp_path: Path, pki: PKI) -> None:
-    before = _host_mounts()
+    before = _host_mounts(tmp_path)
     with APIDouble(_scripts()) as double:
         certs, src = _secret(tmp_path, pki, double.url)
         argv = [
@@ -150,5 +163,5 @@ def test_the_webhook_starts_and_serves_with_a_read_only_root_filesystem(tmp_path
             assert proc.stop() == 0, proc.lines
         errors = [d for d in proc.logs() if d.get("level") in ("error", "critical")]
         assert not errors, errors
-    assert _host_mounts() == before
+    assert _host_mounts(tmp_path) == before
     assert not list(certs.iterdir()), "the tmpfs was mounted on the host"
