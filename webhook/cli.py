@@ -91,11 +91,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
         flag = "--health-port" if exc.port == settings.health_port and exc.port != settings.port else "--port"
         err.write(f"l2guard webhook: {exc} (set another with {flag})\n")
         return EXIT_USAGE
-    except (TLSError, InputError, OSError) as exc:
+    except (TLSError, InputError, OSError, SettingsError) as exc:  # SettingsError: webhook.kube.KubeconfigError
         err.write(f"l2guard webhook: {exc}\n")
-        return EXIT_USAGE
-    except Exception as exc:  # kubeconfig problems surface as many exception types from the client library
-        err.write(f"l2guard webhook: cannot start: {type(exc).__name__}: {exc}\n")
         return EXIT_USAGE
     if source is not None:
         source.start()

@@ -7,6 +7,9 @@ line. Events go through a queue to one applier thread, which applies them to the
 requests never wait on either (they read the last published snapshot).
 
 Errors, translated at this boundary:
+    no usable client configuration (anything the client raises while loading a kubeconfig: a missing file,
+    YAML it cannot parse, a bare TypeError for a YAML scalar, ConfigException)
+        -> KubeconfigError naming the kubeconfig path, at start-up
     410 Gone (a list with an expired resourceVersion, or a watch ERROR event with code 410)
         -> re-list from scratch, no resourceVersion
     anything else (ApiException, urllib3/socket errors, a malformed line)
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import queue
 import random
 import threading
@@ -35,12 +39,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from webhook.metrics import Metrics
+from webhook.settings import SettingsError
 from webhook.view import ClusterView, Kind
 
 log = logging.getLogger(__name__)
@@ -62,15 +68,54 @@ class SourceError(Exception):
     """Any other list/watch failure: back off, then re-list."""
 
 
+class KubeconfigError(SettingsError):
+    """No usable client configuration; the message is one line naming the kubeconfig and the alternative."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(
+            f"kubeconfig {path}: {reason}; give a working --kubeconfig FILE, "
+            "or serve from files with --cluster-state FILE instead of the API"
+        )
+        self.path = path
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _load_kubeconfig(path: str, *, note: str = "") -> None:
+    """`load_kube_config` with everything it raises turned into KubeconfigError. `path` may be a list joined by
+    ':' as in $KUBECONFIG (the client merges the files that exist); `note` is added to the reason."""
+    shown = os.path.expanduser(path)
+    try:
+        k8s_config.load_kube_config(config_file=path)  # type: ignore[no-untyped-call]
+        return
+    except Exception as exc:  # the client raises ConfigException, PyYAML errors, TypeError, OSError, ...
+        if not any(os.path.exists(os.path.expanduser(p)) for p in path.split(os.pathsep) if p):
+            reason = "no such file"
+        elif isinstance(exc, OSError):
+            reason = f"cannot read: {exc.strerror or _one_line(exc)}"
+        elif isinstance(exc, yaml.YAMLError | UnicodeError):
+            reason = f"not YAML ({_one_line(exc)})"
+        elif isinstance(exc, k8s_config.ConfigException):
+            reason = f"not a usable kubeconfig ({_one_line(exc).removeprefix('Invalid kube-config file. ')})"
+        else:
+            reason = f"not a usable kubeconfig ({type(exc).__name__}: {_one_line(exc)})"
+        raise KubeconfigError(shown, reason + note) from exc
+
+
 def make_api_client(kubeconfig: str = "") -> k8s.ApiClient:
-    """In-cluster configuration, else the kubeconfig (explicit path, $KUBECONFIG or ~/.kube/config)."""
+    """In-cluster configuration, else the kubeconfig (explicit path, $KUBECONFIG or ~/.kube/config). Raises
+    KubeconfigError when none of them is usable."""
     if kubeconfig:
-        k8s_config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        _load_kubeconfig(kubeconfig)
     else:
         try:
             k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except k8s_config.ConfigException:
-            k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException as exc:
+            note = f", and not running in a cluster ({_one_line(exc)})"
+            _load_kubeconfig(k8s_config.KUBE_CONFIG_DEFAULT_LOCATION, note=note)
     return k8s.ApiClient()
 
 
