@@ -8,8 +8,9 @@ open sockets, decide ownership or log.
 - ARP: accept an Ethernet/IPv4 ARP frame whose target IP *or* sender IP is owned (requests to answer;
   replies and gratuitous frames from other MACs for conflict detection). When the owned set is larger
   than ``max_ips``, fall back to a program that accepts every ARP request and reply.
-- NDP: accept an ICMPv6 Neighbor Solicitation or Advertisement (no extension headers) whose target is
-  owned; beyond ``max_ips`` fall back to every NS/NA.
+- NDP: accept an ICMPv6 Neighbor Solicitation or Advertisement (no extension headers) from a source that
+  is not multicast (RFC 4291 section 2.7) whose target is owned; beyond ``max_ips`` fall back to every
+  NS/NA from a non-multicast source.
 - Both first drop frames of other VLANs and frames for other hosts. A packet socket on ``eth0`` also
   receives the frames of VLANs that have no VLAN interface here (issue 7, item 5); answering them answered
   VLAN 5 on the native VLAN. By the time a protocol-bound socket sees such a frame, the kernel has moved the
@@ -106,6 +107,7 @@ _NDP_HEAD: Program = (
     *_FOR_US_ONLY,
     _ld_h(12), _jeq(0x86DD, 1, 0), _ret(DROP),
     _ld_b(20), _jeq(58, 1, 0), _ret(DROP),
+    _ld_b(22), _jeq(0xFF, 0, 1), _ret(DROP),  # first byte of the IPv6 source: ff00::/8 is multicast
     _ld_b(54), _jeq(135, 2, 0), _jeq(136, 1, 0), _ret(DROP),
 )  # fmt: skip
 
@@ -138,8 +140,8 @@ def arp_program(owned: Iterable[bytes], *, max_ips: int = DEFAULT_MAX_ARP_IPS) -
 def ndp_program(owned: Iterable[bytes], *, max_ips: int = DEFAULT_MAX_NDP_IPS) -> Program:
     """Filter for an ETH_P_IPV6 packet socket; ``owned`` holds 16-byte IPv6 addresses.
 
-    Frames are Ethernet II + IPv6 without extension headers: next header at 20, ICMPv6 type at 54,
-    NS/NA target at 62..78.
+    Frames are Ethernet II + IPv6 without extension headers: next header at 20, source at 22..38, ICMPv6
+    type at 54, NS/NA target at 62..78.
     """
     ips = sorted(set(owned))
     if not ips:

@@ -110,6 +110,16 @@ def test_ndp_filter_accepts_ns_and_na_exactly_for_owned_targets(owned: set[int],
     assert (run(prog, na) > 0) == (probe in owned)
 
 
+def test_ndp_filter_drops_ns_and_na_from_a_multicast_source() -> None:
+    target = "2001:db8::100"
+    for prog in (bpf.ndp_program({v6(0x100)}), bpf.ndp_program({v6(0x100)}, max_ips=0)):
+        for src, accepted in (("ff02::1", False), ("ff05::1:3", False), ("2001:db8::1", True), ("::", True)):
+            solicitation = Ether() / IPv6(src=src, dst="ff02::1:ff00:100", hlim=255) / ICMPv6ND_NS(tgt=target)
+            advert = Ether() / IPv6(src=src, dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt=target)
+            assert (run(prog, bytes(solicitation)) > 0) == accepted, src
+            assert (run(prog, bytes(advert)) > 0) == accepted, src
+
+
 def test_ndp_filter_drops_other_icmpv6_and_arp() -> None:
     prog = bpf.ndp_program({v6(0x100)})
     assert run(prog, bytes(Ether() / IPv6(dst="2001:db8::100") / ICMPv6EchoRequest())) == 0
