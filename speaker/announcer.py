@@ -55,7 +55,14 @@ DEFAULT_BURST_DURATION = 5.0
 DEFAULT_RESCAN_INTERVAL = 10.0
 SET_TIMEOUT = 10.0
 MAX_RECENT_CONFLICTS = 64
-CONFLICT_REPORT_INTERVAL = 1.0  # per (ip, iface, mac): report at most this often (still counted always)
+# Conflicts are always counted (the conflicts metric, in the responder). Reporting them (a log line and an
+# on_event callback) is limited twice: per (ip, iface, mac) at most once a CONFLICT_REPORT_INTERVAL, and
+# for all conflicts together at most CONFLICT_REPORT_BURST per CONFLICT_REPORT_WINDOW, then one line says
+# how many were suppressed. The per-MAC limit alone let 4,096 spoofed MACs write 85,000 lines in 10 s.
+CONFLICT_REPORT_INTERVAL = 1.0
+CONFLICT_REPORT_WINDOW = 5.0
+CONFLICT_REPORT_BURST = 20
+MAX_CONFLICT_KEYS = 4096  # per-MAC table size; cleared beyond it (the global limit still holds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +120,44 @@ class Status:
             if isinstance(p, InterfaceProblem) and p.reason == "missing":
                 out.setdefault(p.ip, set()).add(p.iface)
         return {ip: frozenset(v) for ip, v in out.items()}
+
+
+class ReportLimit:
+    """At most ``burst`` reports per ``window`` seconds, counting the refused ones; the callers pass the clock.
+
+    The shape of the kernel's printk rate limit (lib/ratelimit.c): a window opens at the first report, lets
+    ``burst`` through and refuses the rest; the owner prints the refused count once the window is over.
+    """
+
+    def __init__(self, *, window: float, burst: int) -> None:
+        self.window = window
+        self.burst = burst
+        self.suppressed = 0
+        self._start: float | None = None
+        self._passed = 0
+
+    def allow(self, now: float) -> bool:
+        """True if a report at ``now`` may go out; otherwise it is counted in ``suppressed``."""
+        if self._start is None or now - self._start >= self.window:
+            self._start, self._passed = now, 0
+        if self._passed < self.burst:
+            self._passed += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def due(self, now: float) -> bool:
+        """True when reports were suppressed and their window is over: time for the summary."""
+        return self.suppressed > 0 and self._start is not None and now - self._start >= self.window
+
+    def deadline(self) -> float | None:
+        """When the summary of the suppressed reports falls due, if any are waiting."""
+        return self._start + self.window if self.suppressed and self._start is not None else None
+
+    def take_suppressed(self) -> int:
+        """The number refused since the last call, reset to zero."""
+        n, self.suppressed = self.suppressed, 0
+        return n
 
 
 def normalize_ip(ip: str) -> str:
@@ -197,6 +242,7 @@ class Announcer:
         self._next_rescan = 0.0
         self._conflicts: deque[Conflict] = deque(maxlen=MAX_RECENT_CONFLICTS)
         self._conflict_last: dict[tuple[str, str, bytes], float] = {}
+        self._conflict_limit = ReportLimit(window=CONFLICT_REPORT_WINDOW, burst=CONFLICT_REPORT_BURST)
         self._problems: tuple[InterfaceProblem | SocketProblem, ...] = ()
         self._socket_problems: dict[tuple[str, str], str] = {}
 
@@ -322,9 +368,14 @@ class Announcer:
                 if now >= self._next_rescan:
                     self._rescan(now)
                 self._fire_bursts(now)
+                if self._conflict_limit.due(now):
+                    self._report_suppressed()
                 deadline = self._next_rescan
                 if self._bursts:
                     deadline = min(deadline, self._bursts[0][0])
+                summary_due = self._conflict_limit.deadline()
+                if summary_due is not None:
+                    deadline = min(deadline, summary_due)
                 timeout = max(0.0, deadline - time.monotonic())
                 for key, _ in self._sel.select(timeout):
                     callback: Callable[[], None] = key.data
@@ -337,6 +388,8 @@ class Announcer:
     def _shutdown(self) -> None:
         for name in list(self._ports):
             self._close_port(name)
+        if self._conflict_limit.suppressed:
+            self._report_suppressed()
         self._publish()
         if self._sel is not None:
             self._sel.close()
@@ -537,15 +590,35 @@ class Announcer:
         last = self._conflict_last.get(key)
         if last is not None and now - last < CONFLICT_REPORT_INTERVAL:
             return
-        if len(self._conflict_last) > 4096:
+        if len(self._conflict_last) >= MAX_CONFLICT_KEYS:
             self._conflict_last.clear()
         self._conflict_last[key] = now
         mac_text = ":".join(f"{b:02x}" for b in mac)
         conflict = Conflict(ip, iface, family=family, mac=mac_text, at=time.time())
         with self._lock:  # status() copies the deque from other threads
             self._conflicts.append(conflict)
-        log.warning("event=conflict ip=%s iface=%s mac=%s", ip, iface, mac_text)
+        if self._conflict_limit.due(now):
+            self._report_suppressed()
+        if not self._conflict_limit.allow(now):
+            return
+        log.warning(
+            "conflict: %s on %s is also claimed by %s",
+            ip,
+            iface,
+            mac_text,
+            extra={"fields": {"event": "conflict", "ip": ip, "iface": iface, "family": family, "mac": mac_text}},
+        )
         self._emit(conflict)
+
+    def _report_suppressed(self) -> None:
+        n = self._conflict_limit.take_suppressed()
+        log.warning(
+            "%d more conflict reports suppressed (at most %d per %.0f s; every conflict is counted in the metric)",
+            n,
+            CONFLICT_REPORT_BURST,
+            CONFLICT_REPORT_WINDOW,
+            extra={"fields": {"event": "conflicts-suppressed", "count": n}},
+        )
 
     def _link_error(self, iface: str, exc: OSError) -> None:
         log.info("event=link-error iface=%s error=%s", iface, exc)

@@ -4,7 +4,7 @@ This kernel has no 8021q module, which is the case that bit: with no VLAN interf
 to eth0 still receives VLAN 5's frames, untagged in the bytes (the tag went to the metadata, then the kernel
 marked the frame PACKET_OTHERHOST). The client namespace sends scapy-crafted ``Dot1Q(vlan=5)`` who-has and NS
 frames for the VIPs through the snooping bridge, and an AF_PACKET socket on the client collects what comes
-back from the node (speaker_vlan.py). Untagged requests are the control, and priority-tagged ones (VLAN id 0,
+back from the node (speaker_crafted.py). Untagged requests are the control, and priority-tagged ones (VLAN id 0,
 which is the native VLAN) must be answered as well (issue 7, item 5).
 """
 
@@ -20,7 +20,7 @@ from speaker_netns import PYTHON, VIP4, VIP6, Host, NodeProc, Topology
 
 pytestmark = pytest.mark.root
 
-HELPER = str(Path(__file__).with_name("speaker_vlan.py"))
+HELPER = str(Path(__file__).with_name("speaker_crafted.py"))
 CASES = ("native:-", "vlan5:5", "priority:0")
 
 

@@ -1,12 +1,14 @@
-"""Test helper for the VLAN tests: crafted (tagged) requests from the client, and a bare responder on a node.
+"""Test helper: crafted frames from the client (tagged requests, spoofed claims), and a bare responder on a node.
 
-Run inside a namespace (``ip netns exec NS python speaker_vlan.py MODE ...``); prints JSON lines.
+Run inside a namespace (``ip netns exec NS python speaker_crafted.py MODE ...``); prints JSON lines.
 
 - ``probe IFACE NODE_MAC CASE...``: for each CASE ``name:vlan`` (vlan ``-`` for untagged, else 0..4094) send
   one ARP who-has for VIP4 and one NS for VIP6, tagged with ``Dot1Q(vlan=...)`` when asked, each from its own
   source address (192.0.2.(50+i), 2001:db8::(50+i)) so a reply names the request it answers. An AF_PACKET
   socket on IFACE collects every frame from NODE_MAC until the untagged cases have been answered (or 10 s
   pass) and prints ``{"replies": [{"kind", "to", "tagged"}...], "sources": {name: [ip4, ip6]}}``.
+- ``claims IFACE N``: N gratuitous ARP requests claiming VIP4, each from its own spoofed MAC
+  (02:cc:00:00:00:00 + i), as fast as the socket takes them. Prints ``{"sent": N}``.
 - ``port IFACE``: a :class:`speaker.responder.Port` owning VIP4 and VIP6 on IFACE with a filter that
   accepts every frame, so only the responder's own user-space checks decide. Prints ``{"ready": true}``,
   answers until stdin closes, then prints its counters.
@@ -94,6 +96,21 @@ def probe(iface: str, node_mac: str, cases: list[str]) -> dict[str, object]:
     return {"replies": replies, "sources": sources}
 
 
+def claims(iface: str, count: int) -> dict[str, object]:
+    from scapy.layers.l2 import ARP, Ether
+
+    tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    tx.bind((iface, 0))
+    spoofed = "02:cc:00:00:00:00"
+    claim = ARP(op=1, hwsrc=spoofed, psrc=VIP4, hwdst="00:00:00:00:00:00", pdst=VIP4)
+    template = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=spoofed) / claim)
+    for i in range(min(count, 1 << 24)):
+        mac = (0x02CC00000000 + i).to_bytes(6, "big")
+        tx.send(template[:6] + mac + template[12:22] + mac + template[28:])
+    return {"sent": count}
+
+
 def port(iface: str) -> int:
     from speaker import bpf
     from speaker.metrics import Counters
@@ -138,6 +155,9 @@ def main() -> int:
     mode, iface, *rest = sys.argv[1:]
     if mode == "probe":
         print(json.dumps(probe(iface, rest[0], rest[1:])), flush=True)
+        return 0
+    if mode == "claims":
+        print(json.dumps(claims(iface, int(rest[0]))), flush=True)
         return 0
     return port(iface)
 
