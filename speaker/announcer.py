@@ -263,7 +263,11 @@ class Announcer:
             self._events_sock = open_link_events()
             self._sel.register(self._events_sock, selectors.EVENT_READ, self._on_link_event)
         except OSError as exc:  # fall back to the periodic rescan only
-            log.warning("event=no-link-events error=%s", exc)
+            log.warning(
+                "no link events (%s); relying on the periodic rescan",
+                exc,
+                extra={"fields": {"event": "no-link-events", "reason": str(exc)}},
+            )
         self._rescan(time.monotonic())
         self._thread = threading.Thread(target=self._run, name="l2guard-announcer", daemon=True)
         self._thread.start()
@@ -381,7 +385,10 @@ class Announcer:
                     callback: Callable[[], None] = key.data
                     callback()
         except Exception:  # pragma: no cover - a bug; keep the node from announcing stale state
-            log.exception("event=announcer-crashed")
+            log.exception(
+                "announcer crashed; it stops answering on every interface",
+                extra={"fields": {"event": "announcer-crashed"}},
+            )
         finally:
             self._shutdown()
 
@@ -416,7 +423,11 @@ class Announcer:
         try:
             links = self._scan()
         except Exception as exc:  # netlink hiccup: keep the last view, retry soon
-            log.warning("event=scan-failed error=%s", exc)
+            log.warning(
+                "link scan failed (%s); keeping the last view and retrying in 1 s",
+                exc,
+                extra={"fields": {"event": "scan-failed", "reason": str(exc)}},
+            )
             self._next_rescan = now + 1.0
             return
         self._links = links
@@ -513,7 +524,15 @@ class Announcer:
             except OSError as exc:  # no CAP_NET_RAW, link vanished between scan and bind, ...
                 for ip in ips:
                     self._socket_problems[(ip, port.name)] = f"{type(exc).__name__}: {exc}"
-                log.warning("event=socket-failed iface=%s family=%s error=%s", port.name, family, exc)
+                log.warning(
+                    "cannot answer %s on %s: %s",
+                    family,
+                    port.name,
+                    exc,
+                    extra={
+                        "fields": {"event": "socket-failed", "iface": port.name, "family": family, "reason": str(exc)}
+                    },
+                )
                 continue
             acquired |= a
             released |= r
@@ -549,14 +568,20 @@ class Announcer:
 
     def _takeover(self, port: Port, ip: str, now: float) -> None:
         sent = port.announce(ip)
-        log.info("event=takeover ip=%s iface=%s frames=%d", ip, port.name, sent)
+        log.info(
+            "took over %s on %s (%d announcement frames)",
+            ip,
+            port.name,
+            sent,
+            extra={"fields": {"event": "takeover", "ip": ip, "iface": port.name, "count": sent}},
+        )
         self._burst_started[(ip, port.name)] = now
         if self._burst_duration >= self._burst_interval:
             self._burst_seq += 1
             heapq.heappush(self._bursts, (now + self._burst_interval, self._burst_seq, ip, port.name, now))
 
     def _release(self, ip: str, iface: str) -> None:
-        log.info("event=release ip=%s iface=%s", ip, iface)
+        log.info("released %s on %s", ip, iface, extra={"fields": {"event": "release", "ip": ip, "iface": iface}})
         self._burst_started.pop((ip, iface), None)
         self.counters.forget(ip, iface)
 
@@ -582,7 +607,7 @@ class Announcer:
         try:
             self._on_event(event)
         except Exception:
-            log.exception("event=callback-failed")
+            log.exception("the on_event callback failed", extra={"fields": {"event": "callback-failed"}})
 
     def _conflict(self, ip: str, iface: str, family: Family, mac: bytes) -> None:
         now = time.monotonic()
@@ -621,7 +646,12 @@ class Announcer:
         )
 
     def _link_error(self, iface: str, exc: OSError) -> None:
-        log.info("event=link-error iface=%s error=%s", iface, exc)
+        log.info(
+            "link error on %s (%s); rescanning",
+            iface,
+            exc,
+            extra={"fields": {"event": "link-error", "iface": iface, "reason": str(exc)}},
+        )
         self._next_rescan = min(self._next_rescan, time.monotonic() + 0.05)
 
     def _report_problems(self, problems: tuple[InterfaceProblem | SocketProblem, ...]) -> None:
@@ -629,7 +659,13 @@ class Announcer:
         self._problems = problems
         for p in problems:
             if p not in old:
-                log.warning("event=interface-problem ip=%s iface=%s reason=%s", p.ip, p.iface, p.reason)
+                log.warning(
+                    "cannot announce %s on %s: %s",
+                    p.ip,
+                    p.iface,
+                    p.reason,
+                    extra={"fields": {"event": "interface-problem", "ip": p.ip, "iface": p.iface, "reason": p.reason}},
+                )
                 self._emit(p)
 
     def _publish(self) -> None:

@@ -211,7 +211,12 @@ class Port:
                 bpf.attach(sock, prog)
                 return True
             except OSError as exc:
-                log.warning("event=filter-fallback iface=%s error=%s", self.name, exc)
+                log.warning(
+                    "the kernel refused the exact filter on %s (%s); passing every ARP/NDP frame to user space",
+                    self.name,
+                    exc,
+                    extra={"fields": {"event": "filter-fallback", "iface": self.name, "reason": str(exc)}},
+                )
         bpf.attach(sock, fallback)
         return False
 
@@ -239,11 +244,22 @@ class Port:
                         raise
             except OSError as exc:
                 self.join_errors[gtext] = str(exc)
-                log.warning("event=join-failed iface=%s group=%s error=%s", self.name, gtext, exc)
+                log.warning(
+                    "joining %s on %s failed: %s",
+                    gtext,
+                    self.name,
+                    exc,
+                    extra={"fields": {"event": "join-failed", "iface": self.name, "group": gtext, "reason": str(exc)}},
+                )
                 continue
             self.join_errors.pop(gtext, None)
             self._groups.add(group)
-            log.debug("event=join iface=%s group=%s", self.name, gtext)
+            log.debug(
+                "joined %s on %s",
+                gtext,
+                self.name,
+                extra={"fields": {"event": "join", "iface": self.name, "group": gtext}},
+            )
         for group in sorted(self._groups - wanted):
             self._leave(group)
         for gtext in [g for g in self.join_errors if socket.inet_pton(socket.AF_INET6, g) not in wanted]:
@@ -262,7 +278,12 @@ class Port:
             if self.ndp_sock is not None:
                 self.ndp_sock.setsockopt(SOL_PACKET, PACKET_DROP_MEMBERSHIP, self._mreq(group))
         except OSError as exc:  # the link vanished: the kernel dropped the membership with it
-            log.debug("event=leave-failed iface=%s error=%s", self.name, exc)
+            log.debug(
+                "leaving a group on %s failed: %s",
+                self.name,
+                exc,
+                extra={"fields": {"event": "leave-failed", "iface": self.name, "reason": str(exc)}},
+            )
 
     @property
     def groups(self) -> frozenset[str]:
