@@ -7,8 +7,9 @@ Run inside a namespace (``ip netns exec NS python speaker_crafted.py MODE ...``)
   source address (192.0.2.(50+i), 2001:db8::(50+i)) so a reply names the request it answers. An AF_PACKET
   socket on IFACE collects every frame from NODE_MAC until the untagged cases have been answered (or 10 s
   pass) and prints ``{"replies": [{"kind", "to", "tagged"}...], "sources": {name: [ip4, ip6]}}``.
-- ``claims IFACE N``: N gratuitous ARP requests claiming VIP4, each from its own spoofed MAC
-  (02:cc:00:00:00:00 + i), as fast as the socket takes them. Prints ``{"sent": N}``.
+- ``claims IFACE N [VLAN] [FIRST]``: N gratuitous ARP requests claiming VIP4, each from its own spoofed MAC
+  (02:cc:00:00:00:00 + FIRST + i), tagged with ``Dot1Q(vlan=VLAN)`` unless VLAN is ``-``, as fast as the
+  socket takes them. Prints ``{"sent": N}``.
 - ``port IFACE``: a :class:`speaker.responder.Port` owning VIP4 and VIP6 on IFACE with a filter that
   accepts every frame, so only the responder's own user-space checks decide. Prints ``{"ready": true}``,
   answers until stdin closes, then prints its counters.
@@ -96,18 +97,20 @@ def probe(iface: str, node_mac: str, cases: list[str]) -> dict[str, object]:
     return {"replies": replies, "sources": sources}
 
 
-def claims(iface: str, count: int) -> dict[str, object]:
-    from scapy.layers.l2 import ARP, Ether
+def claims(iface: str, count: int, *, vlan: int | None = None, first: int = 0) -> dict[str, object]:
+    from scapy.layers.l2 import ARP, Dot1Q, Ether
 
     tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
     tx.bind((iface, 0))
     spoofed = "02:cc:00:00:00:00"
     claim = ARP(op=1, hwsrc=spoofed, psrc=VIP4, hwdst="00:00:00:00:00:00", pdst=VIP4)
-    template = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=spoofed) / claim)
+    eth = Ether(dst="ff:ff:ff:ff:ff:ff", src=spoofed)
+    template = bytes(eth / claim if vlan is None else eth / Dot1Q(vlan=vlan) / claim)
+    sha = len(template) - len(bytes(claim)) + 8  # the ARP sender MAC follows the 8-byte fixed part
     for i in range(min(count, 1 << 24)):
-        mac = (0x02CC00000000 + i).to_bytes(6, "big")
-        tx.send(template[:6] + mac + template[12:22] + mac + template[28:])
+        mac = (0x02CC00000000 + first + i).to_bytes(6, "big")
+        tx.send(template[:6] + mac + template[12:sha] + mac + template[sha + 6 :])
     return {"sent": count}
 
 
@@ -157,7 +160,9 @@ def main() -> int:
         print(json.dumps(probe(iface, rest[0], rest[1:])), flush=True)
         return 0
     if mode == "claims":
-        print(json.dumps(claims(iface, int(rest[0]))), flush=True)
+        vlan = None if len(rest) < 2 or rest[1] == "-" else int(rest[1])
+        first = int(rest[2]) if len(rest) > 2 else 0
+        print(json.dumps(claims(iface, int(rest[0]), vlan=vlan, first=first)), flush=True)
         return 0
     return port(iface)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from speaker_netns import PYTHON, VIP4, VIP6, Host, NodeProc, Topology
+from speaker_netns import PYTHON, VIP4, VIP6, Host, NodeProc, Topology, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -78,3 +78,23 @@ def test_the_responder_itself_ignores_vlan5_requests_when_its_filter_accepts_eve
     assert answered(sources, replies, "priority") == {"arp-reply", "na"}, replies
     assert answered(sources, replies, "vlan5") == set(), replies
     assert counters["requests_received"] == 4  # the VLAN 5 frames were not even counted as requests
+
+
+def test_a_claim_for_the_vip_from_vlan5_is_not_a_conflict_on_the_parent(
+    topo: Topology, start_node: Callable[..., NodeProc]
+) -> None:
+    # VLAN 5 is another broadcast domain: 192.0.2.100 there is somebody else's business.
+    a = start_node(topo.node_a)
+    a.set({VIP4: ["eth0"]})
+    topo.client.run([PYTHON, HELPER, "claims", "eth0", "3", "5"], timeout=60)
+    topo.client.run([PYTHON, HELPER, "claims", "eth0", "1", "-", "100"], timeout=60)  # the control, sent last
+
+    def conflicts() -> int:
+        counters = a.status()["counters"]
+        assert isinstance(counters, dict)
+        return int(counters["conflicts"])
+
+    assert wait_for(lambda: conflicts() >= 1, timeout=10, interval=0.1)
+    assert conflicts() == 1  # only the untagged claim, which arrived after the three tagged ones
+    reported = a.status()["conflicts"]
+    assert isinstance(reported, list) and [c["mac"] for c in reported] == ["02:cc:00:00:00:64"]
