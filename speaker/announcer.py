@@ -55,7 +55,14 @@ DEFAULT_BURST_DURATION = 5.0
 DEFAULT_RESCAN_INTERVAL = 10.0
 SET_TIMEOUT = 10.0
 MAX_RECENT_CONFLICTS = 64
-CONFLICT_REPORT_INTERVAL = 1.0  # per (ip, iface, mac): report at most this often (still counted always)
+# Conflicts are always counted (the conflicts metric, in the responder). Reporting them (a log line and an
+# on_event callback) is limited twice: per (ip, iface, mac) at most once a CONFLICT_REPORT_INTERVAL, and
+# for all conflicts together at most CONFLICT_REPORT_BURST per CONFLICT_REPORT_WINDOW, then one line says
+# how many were suppressed. The per-MAC limit alone let 4,096 spoofed MACs write 85,000 lines in 10 s.
+CONFLICT_REPORT_INTERVAL = 1.0
+CONFLICT_REPORT_WINDOW = 5.0
+CONFLICT_REPORT_BURST = 20
+MAX_CONFLICT_KEYS = 4096  # per-MAC table size; cleared beyond it (the global limit still holds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +120,44 @@ class Status:
             if isinstance(p, InterfaceProblem) and p.reason == "missing":
                 out.setdefault(p.ip, set()).add(p.iface)
         return {ip: frozenset(v) for ip, v in out.items()}
+
+
+class ReportLimit:
+    """At most ``burst`` reports per ``window`` seconds, counting the refused ones; the callers pass the clock.
+
+    The shape of the kernel's printk rate limit (lib/ratelimit.c): a window opens at the first report, lets
+    ``burst`` through and refuses the rest; the owner prints the refused count once the window is over.
+    """
+
+    def __init__(self, *, window: float, burst: int) -> None:
+        self.window = window
+        self.burst = burst
+        self.suppressed = 0
+        self._start: float | None = None
+        self._passed = 0
+
+    def allow(self, now: float) -> bool:
+        """True if a report at ``now`` may go out; otherwise it is counted in ``suppressed``."""
+        if self._start is None or now - self._start >= self.window:
+            self._start, self._passed = now, 0
+        if self._passed < self.burst:
+            self._passed += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def due(self, now: float) -> bool:
+        """True when reports were suppressed and their window is over: time for the summary."""
+        return self.suppressed > 0 and self._start is not None and now - self._start >= self.window
+
+    def deadline(self) -> float | None:
+        """When the summary of the suppressed reports falls due, if any are waiting."""
+        return self._start + self.window if self.suppressed and self._start is not None else None
+
+    def take_suppressed(self) -> int:
+        """The number refused since the last call, reset to zero."""
+        n, self.suppressed = self.suppressed, 0
+        return n
 
 
 def normalize_ip(ip: str) -> str:
@@ -197,6 +242,7 @@ class Announcer:
         self._next_rescan = 0.0
         self._conflicts: deque[Conflict] = deque(maxlen=MAX_RECENT_CONFLICTS)
         self._conflict_last: dict[tuple[str, str, bytes], float] = {}
+        self._conflict_limit = ReportLimit(window=CONFLICT_REPORT_WINDOW, burst=CONFLICT_REPORT_BURST)
         self._problems: tuple[InterfaceProblem | SocketProblem, ...] = ()
         self._socket_problems: dict[tuple[str, str], str] = {}
 
@@ -217,7 +263,11 @@ class Announcer:
             self._events_sock = open_link_events()
             self._sel.register(self._events_sock, selectors.EVENT_READ, self._on_link_event)
         except OSError as exc:  # fall back to the periodic rescan only
-            log.warning("event=no-link-events error=%s", exc)
+            log.warning(
+                "no link events (%s); relying on the periodic rescan",
+                exc,
+                extra={"fields": {"event": "no-link-events", "reason": str(exc)}},
+            )
         self._rescan(time.monotonic())
         self._thread = threading.Thread(target=self._run, name="l2guard-announcer", daemon=True)
         self._thread.start()
@@ -322,21 +372,31 @@ class Announcer:
                 if now >= self._next_rescan:
                     self._rescan(now)
                 self._fire_bursts(now)
+                if self._conflict_limit.due(now):
+                    self._report_suppressed()
                 deadline = self._next_rescan
                 if self._bursts:
                     deadline = min(deadline, self._bursts[0][0])
+                summary_due = self._conflict_limit.deadline()
+                if summary_due is not None:
+                    deadline = min(deadline, summary_due)
                 timeout = max(0.0, deadline - time.monotonic())
                 for key, _ in self._sel.select(timeout):
                     callback: Callable[[], None] = key.data
                     callback()
         except Exception:  # pragma: no cover - a bug; keep the node from announcing stale state
-            log.exception("event=announcer-crashed")
+            log.exception(
+                "announcer crashed; it stops answering on every interface",
+                extra={"fields": {"event": "announcer-crashed"}},
+            )
         finally:
             self._shutdown()
 
     def _shutdown(self) -> None:
         for name in list(self._ports):
             self._close_port(name)
+        if self._conflict_limit.suppressed:
+            self._report_suppressed()
         self._publish()
         if self._sel is not None:
             self._sel.close()
@@ -363,7 +423,11 @@ class Announcer:
         try:
             links = self._scan()
         except Exception as exc:  # netlink hiccup: keep the last view, retry soon
-            log.warning("event=scan-failed error=%s", exc)
+            log.warning(
+                "link scan failed (%s); keeping the last view and retrying in 1 s",
+                exc,
+                extra={"fields": {"event": "scan-failed", "reason": str(exc)}},
+            )
             self._next_rescan = now + 1.0
             return
         self._links = links
@@ -460,7 +524,15 @@ class Announcer:
             except OSError as exc:  # no CAP_NET_RAW, link vanished between scan and bind, ...
                 for ip in ips:
                     self._socket_problems[(ip, port.name)] = f"{type(exc).__name__}: {exc}"
-                log.warning("event=socket-failed iface=%s family=%s error=%s", port.name, family, exc)
+                log.warning(
+                    "cannot answer %s on %s: %s",
+                    family,
+                    port.name,
+                    exc,
+                    extra={
+                        "fields": {"event": "socket-failed", "iface": port.name, "family": family, "reason": str(exc)}
+                    },
+                )
                 continue
             acquired |= a
             released |= r
@@ -496,14 +568,20 @@ class Announcer:
 
     def _takeover(self, port: Port, ip: str, now: float) -> None:
         sent = port.announce(ip)
-        log.info("event=takeover ip=%s iface=%s frames=%d", ip, port.name, sent)
+        log.info(
+            "took over %s on %s (%d announcement frames)",
+            ip,
+            port.name,
+            sent,
+            extra={"fields": {"event": "takeover", "ip": ip, "iface": port.name, "count": sent}},
+        )
         self._burst_started[(ip, port.name)] = now
         if self._burst_duration >= self._burst_interval:
             self._burst_seq += 1
             heapq.heappush(self._bursts, (now + self._burst_interval, self._burst_seq, ip, port.name, now))
 
     def _release(self, ip: str, iface: str) -> None:
-        log.info("event=release ip=%s iface=%s", ip, iface)
+        log.info("released %s on %s", ip, iface, extra={"fields": {"event": "release", "ip": ip, "iface": iface}})
         self._burst_started.pop((ip, iface), None)
         self.counters.forget(ip, iface)
 
@@ -529,7 +607,7 @@ class Announcer:
         try:
             self._on_event(event)
         except Exception:
-            log.exception("event=callback-failed")
+            log.exception("the on_event callback failed", extra={"fields": {"event": "callback-failed"}})
 
     def _conflict(self, ip: str, iface: str, family: Family, mac: bytes) -> None:
         now = time.monotonic()
@@ -537,18 +615,43 @@ class Announcer:
         last = self._conflict_last.get(key)
         if last is not None and now - last < CONFLICT_REPORT_INTERVAL:
             return
-        if len(self._conflict_last) > 4096:
+        if len(self._conflict_last) >= MAX_CONFLICT_KEYS:
             self._conflict_last.clear()
         self._conflict_last[key] = now
         mac_text = ":".join(f"{b:02x}" for b in mac)
         conflict = Conflict(ip, iface, family=family, mac=mac_text, at=time.time())
         with self._lock:  # status() copies the deque from other threads
             self._conflicts.append(conflict)
-        log.warning("event=conflict ip=%s iface=%s mac=%s", ip, iface, mac_text)
+        if self._conflict_limit.due(now):
+            self._report_suppressed()
+        if not self._conflict_limit.allow(now):
+            return
+        log.warning(
+            "conflict: %s on %s is also claimed by %s",
+            ip,
+            iface,
+            mac_text,
+            extra={"fields": {"event": "conflict", "ip": ip, "iface": iface, "family": family, "mac": mac_text}},
+        )
         self._emit(conflict)
 
+    def _report_suppressed(self) -> None:
+        n = self._conflict_limit.take_suppressed()
+        log.warning(
+            "%d more conflict reports suppressed (at most %d per %.0f s; every conflict is counted in the metric)",
+            n,
+            CONFLICT_REPORT_BURST,
+            CONFLICT_REPORT_WINDOW,
+            extra={"fields": {"event": "conflicts-suppressed", "count": n}},
+        )
+
     def _link_error(self, iface: str, exc: OSError) -> None:
-        log.info("event=link-error iface=%s error=%s", iface, exc)
+        log.info(
+            "link error on %s (%s); rescanning",
+            iface,
+            exc,
+            extra={"fields": {"event": "link-error", "iface": iface, "reason": str(exc)}},
+        )
         self._next_rescan = min(self._next_rescan, time.monotonic() + 0.05)
 
     def _report_problems(self, problems: tuple[InterfaceProblem | SocketProblem, ...]) -> None:
@@ -556,7 +659,13 @@ class Announcer:
         self._problems = problems
         for p in problems:
             if p not in old:
-                log.warning("event=interface-problem ip=%s iface=%s reason=%s", p.ip, p.iface, p.reason)
+                log.warning(
+                    "cannot announce %s on %s: %s",
+                    p.ip,
+                    p.iface,
+                    p.reason,
+                    extra={"fields": {"event": "interface-problem", "ip": p.ip, "iface": p.iface, "reason": p.reason}},
+                )
                 self._emit(p)
 
     def _publish(self) -> None:

@@ -238,7 +238,9 @@ def parse_ndp(frame: bytes, *, verify_checksum: bool = True) -> NdpPacket | None
 
     Returns ``None`` unless the frame is a valid NS/NA per RFC 4861 section 7.1.1/7.1.2: hop limit 255,
     ICMP code 0, length >= 24, no zero-length option, a multicast target never, a correct checksum
-    (unless ``verify_checksum`` is false), and no source link-layer option on a DAD probe.
+    (unless ``verify_checksum`` is false), and no source link-layer option on a DAD probe. A multicast
+    IPv6 source is never valid either (RFC 4291 section 2.7; the Linux kernel drops such packets in
+    ip6_rcv_core): answering one would send a "unicast" NA to a group.
     """
     if len(frame) < 78 or frame[12:14] != ETHERTYPE_IPV6:
         return None
@@ -252,7 +254,7 @@ def parse_ndp(frame: bytes, *, verify_checksum: bool = True) -> NdpPacket | None
     if kind not in (ICMPV6_NS, ICMPV6_NA) or icmp[1] != 0:
         return None
     src, dst, target = frame[22:38], frame[38:54], icmp[8:24]
-    if target[0] == 0xFF:
+    if target[0] == 0xFF or src[0] == 0xFF:
         return None
     if verify_checksum and not icmpv6_checksum_ok(src, dst, message=icmp):
         return None

@@ -55,7 +55,12 @@ def main() -> int:
     ap.add_argument("--burst-duration", type=float, default=5.0)
     ap.add_argument("--rescan-interval", type=float, default=10.0)
     ap.add_argument("--max-arp", type=int, default=400)
+    ap.add_argument("--log-json", action="store_true", help="log JSON lines with their fields to stderr")
     args = ap.parse_args()
+    if args.log_json:
+        from webhook import logs
+
+        logs.setup("json", "info")
     ann = Announcer(
         exclude=args.exclude,
         burst_interval=args.burst_interval,

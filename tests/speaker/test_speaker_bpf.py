@@ -14,14 +14,27 @@ from scapy.layers.l2 import ARP, Ether
 
 from speaker import bpf
 
+# Ancillary loads, SKF_AD_OFF (-0x1000) + SKF_AD_PKTTYPE (4) / SKF_AD_VLAN_TAG_PRESENT (48) from linux/filter.h,
+# as the unsigned k of the instruction; packet types from linux/if_packet.h.
+AD_PKTTYPE, AD_VLAN_TAG_PRESENT = 0xFFFFF004, 0xFFFFF030
+PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
 
-def run(prog: bpf.Program, frame: bytes) -> int:
-    """Interpret ``prog`` on ``frame`` like the kernel would (out-of-bounds load -> drop)."""
+
+def run(prog: bpf.Program, frame: bytes, *, pkttype: int = PACKET_HOST, vlan_tagged: bool = False) -> int:
+    """Interpret ``prog`` on ``frame`` like the kernel would (out-of-bounds load -> drop).
+
+    ``pkttype`` and ``vlan_tagged`` are the packet's metadata (skb->pkt_type; a VLAN tag the kernel moved out of
+    ``frame`` and kept in the skb).
+    """
     acc = 0
     pc = 0
     for _ in range(10_000):
         insn = prog[pc]
-        if insn.code in (bpf.BPF_LD_W_ABS, bpf.BPF_LD_H_ABS, bpf.BPF_LD_B_ABS):
+        if insn.code == bpf.BPF_LD_W_ABS and insn.k in (AD_PKTTYPE, AD_VLAN_TAG_PRESENT):
+            acc = pkttype if insn.k == AD_PKTTYPE else int(vlan_tagged)
+            pc += 1
+        elif insn.code in (bpf.BPF_LD_W_ABS, bpf.BPF_LD_H_ABS, bpf.BPF_LD_B_ABS):
+            assert insn.k < 0xFFFFF000, f"unexpected ancillary load {insn.k:#x}"
             size = {bpf.BPF_LD_W_ABS: 4, bpf.BPF_LD_H_ABS: 2, bpf.BPF_LD_B_ABS: 1}[insn.code]
             if insn.k + size > len(frame):
                 return 0
@@ -76,7 +89,7 @@ def test_arp_filter_drops_non_arp_and_short_frames() -> None:
 def test_arp_filter_falls_back_to_all_requests_and_replies_beyond_max() -> None:
     owned = {v4(n) for n in range(1, 11)}
     prog = bpf.arp_program(owned, max_ips=5)
-    assert len(prog) < 12
+    assert len(prog) == len(bpf.arp_program({v4(n) for n in range(1, 101)}, max_ips=5))  # lists no IP
     assert run(prog, arp(1, "192.0.2.1", "203.0.113.9")) > 0
     assert run(prog, arp(2, "192.0.2.1", "203.0.113.9")) > 0
     assert run(prog, arp(3, "192.0.2.1", "203.0.113.9")) == 0
@@ -97,6 +110,16 @@ def test_ndp_filter_accepts_ns_and_na_exactly_for_owned_targets(owned: set[int],
     assert (run(prog, na) > 0) == (probe in owned)
 
 
+def test_ndp_filter_drops_ns_and_na_from_a_multicast_source() -> None:
+    target = "2001:db8::100"
+    for prog in (bpf.ndp_program({v6(0x100)}), bpf.ndp_program({v6(0x100)}, max_ips=0)):
+        for src, accepted in (("ff02::1", False), ("ff05::1:3", False), ("2001:db8::1", True), ("::", True)):
+            solicitation = Ether() / IPv6(src=src, dst="ff02::1:ff00:100", hlim=255) / ICMPv6ND_NS(tgt=target)
+            advert = Ether() / IPv6(src=src, dst="ff02::1", hlim=255) / ICMPv6ND_NA(tgt=target)
+            assert (run(prog, bytes(solicitation)) > 0) == accepted, src
+            assert (run(prog, bytes(advert)) > 0) == accepted, src
+
+
 def test_ndp_filter_drops_other_icmpv6_and_arp() -> None:
     prog = bpf.ndp_program({v6(0x100)})
     assert run(prog, bytes(Ether() / IPv6(dst="2001:db8::100") / ICMPv6EchoRequest())) == 0
@@ -107,6 +130,31 @@ def test_ndp_filter_falls_back_to_all_ns_na_beyond_max() -> None:
     prog = bpf.ndp_program({v6(n) for n in range(1, 5)}, max_ips=2)
     assert run(prog, ns("2001:db8::9999")) > 0
     assert run(prog, bytes(Ether() / IPv6() / ICMPv6EchoRequest())) == 0
+
+
+def test_frames_of_other_vlans_and_for_other_hosts_are_dropped_by_every_program() -> None:
+    # A packet socket on eth0 gets VLAN 5's frames with the tag stripped, so the bytes look untagged; the kernel
+    # marks them PACKET_OTHERHOST, or (DSA conduits) keeps the tag in the metadata (issue 7, item 5).
+    request, solicitation = arp(1, "192.0.2.1", "192.0.2.100"), ns("2001:db8::100")
+    for prog, frame in (
+        (bpf.arp_program({v4(100)}), request),
+        (bpf.arp_program({v4(100)}, max_ips=0), request),
+        (bpf.ndp_program({v6(0x100)}), solicitation),
+        (bpf.ndp_program({v6(0x100)}, max_ips=0), solicitation),
+    ):
+        for ours in (PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST):
+            assert run(prog, frame, pkttype=ours) > 0
+        assert run(prog, frame, pkttype=PACKET_OTHERHOST) == 0
+        assert run(prog, frame, pkttype=PACKET_BROADCAST, vlan_tagged=True) == 0
+
+
+def test_programs_for_the_largest_possible_limits_fit_and_one_more_ip_does_not() -> None:
+    many4 = [ipaddress.IPv4Address(0x0A000000 + n).packed for n in range(bpf.MAX_ARP_IPS_POSSIBLE + 1)]
+    many6 = [v6(n) for n in range(bpf.MAX_NDP_IPS_POSSIBLE + 1)]
+    for build, ips, limit in ((bpf.arp_program, many4, bpf.MAX_ARP_IPS_POSSIBLE),
+                              (bpf.ndp_program, many6, bpf.MAX_NDP_IPS_POSSIBLE)):  # fmt: skip
+        assert len(build(ips[:limit], max_ips=limit)) <= bpf.BPF_MAXINSNS
+        assert len(build(ips, max_ips=limit + 1)) > bpf.BPF_MAXINSNS
 
 
 def test_default_maximum_programs_stay_under_the_instruction_limit() -> None:

@@ -213,6 +213,14 @@ def test_ndp_parser_rejects_hop_limit_below_255() -> None:
     assert P.parse_ndp(frame) is None
 
 
+def test_ndp_parser_rejects_ns_and_na_from_a_multicast_source() -> None:
+    for message in (ICMPv6ND_NS(tgt="2001:db8::100"), ICMPv6ND_NA(tgt="2001:db8::100")):
+        frame = bytes(Ether() / IPv6(src="ff02::1", dst="ff02::1:ff00:100", hlim=255) / message)
+        assert P.parse_ndp(frame) is None
+        unicast = bytes(Ether() / IPv6(src="2001:db8::1", dst="ff02::1:ff00:100", hlim=255) / message)
+        assert P.parse_ndp(unicast) is not None
+
+
 def test_ndp_parser_rejects_dad_probe_carrying_source_lladdr() -> None:
     frame = bytes(Ether() / IPv6(src="::", dst="ff02::1:ff00:100", hlim=255)
                   / ICMPv6ND_NS(tgt="2001:db8::100")

@@ -125,3 +125,25 @@ def test_an_unsolicited_na_from_another_mac_is_a_conflict(port: Any) -> None:
     )
     assert ndp(port, na) == []
     assert [(c[0], c[2]) for c in port.conflicts] == [(VIP6, "ipv6")]
+
+
+@pytest.mark.parametrize("source", ["ff02::1", "ff02::1:ff00:9", "ff05::2"])
+def test_an_ns_or_na_from_a_multicast_source_is_neither_answered_nor_a_conflict(port: Any, source: str) -> None:
+    # RFC 4291 section 2.7: a multicast address is never a source; the NA would go "unicast" to a group.
+    ns = (
+        Ether(dst=SN_MAC, src=CLIENT)
+        / IPv6(src=source, dst=SN_GROUP, hlim=255)
+        / ICMPv6ND_NS(tgt=VIP6)
+        / ICMPv6NDOptSrcLLAddr(lladdr=CLIENT)
+    )
+    assert ndp(port, ns) == []
+    na = (
+        Ether(dst="33:33:00:00:00:01", src=OTHER_NODE)
+        / IPv6(src=source, dst="ff02::1", hlim=255)
+        / ICMPv6ND_NA(tgt=VIP6, R=0, S=0, O=1)
+        / ICMPv6NDOptDstLLAddr(lladdr=OTHER_NODE)
+    )
+    assert ndp(port, na) == []
+    assert port.conflicts == []
+    ns[IPv6].src = "2001:db8::9"  # the control: the same NS from a unicast source is answered
+    assert len(ndp(port, ns)) == 1
