@@ -19,6 +19,7 @@ from typing import Any
 
 from l2core.addresses import AddressRange, canonical_ip, parse_ip, parse_range
 from l2core.model import (
+    METALLB_NAMESPACE,
     SERVICE_NAME_LABEL,
     SHARED_IP_ANNOTATION,
     SHARED_IP_ANNOTATION_DEPRECATED,
@@ -370,11 +371,24 @@ def flatten(documents: Iterable[object], *, _depth: int = 0) -> Iterator[object]
             yield doc
 
 
+METALLB_KINDS = ("IPAddressPool", "L2Advertisement")
+
+
 @dataclass(frozen=True)
 class ParsedCluster:
     cluster: Cluster
     problems: tuple[Problem, ...] = ()
     ignored: Mapping[str, int] = field(default_factory=dict)  # "apps/v1 Deployment" -> count
+    # Pools and advertisements outside the MetalLB namespace, which MetalLB never reads: kind -> count.
+    outside_namespace: Mapping[str, int] = field(default_factory=dict)
+    metallb_namespace: str = METALLB_NAMESPACE
+
+    def outside_namespace_text(self) -> str:
+        """`2 IPAddressPools outside metallb-system ignored, as MetalLB does`, or "" when there were none."""
+        if not self.outside_namespace:
+            return ""
+        parts = [f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(self.outside_namespace.items())]
+        return f"{' and '.join(parts)} outside {self.metallb_namespace} ignored, as MetalLB does"
 
     @property
     def object_count(self) -> int:
@@ -382,8 +396,16 @@ class ParsedCluster:
         return len(c.nodes) + len(c.services) + len(c.endpoint_slices) + len(c.pools) + len(c.advertisements)
 
 
-def build_cluster(documents: Iterable[object]) -> ParsedCluster:
-    """Build a snapshot from any mix of objects and lists. Later duplicates replace earlier ones."""
+def _namespace(raw: Mapping[str, Any]) -> object:
+    return _map(raw.get("metadata")).get("namespace")
+
+
+def build_cluster(documents: Iterable[object], *, metallb_namespace: str = METALLB_NAMESPACE) -> ParsedCluster:
+    """Build a snapshot from any mix of objects and lists. Later duplicates replace earlier ones.
+
+    IPAddressPools and L2Advertisements outside `metallb_namespace` (or without a namespace) are counted and left
+    out unparsed: MetalLB lists only its own namespace, so a file holding `kubectl get -A` output must not make a
+    pool elsewhere overlap, or an advertisement elsewhere announce."""
     nodes: dict[str, Node] = {}
     services: dict[str, Service] = {}
     slices: dict[str, EndpointSlice] = {}
@@ -391,6 +413,7 @@ def build_cluster(documents: Iterable[object]) -> ParsedCluster:
     ads: dict[str, L2Advertisement] = {}
     problems: list[Problem] = []
     ignored: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
     for index, raw in enumerate(flatten(documents)):
         if not isinstance(raw, Mapping):
             problems.append(Problem("", f"document {index + 1}", "is not a Kubernetes object (expected a mapping)"))
@@ -398,6 +421,9 @@ def build_cluster(documents: Iterable[object]) -> ParsedCluster:
         kind = kind_of(raw)
         if kind is None:
             ignored[f"{raw.get('apiVersion', '?')} {raw.get('kind', '?')}"] += 1
+            continue
+        if kind in METALLB_KINDS and _namespace(raw) != metallb_namespace:
+            outside[kind] += 1
             continue
         obj, obj_problems = PARSERS[kind](raw)
         problems.extend(obj_problems)
@@ -414,4 +440,4 @@ def build_cluster(documents: Iterable[object]) -> ParsedCluster:
         elif isinstance(obj, L2Advertisement):
             ads[obj.key] = obj
     cluster = Cluster(nodes, services, slices, pools, ads)
-    return ParsedCluster(cluster, tuple(problems), dict(ignored))
+    return ParsedCluster(cluster, tuple(problems), dict(ignored), dict(outside), metallb_namespace)

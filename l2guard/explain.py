@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from l2core.diagnose import fixes
 from l2core.eligibility import REASON_TEXT, NodeVerdict, Reason
-from l2core.model import EligibilitySettings, LabelSemantics
+from l2core.model import METALLB_NAMESPACE, EligibilitySettings, LabelSemantics
 from l2core.parse import ParsedCluster, build_cluster
 from l2core.plan import Plan, Status, plan
 from l2core.text import and_more
@@ -54,6 +54,13 @@ def add_parser(subparsers: Any) -> None:
         help="presence: any value excludes (MetalLB, default); true-only: the value 'false' does not exclude",
     )
     p.add_argument("--alive", metavar="NODE,NODE,...", help="nodes whose speaker runs (default: every node)")
+    p.add_argument(
+        "--metallb-namespace",
+        metavar="NAMESPACE",
+        default=METALLB_NAMESPACE,
+        help=f"read IPAddressPools and L2Advertisements only from this namespace, as MetalLB does "
+        f"(default {METALLB_NAMESPACE})",
+    )
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(run=run)
 
@@ -71,7 +78,9 @@ def load(args: argparse.Namespace) -> ParsedCluster:
         if not args.files and sys.stdin.isatty():
             raise UsageError("no input: give FILEs, '-' for stdin, or --sample NAME")
         docs = load_documents(args.files or ["-"])
-    parsed = build_cluster(docs)
+    if not args.metallb_namespace:
+        raise UsageError("--metallb-namespace must not be empty")
+    parsed = build_cluster(docs, metallb_namespace=args.metallb_namespace)
     # Nothing that is even a broken object of ours (only scalars, lists, other kinds): unreadable input, not a
     # cluster in which "every LoadBalancer IP has an announcer".
     if parsed.object_count == 0 and all(not p.obj for p in parsed.problems):
@@ -156,11 +165,13 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
             "labelSemantics": result.settings.label_semantics.value,
             "ignoreExcludeLabel": result.settings.ignore_exclude_label,
             "alive": sorted(alive) if alive is not None else None,
+            "metallbNamespace": parsed.metallb_namespace,
         },
         "summary": {"nodes": len(result.node_reasons), "services": len(result.services), **counts},
         "services": services,
         "problems": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.problems],
         "ignored": dict(sorted(parsed.ignored.items())),
+        "outsideMetallbNamespace": dict(sorted(parsed.outside_namespace.items())),
     }
 
 
@@ -219,6 +230,9 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         kinds = ", ".join(f"{k} x{n}" for k, n in sorted(parsed.ignored.items()))
         lines.append("")
         lines.append(f"ignored {total} object(s) of other kinds: {kinds}")
+    if parsed.outside_namespace:
+        lines.append("")
+        lines.append(parsed.outside_namespace_text())
     nobody = sum(1 for sp in result.services.values() if sp.status is Status.NOBODY)
     lines.append("")
     lines.append(

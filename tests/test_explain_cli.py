@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import DATA
+from tests.builders import DATA, advertisement, endpoints, node, pool, service
 
 EXCLUDE = "node.kubernetes.io/exclude-from-external-load-balancers"
 
@@ -153,3 +153,36 @@ def test_version_and_the_bare_command_list_the_subcommands() -> None:
     ):
         assert line in bare.stderr
     assert_no_traceback(bare)
+
+
+def _yaml_docs(*docs: dict[str, object]) -> str:
+    return "\n---\n".join(json.dumps(d) for d in docs) + "\n"
+
+
+def test_pools_and_advertisements_outside_the_metallb_namespace_are_ignored_as_metallb_does(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.yaml"
+    f.write_text(
+        _yaml_docs(
+            node("n1"),
+            service("web", "198.51.100.10"),
+            endpoints("web", ["n1"]),
+            # Only the default namespace holds a pool and an advertisement for the IP: MetalLB never reads them.
+            pool("team", "198.51.100.0/24", namespace="default"),
+            advertisement("team", namespace="default"),
+        )
+    )
+    proc = l2guard("explain", str(f))
+    assert_no_traceback(proc)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "default/web  198.51.100.10  (no pool)  announcer: NOBODY" in proc.stdout
+    assert "1 IPAddressPool and 1 L2Advertisement outside metallb-system ignored, as MetalLB does" in proc.stdout
+    doc = json.loads(l2guard("explain", str(f), "-o", "json").stdout)
+    assert doc["outsideMetallbNamespace"] == {"IPAddressPool": 1, "L2Advertisement": 1}
+    assert doc["settings"]["metallbNamespace"] == "metallb-system"
+    # A MetalLB installed in "default" reads exactly these.
+    proc = l2guard("explain", str(f), "--metallb-namespace", "default")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "default/web  198.51.100.10  (pool team)  announcer: n1" in proc.stdout
+    assert "outside" not in proc.stdout
+    empty = l2guard("explain", str(f), "--metallb-namespace", "")
+    assert empty.returncode == 2 and "--metallb-namespace must not be empty" in empty.stderr

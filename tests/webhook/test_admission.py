@@ -533,3 +533,15 @@ def test_deny_mode_never_refuses_a_kubelet_registering_its_node(serve) -> None: 
     # The same CREATE by an administrator is refused.
     req["userInfo"] = {"username": "admin", "groups": ["system:masters", "system:authenticated"]}
     assert _response(r.review(VALIDATE_NODE, review))["allowed"] is False
+
+
+def test_file_mode_reads_only_the_metallb_namespace_like_the_live_mode(serve) -> None:  # type: ignore[no-untyped-def]
+    # `kubectl get ... -A` output holds a pool in another namespace; MetalLB (and the live mode) never see it.
+    elsewhere = pool("team", "198.51.100.0/24", namespace="default")
+    r = serve(WARN, documents=[*api_documents(), elsewhere])
+    review = captured("ipaddresspool-create")
+    review["request"]["object"]["metadata"]["name"] = "other"
+    review["request"]["object"]["spec"]["addresses"] = ["198.51.100.0/25"]
+    resp = _response(r.review(VALIDATE_POOL, review))
+    assert resp["allowed"] is True, resp
+    assert sorted(r.view.snapshot.cluster.pools) == ["metallb-system/lan"]
