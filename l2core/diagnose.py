@@ -6,8 +6,11 @@ No I/O, standard library only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from l2core.eligibility import NodeVerdict, Reason
 from l2core.model import EXCLUDE_LABEL, LabelSemantics
+from l2core.parse import PoolOverlap
 from l2core.plan import Plan, Status
 from l2core.text import and_more
 
@@ -44,9 +47,23 @@ def _node_actions(reasons: frozenset[Reason], *, semantics: LabelSemantics) -> l
     return actions
 
 
-def fixes(plan: Plan, key: str) -> list[str]:
-    """Remedies for a service that nobody announces, most direct first. Empty when the service is announced."""
+def refusal(overlaps: Sequence[PoolOverlap]) -> str:
+    """The one remedy while pools overlap: MetalLB refuses the whole configuration (and keeps the one it had), so
+    no advertisement, label or pool added to it takes effect before the overlap is gone."""
+    o = overlaps[0]
+    more = f" (and {len(overlaps) - 1} more overlaps)" if len(overlaps) > 1 else ""
+    return (
+        f"MetalLB refuses the whole configuration: pool {o.pool} entry {o.text} overlaps {o.other_text} of pool "
+        f"{o.other} (both hold {o.shared}){more}; make the pools disjoint, nothing else takes effect until then"
+    )
+
+
+def fixes(plan: Plan, key: str, *, pool_overlaps: Sequence[PoolOverlap] = ()) -> list[str]:
+    """Remedies for a service that nobody announces, most direct first. Empty when the service is announced.
+    While `pool_overlaps` (from `l2core.parse`) is not empty, every service with an IP gets only `refusal`."""
     sp = plan.services[key]
+    if pool_overlaps and sp.status in (Status.ANNOUNCED, Status.NOBODY):
+        return [refusal(pool_overlaps)]
     if sp.status is not Status.NOBODY:
         return []
     if sp.service_reasons:

@@ -2,7 +2,8 @@
 
 Reads Kubernetes objects (files or stdin), asks the core for the plan, and renders it as a short table or as the
 stable JSON documented in the README. Exit status: 0 when every LoadBalancer service that is ours has an
-announcer, 3 when at least one has none, 2 for unreadable input or bad usage.
+announcer, 3 when at least one has none (or MetalLB would refuse the configuration, so none is announced from it),
+2 for unreadable input or bad usage.
 
 This module renders; it decides nothing. Eligibility, election and remedies come from `l2core`.
 """
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         out.write("\n")
     else:
         out.write(render_table(result, parsed))
-    return EXIT_NOBODY if any(sp.status is Status.NOBODY for sp in result.services.values()) else EXIT_OK
+    nobody = any(sp.status is Status.NOBODY for sp in result.services.values())
+    return EXIT_NOBODY if nobody or parsed.pool_overlaps else EXIT_OK
 
 
 # ----- JSON -------------------------------------------------------------------------------------------------------
@@ -147,7 +149,7 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
                     {"name": v.name, "eligible": v.eligible, "reasons": [r.value for r in v.sorted_reasons()]}
                     for v in (result.verdicts(key) if ours else [])
                 ],
-                "fixes": fixes(result, key),
+                "fixes": fixes(result, key, pool_overlaps=parsed.pool_overlaps),
             }
         )
     summary_key = {
@@ -170,6 +172,7 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
         "summary": {"nodes": len(result.node_reasons), "services": len(result.services), **counts},
         "services": services,
         "problems": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.problems],
+        "refusals": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.refusals],
         "ignored": dict(sorted(parsed.ignored.items())),
         "outsideMetallbNamespace": dict(sorted(parsed.outside_namespace.items())),
     }
@@ -205,6 +208,11 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
     lines.append(
         f"{len(result.node_reasons)} node(s), {len(result.services)} LoadBalancer service(s); exclude label: {mode}"
     )
+    if parsed.pool_overlaps:
+        lines.append(
+            "MetalLB REFUSES this configuration (overlapping IPAddressPools, listed below) and keeps the one it had: "
+            "the verdicts hold only once the pools are disjoint"
+        )
     for key in sorted(result.services):
         sp = result.services[key]
         ips = ", ".join(sp.ips) or "-"
@@ -219,12 +227,16 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         pool = f"pool {sp.pool}" if sp.pool else "no pool"
         lines.append(f"{key}  {ips}  ({pool})  announcer: {owner}")
         lines.extend(_verdict_lines(result.verdicts(key), sp.announcer))
-        for fix in fixes(result, key):
+        for fix in fixes(result, key, pool_overlaps=parsed.pool_overlaps):
             lines.append(f"    fix: {fix}")
     if parsed.problems:
         lines.append("")
         lines.append(f"{len(parsed.problems)} problem(s) in the input (those objects were left out):")
         lines.extend(f"  - {p}" for p in parsed.problems)
+    if parsed.refusals:
+        lines.append("")
+        lines.append(f"{len(parsed.pool_overlaps)} overlap(s) between IPAddressPools (MetalLB refuses them all):")
+        lines.extend(f"  - {p}" for p in parsed.refusals)
     if parsed.ignored:
         total = sum(parsed.ignored.values())
         kinds = ", ".join(f"{k} x{n}" for k, n in sorted(parsed.ignored.items()))
@@ -235,7 +247,10 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         lines.append(parsed.outside_namespace_text())
     nobody = sum(1 for sp in result.services.values() if sp.status is Status.NOBODY)
     lines.append("")
-    lines.append(
-        f"{nobody} LoadBalancer service(s) have NO announcer" if nobody else "every LoadBalancer IP has an announcer"
-    )
+    if parsed.pool_overlaps:
+        lines.append("MetalLB refuses this configuration: nothing in it is announced until the pools are disjoint")
+    elif nobody:
+        lines.append(f"{nobody} LoadBalancer service(s) have NO announcer")
+    else:
+        lines.append("every LoadBalancer IP has an announcer")
     return "\n".join(lines) + "\n"

@@ -186,3 +186,43 @@ def test_pools_and_advertisements_outside_the_metallb_namespace_are_ignored_as_m
     assert "outside" not in proc.stdout
     empty = l2guard("explain", str(f), "--metallb-namespace", "")
     assert empty.returncode == 2 and "--metallb-namespace must not be empty" in empty.stderr
+
+
+def test_overlapping_pools_are_named_as_a_refused_configuration_with_no_useless_fix(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.yaml"
+    docs = [
+        node("n1"),
+        service("web", "198.51.100.5"),
+        endpoints("web", ["n1"]),
+        pool("a", "198.51.100.0/24"),
+        pool("b", "198.51.100.5/32"),
+        advertisement("b", ipAddressPools=["b"]),
+        pool("c", "198.51.100.0/24", namespace="default"),  # not read by MetalLB: no overlap of its own
+    ]
+    f.write_text(_yaml_docs(*docs))
+    proc = l2guard("explain", str(f))
+    assert_no_traceback(proc)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "create an L2Advertisement" not in proc.stdout
+    fix = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("fix:")]
+    assert fix == [
+        "fix: MetalLB refuses the whole configuration: pool metallb-system/b entry 198.51.100.5/32 overlaps "
+        "198.51.100.0/24 of pool metallb-system/a (both hold 198.51.100.5); make the pools disjoint, nothing else "
+        "takes effect until then"
+    ]
+    assert "pool default/c" not in proc.stdout and "metallb-system/c" not in proc.stdout
+    assert "every LoadBalancer IP has an announcer" not in proc.stdout
+    doc = json.loads(l2guard("explain", str(f), "-o", "json").stdout)
+    assert doc["refusals"] == [
+        {
+            "object": "IPAddressPool metallb-system/b",
+            "field": "spec.addresses[0]",
+            "message": "198.51.100.5/32 overlaps 198.51.100.0/24 of pool metallb-system/a (both hold 198.51.100.5): "
+            "MetalLB refuses the whole configuration",
+        }
+    ]
+    assert doc["problems"] == []
+    # Without the overlap the same cluster is announced: the refusal was the only thing wrong.
+    f.write_text(_yaml_docs(*docs[:3], docs[4], advertisement("b", ipAddressPools=["b"])))
+    fixed = l2guard("explain", str(f))
+    assert fixed.returncode == 0 and "announcer: n1" in fixed.stdout, fixed.stdout

@@ -60,6 +60,12 @@ def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple
         parsed = view.load(load_documents(settings.cluster_state), metallb_namespace=settings.metallb_namespace)
         for p in parsed.problems:
             log.warning("cluster state object skipped: %s", p, extra={"fields": {"event": "cluster-state-problem"}})
+        for p in parsed.refusals:
+            log.warning(
+                "cluster state: MetalLB would refuse this configuration: %s",
+                p,
+                extra={"fields": {"event": "cluster-state-refused"}},
+            )
         if parsed.outside_namespace:
             log.info(
                 "cluster state: %s", parsed.outside_namespace_text(), extra={"fields": {"event": "cluster-state-scope"}}
