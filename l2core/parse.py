@@ -325,6 +325,24 @@ def parse_advertisement(raw: Mapping[str, Any]) -> tuple[L2Advertisement | None,
     return (None if problems else adv), capped(label, problems)
 
 
+MAX_NAME_SHOWN = 64  # Linux interface names are at most 15 bytes; anything longer is cut in messages
+
+
+def advertisement_warnings(raw: Mapping[str, Any]) -> list[Problem]:
+    """What MetalLB accepts in an L2Advertisement but is probably a mistake: an interface listed more than once
+    (MetalLB copies spec.interfaces verbatim, so it is no error, and the announcer uses it once). One warning per
+    name, in first-seen order, counted with a hash (linear), capped like problems."""
+    _, _, label, _ = _meta(raw, "L2Advertisement", namespaced=True)
+    counts = Counter(i for i in _list(_map(raw.get("spec")).get("interfaces")) if isinstance(i, str) and i)
+    warnings = []
+    for name, n in counts.items():
+        if n > 1:
+            shown = name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
+            times = "twice" if n == 2 else f"{n} times"
+            warnings.append(Problem(label, "spec.interfaces", f"interface {shown} is listed {times}"))
+    return capped(label, warnings)
+
+
 PARSERS: dict[str, Any] = {
     "Node": parse_node,
     "Service": parse_service,
@@ -420,6 +438,8 @@ class ParsedCluster:
     # Pools and advertisements outside the MetalLB namespace, which MetalLB never reads: kind -> count.
     outside_namespace: Mapping[str, int] = field(default_factory=dict)
     metallb_namespace: str = METALLB_NAMESPACE
+    # Accepted as MetalLB does, but probably a mistake (`advertisement_warnings`); objects stay in the cluster.
+    warnings: tuple[Problem, ...] = ()
     # Valid pools that overlap each other: they stay in the cluster (the plan shows what happens once the overlap is
     # fixed), but MetalLB refuses the configuration as a whole until then.
     pool_overlaps: tuple[PoolOverlap, ...] = ()
@@ -460,6 +480,7 @@ def build_cluster(documents: Iterable[object], *, metallb_namespace: str = METAL
     problems: list[Problem] = []
     ignored: Counter[str] = Counter()
     outside: Counter[str] = Counter()
+    warnings: list[Problem] = []
     for index, raw in enumerate(flatten(documents)):
         if not isinstance(raw, Mapping):
             problems.append(Problem("", f"document {index + 1}", "is not a Kubernetes object (expected a mapping)"))
@@ -485,7 +506,14 @@ def build_cluster(documents: Iterable[object], *, metallb_namespace: str = METAL
             pools[f"{obj.namespace}/{obj.name}"] = obj
         elif isinstance(obj, L2Advertisement):
             ads[obj.key] = obj
+            warnings.extend(advertisement_warnings(raw))
     cluster = Cluster(nodes, services, slices, pools, ads)
     return ParsedCluster(
-        cluster, tuple(problems), dict(ignored), dict(outside), metallb_namespace, pool_overlaps=pool_overlaps(pools)
+        cluster,
+        tuple(problems),
+        dict(ignored),
+        dict(outside),
+        metallb_namespace,
+        warnings=tuple(warnings),
+        pool_overlaps=pool_overlaps(pools),
     )

@@ -8,9 +8,9 @@ Problems (deny, as MetalLB does): anything `l2core.parse` refuses (empty or unpa
 overlap within a pool, invalid selectors, duplicate pool names or namespaces), overlap with another pool, and CREATE
 outside the MetalLB namespace. Allowed, as MetalLB does: host bits in a CIDR, references to pools that do not exist.
 
-Notes (warn only, never deny), beyond MetalLB: an L2Advertisement whose selected nodes are all ineligible, a pool no
-L2Advertisement announces, a pool overlapping a node InternalIP, and deleting or shrinking a pool whose addresses
-services use.
+Notes (warn only, never deny): an interface listed twice in an L2Advertisement (MetalLB accepts it), and beyond
+MetalLB: an L2Advertisement whose selected nodes are all ineligible, a pool no L2Advertisement announces, a pool
+overlapping a node InternalIP, and deleting or shrinking a pool whose addresses services use.
 
 Pure: no I/O, no logging, standard library and `l2core` only.
 """
@@ -25,7 +25,7 @@ from typing import Any
 from l2core.addresses import AddressRange, in_ranges, overlapping_pairs
 from l2core.eligibility import Reason, node_wide_reasons
 from l2core.model import Cluster, EligibilitySettings, IPAddressPool, L2Advertisement, Node, Service
-from l2core.parse import parse_advertisement, parse_pool
+from l2core.parse import advertisement_warnings, parse_advertisement, parse_pool
 from l2core.problems import Problem, capped
 from l2core.text import and_more
 
@@ -36,6 +36,7 @@ class NoteCode(StrEnum):
     POOL_NOT_ANNOUNCED = "pool-not-announced"
     POOL_OVERLAPS_NODE_IP = "pool-overlaps-node-ip"
     ADDRESSES_IN_USE = "addresses-in-use"
+    DUPLICATE_INTERFACE = "advertisement-duplicate-interface"
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +264,11 @@ def validate_advertisement_change(
         ads[new_ad.key] = new_ad
     notes: list[Note] = []
     if new_ad is not None:
+        assert isinstance(new, Mapping)
+        notes.extend(
+            Note(NoteCode.DUPLICATE_INTERFACE, w.obj, f"{w.path}: {w.message}" if w.path else w.message)
+            for w in advertisement_warnings(new)
+        )
         notes.extend(_advertisement_notes(new_ad, cluster, settings))
     # Pools that were announced before and no longer are.
     before = cluster.advertisements

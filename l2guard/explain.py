@@ -173,6 +173,7 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
         "services": services,
         "problems": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.problems],
         "refusals": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.refusals],
+        "notes": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.warnings],
         "ignored": dict(sorted(parsed.ignored.items())),
         "outsideMetallbNamespace": dict(sorted(parsed.outside_namespace.items())),
     }
@@ -233,6 +234,10 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         lines.append("")
         lines.append(f"{len(parsed.problems)} problem(s) in the input (those objects were left out):")
         lines.extend(f"  - {p}" for p in parsed.problems)
+    if parsed.warnings:
+        lines.append("")
+        lines.append(f"{len(parsed.warnings)} note(s) on the input (accepted, as MetalLB does):")
+        lines.extend(f"  - {p}" for p in parsed.warnings)
     if parsed.refusals:
         lines.append("")
         lines.append(f"{len(parsed.pool_overlaps)} overlap(s) between IPAddressPools (MetalLB refuses them all):")

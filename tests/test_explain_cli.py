@@ -226,3 +226,29 @@ def test_overlapping_pools_are_named_as_a_refused_configuration_with_no_useless_
     f.write_text(_yaml_docs(*docs[:3], docs[4], advertisement("b", ipAddressPools=["b"])))
     fixed = l2guard("explain", str(f))
     assert fixed.returncode == 0 and "announcer: n1" in fixed.stdout, fixed.stdout
+
+
+def test_an_interface_listed_twice_is_a_note_not_a_problem(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.yaml"
+    f.write_text(
+        _yaml_docs(
+            node("n1"),
+            service("web", "198.51.100.5"),
+            endpoints("web", ["n1"]),
+            pool("a", "198.51.100.0/24"),
+            advertisement("a", interfaces=["eth0", "eth0"]),
+        )
+    )
+    proc = l2guard("explain", str(f))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "announcer: n1" in proc.stdout
+    assert "  - L2Advertisement metallb-system/a: spec.interfaces: interface eth0 is listed twice" in proc.stdout
+    doc = json.loads(l2guard("explain", str(f), "-o", "json").stdout)
+    assert doc["problems"] == []
+    assert doc["notes"] == [
+        {
+            "object": "L2Advertisement metallb-system/a",
+            "field": "spec.interfaces",
+            "message": "interface eth0 is listed twice",
+        }
+    ]

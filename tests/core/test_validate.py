@@ -176,6 +176,22 @@ def test_duplicate_interfaces_are_accepted_as_metallb_copies_them_verbatim() -> 
     assert verdict.allowed
 
 
+def test_duplicate_interfaces_warn_once_per_name() -> None:
+    verdict = _ad("CREATE", advertisement("a", interfaces=["eth0", "bond0", "eth0", "eth1", "eth1", "eth1"]))
+    assert verdict.allowed
+    dups = [(n.obj, n.message) for n in verdict.notes if n.code is NoteCode.DUPLICATE_INTERFACE]
+    assert dups == [
+        ("L2Advertisement metallb-system/a", "spec.interfaces: interface eth0 is listed twice"),
+        ("L2Advertisement metallb-system/a", "spec.interfaces: interface eth1 is listed 3 times"),
+    ]
+    assert not [n for n in _ad("CREATE", advertisement("a", interfaces=["eth0", "eth1"])).notes]
+    parsed = build_cluster([advertisement("a", interfaces=["eth0", "eth0"])])
+    assert sorted(parsed.cluster.advertisements) == ["metallb-system/a"]
+    assert [str(w) for w in parsed.warnings] == [
+        "L2Advertisement metallb-system/a: spec.interfaces: interface eth0 is listed twice"
+    ]
+
+
 # ----- overlaps between the pools of one configuration: MetalLB refuses the whole configuration ---------------
 
 

@@ -545,3 +545,12 @@ def test_file_mode_reads_only_the_metallb_namespace_like_the_live_mode(serve) ->
     resp = _response(r.review(VALIDATE_POOL, review))
     assert resp["allowed"] is True, resp
     assert sorted(r.view.snapshot.cluster.pools) == ["metallb-system/lan"]
+
+
+def test_l2advertisement_listing_an_interface_twice_is_allowed_with_a_warning(serve) -> None:  # type: ignore[no-untyped-def]
+    r = serve(WARN, documents=api_documents())
+    review = captured("l2advertisement-create")
+    review["request"]["object"]["spec"]["interfaces"] = ["eth0", "eth0"]
+    resp = _response(r.review(VALIDATE_ADVERTISEMENT, review))
+    assert resp["allowed"] is True
+    assert resp["warnings"] == ["L2Advertisement metallb-system/lan: spec.interfaces: interface eth0 is listed twice"]
