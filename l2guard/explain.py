@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, TextIO
 
 from l2core.diagnose import fixes
 from l2core.eligibility import REASON_TEXT, NodeVerdict, Reason
-from l2core.model import METALLB_NAMESPACE, EligibilitySettings, LabelSemantics
+from l2core.model import EXCLUDE_LABEL, METALLB_NAMESPACE, EligibilitySettings, LabelSemantics, Node
 from l2core.parse import ParsedCluster, build_cluster
 from l2core.plan import Plan, Status, plan
 from l2core.text import and_more
@@ -129,6 +129,14 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
 # ----- JSON -------------------------------------------------------------------------------------------------------
 
 
+def _label_value(node: Node | None) -> str | None:
+    return node.labels.get(EXCLUDE_LABEL) if node is not None else None
+
+
+def _unschedulable(node: Node | None) -> bool:
+    return node is not None and node.unschedulable
+
+
 def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None) -> dict[str, Any]:
     services = []
     for key in sorted(result.services):
@@ -146,10 +154,16 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
                 "loadBalancerClass": sp.load_balancer_class,
                 "serviceReasons": sorted(r.value for r in sp.service_reasons),
                 "nodes": [
-                    {"name": v.name, "eligible": v.eligible, "reasons": [r.value for r in v.sorted_reasons()]}
+                    {
+                        "name": v.name,
+                        "eligible": v.eligible,
+                        "reasons": [r.value for r in v.sorted_reasons()],
+                        "excludeLabel": _label_value(parsed.cluster.nodes.get(v.name)),
+                        "unschedulable": _unschedulable(parsed.cluster.nodes.get(v.name)),
+                    }
                     for v in (result.verdicts(key) if ours else [])
                 ],
-                "fixes": fixes(result, key, pool_overlaps=parsed.pool_overlaps),
+                "fixes": fixes(result, key, nodes=parsed.cluster.nodes, pool_overlaps=parsed.pool_overlaps),
             }
         )
     summary_key = {
@@ -186,11 +200,29 @@ def _node_list(names: list[str]) -> str:
     return and_more(names, NODES_PER_LINE)
 
 
-def _verdict_lines(verdicts: Sequence[NodeVerdict], announcer: str | None) -> list[str]:
-    """Nodes grouped by identical verdict, so 500 healthy nodes take one line, not 500."""
+MAX_VALUE_SHOWN = 63  # the longest label value Kubernetes accepts
+
+
+def _node_state(node: Node | None) -> str:
+    """`[label "karpenter", unschedulable]`: what the drain policy reads, or "" for a node with neither."""
+    parts = []
+    value = _label_value(node)
+    if value is not None:
+        shown = value if len(value) <= MAX_VALUE_SHOWN else value[:MAX_VALUE_SHOWN] + "…"
+        parts.append(f"label {json.dumps(shown, ensure_ascii=False)}")
+    if _unschedulable(node):
+        parts.append("unschedulable")
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def _verdict_lines(
+    verdicts: Sequence[NodeVerdict], announcer: str | None, nodes: Mapping[str, Node] | None = None
+) -> list[str]:
+    """Nodes grouped by identical verdict, so 500 healthy nodes take one line, not 500. Each name shows the exclude
+    label's value and `unschedulable` when set, so a node being drained is recognisable."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for v in verdicts:
-        label = v.name + (" (announcer)" if v.name == announcer else "")
+        label = v.name + _node_state((nodes or {}).get(v.name)) + (" (announcer)" if v.name == announcer else "")
         groups.setdefault(tuple(r.value for r in v.sorted_reasons()), []).append(label)
     lines = []
     for reasons, names in sorted(groups.items(), key=lambda kv: (bool(kv[0]), kv[0])):
@@ -227,8 +259,8 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         owner = sp.announcer if sp.announcer else "NOBODY"
         pool = f"pool {sp.pool}" if sp.pool else "no pool"
         lines.append(f"{key}  {ips}  ({pool})  announcer: {owner}")
-        lines.extend(_verdict_lines(result.verdicts(key), sp.announcer))
-        for fix in fixes(result, key, pool_overlaps=parsed.pool_overlaps):
+        lines.extend(_verdict_lines(result.verdicts(key), sp.announcer, parsed.cluster.nodes))
+        for fix in fixes(result, key, nodes=parsed.cluster.nodes, pool_overlaps=parsed.pool_overlaps):
             lines.append(f"    fix: {fix}")
     if parsed.problems:
         lines.append("")

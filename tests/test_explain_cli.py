@@ -28,7 +28,7 @@ def test_the_bundled_kubeadm_sample_shows_nobody_and_names_the_label() -> None:
     proc = l2guard("explain", "--sample", "kubeadm-single-node")
     assert proc.returncode == 3, proc.stderr
     assert "default/web  192.0.2.100  (pool lan)  announcer: NOBODY" in proc.stdout
-    assert f"cp-1: excluded by label {EXCLUDE}" in proc.stdout
+    assert f'cp-1 [label ""]: excluded by label {EXCLUDE}' in proc.stdout
     assert f"fix: remove label {EXCLUDE} from node cp-1, or start the speaker with --ignore-exclude-lb" in proc.stdout
     assert max(len(line) for line in proc.stdout.splitlines()) <= 160
 
@@ -252,3 +252,19 @@ def test_an_interface_listed_twice_is_a_note_not_a_problem(tmp_path: Path) -> No
             "message": "interface eth0 is listed twice",
         }
     ]
+
+
+def test_the_karpenter_sample_says_the_draining_node_leaves_instead_of_removing_its_label() -> None:
+    proc = l2guard("explain", "--sample", "karpenter-drain")
+    assert proc.returncode == 3, proc.stderr
+    assert f"remove label {EXCLUDE} from node worker-1" not in proc.stdout
+    assert (
+        "    fix: node worker-1 is being disrupted by Karpenter (label value karpenter) and is expected to leave: "
+        "keep its label and let the IP move to another node\n"
+        "    fix: run a ready pod of the service on node worker-2\n"
+    ) in proc.stdout
+    assert f'    rejected  worker-1 [label "karpenter", unschedulable]: excluded by label {EXCLUDE}\n' in proc.stdout
+    doc = json.loads(l2guard("explain", "--sample", "karpenter-drain", "-o", "json").stdout)
+    ingress = next(s for s in doc["services"] if s["name"] == "ingress")
+    state = {n["name"]: (n["excludeLabel"], n["unschedulable"]) for n in ingress["nodes"]}
+    assert state == {"cp-1": ("", False), "worker-1": ("karpenter", True), "worker-2": (None, False)}
