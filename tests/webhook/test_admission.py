@@ -56,7 +56,7 @@ def test_label_added_warns_with_the_move_the_planner_predicts(serve) -> None:  #
     resp = _response(r.review(MUTATE_NODE, captured("node-label-exclude-empty")))
     assert resp["allowed"] is True and "patch" not in resp
     assert resp["warnings"] == [
-        "node worker-1 excluded from LoadBalancer announcements: 1 moves to another node",
+        "node worker-1 excluded from LoadBalancer announcements: 1 service moves to another node",
         "LoadBalancer 192.0.2.100 (default/web) moves from worker-1 to worker-2",
     ]
     # The planner agrees: worker-1 owns default/web now, worker-2 after.
@@ -156,7 +156,7 @@ def test_two_nodes_warn_where_each_ip_moves_naming_three_then_more(serve) -> Non
     )
     assert owned > 3
     assert resp["warnings"] == [
-        f"node cp-1 excluded from LoadBalancer announcements: {owned} move to another node",
+        f"node cp-1 excluded from LoadBalancer announcements: {owned} services move to another node",
         *expected,
         f"and {owned - 3} more (run l2guard explain for the full picture)",
     ]
