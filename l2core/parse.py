@@ -340,7 +340,7 @@ def advertisement_warnings(raw: Mapping[str, Any]) -> list[Problem]:
             shown = name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
             times = "twice" if n == 2 else f"{n} times"
             warnings.append(Problem(label, "spec.interfaces", f"interface {shown} is listed {times}"))
-    return capped(label, warnings)
+    return capped(label, warnings, noun="warnings")
 
 
 PARSERS: dict[str, Any] = {
@@ -447,7 +447,7 @@ class ParsedCluster:
     @property
     def refusals(self) -> tuple[Problem, ...]:
         """Why MetalLB would refuse this configuration as a whole (capped like problems); empty when it accepts."""
-        return tuple(capped("", [o.problem() for o in self.pool_overlaps]))
+        return tuple(capped("", [o.problem() for o in self.pool_overlaps], noun="overlaps"))
 
     def outside_namespace_text(self) -> str:
         """`2 IPAddressPools outside metallb-system ignored, as MetalLB does`, or "" when there were none."""

@@ -71,6 +71,8 @@ def _sample_text(name: str) -> str:
 
 
 def load(args: argparse.Namespace) -> ParsedCluster:
+    if not args.metallb_namespace:
+        raise UsageError("--metallb-namespace must not be empty")
     if args.sample:
         if args.files:
             raise UsageError("give either --sample or FILEs, not both")
@@ -79,11 +81,13 @@ def load(args: argparse.Namespace) -> ParsedCluster:
         if not args.files and sys.stdin.isatty():
             raise UsageError("no input: give FILEs, '-' for stdin, or --sample NAME")
         docs = load_documents(args.files or ["-"])
-    if not args.metallb_namespace:
-        raise UsageError("--metallb-namespace must not be empty")
     parsed = build_cluster(docs, metallb_namespace=args.metallb_namespace)
     # Nothing that is even a broken object of ours (only scalars, lists, other kinds): unreadable input, not a
     # cluster in which "every LoadBalancer IP has an announcer".
+    if parsed.object_count == 0 and parsed.outside_namespace and all(not p.obj for p in parsed.problems):
+        raise InputError(
+            f"nothing MetalLB reads in the input: {parsed.outside_namespace_text()} (see --metallb-namespace)"
+        )
     if parsed.object_count == 0 and all(not p.obj for p in parsed.problems):
         raise InputError(
             "no Node, Service, EndpointSlice, IPAddressPool or L2Advertisement found in the input"

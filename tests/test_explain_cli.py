@@ -102,6 +102,11 @@ def test_several_files_and_the_alive_option(tmp_path: Path) -> None:
         ("hello\n", "no Node, Service, EndpointSlice"),  # echo hello | l2guard explain
         ("- 1\n- two\n", "no Node, Service, EndpointSlice"),  # a top-level list of scalars
         ("42\n", "no Node, Service, EndpointSlice"),
+        (
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\n"
+            "spec: {addresses: [192.0.2.0/24]}\n",
+            "nothing MetalLB reads in the input: 1 IPAddressPool outside metallb-system ignored, as MetalLB does",
+        ),
     ],
 )
 def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, content: str, message: str) -> None:
