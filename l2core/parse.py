@@ -5,6 +5,11 @@ nothing here raises on bad input: an object that cannot be used is returned as N
 with any problem is left out of the cluster snapshot, because MetalLB also refuses an invalid configuration as a
 whole rather than guess which half was meant.
 
+`build_cluster` also does what MetalLB does with the whole set: it reads pools and advertisements only from the
+MetalLB namespace (the rest is counted), reports pools that overlap each other (valid one by one, refused
+together: `ParsedCluster.pool_overlaps`), and collects warnings about what MetalLB accepts but is probably a
+mistake (an interface listed twice).
+
 Also flattens `kind: List` and typed lists (`NodeList` items carry no kind of their own).
 
 No I/O, standard library only.
@@ -396,7 +401,6 @@ class PoolOverlap:
     index: int  # position in the pool's spec.addresses
     text: str  # the entry as written
     other: str
-    other_index: int
     other_text: str
     shared: str  # the addresses both hold: one address, or first-last
 
@@ -414,19 +418,19 @@ def pool_overlaps(pools: Mapping[str, IPAddressPool]) -> tuple[PoolOverlap, ...]
     exactly when MetalLB accepts the pools as disjoint. Each entry that overlaps an entry of another pool sorting
     before it gives one overlap, in pool and entry order."""
     ranges: list[AddressRange] = []
-    owners: list[tuple[str, int]] = []  # (pool key, spec.addresses position of the parsed range)
+    owners: list[tuple[str, int]] = []  # (pool key, spec.addresses index: a valid pool parsed every entry)
     for key in sorted(pools):
         ranges.extend(pools[key].ranges)
         owners.extend((key, i) for i in range(len(pools[key].ranges)))
     found = []
     for k, j in overlapping_pairs(ranges, [key for key, _ in owners]):
-        (pool, i), (other, oi) = owners[k], owners[j]
+        (pool, i), (other, _) = owners[k], owners[j]
         a, b = ranges[k], ranges[j]
         first, last = max(a.first, b.first), min(a.last, b.last)
         shared = format_address(a.version, first)
         if last != first:
             shared += "-" + format_address(a.version, last)
-        found.append(PoolOverlap(pool, i, a.text, other, oi, b.text, shared))
+        found.append(PoolOverlap(pool, i, a.text, other, b.text, shared))
     return tuple(sorted(found, key=lambda o: (o.pool, o.index)))
 
 
