@@ -19,6 +19,7 @@ EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 SHARED_IP_ANNOTATION = "metallb.io/allow-shared-ip"
 SHARED_IP_ANNOTATION_DEPRECATED = "metallb.universe.tf/allow-shared-ip"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # links an EndpointSlice to its Service
+METALLB_NAMESPACE = "metallb-system"  # where MetalLB reads its IPAddressPools and L2Advertisements by default
 
 
 class LabelSemantics(StrEnum):

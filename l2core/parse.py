@@ -5,6 +5,11 @@ nothing here raises on bad input: an object that cannot be used is returned as N
 with any problem is left out of the cluster snapshot, because MetalLB also refuses an invalid configuration as a
 whole rather than guess which half was meant.
 
+`build_cluster` also does what MetalLB does with the whole set: it reads pools and advertisements only from the
+MetalLB namespace (the rest is counted), reports pools that overlap each other (valid one by one, refused
+together: `ParsedCluster.pool_overlaps`), and collects warnings about what MetalLB accepts but is probably a
+mistake (an interface listed twice).
+
 Also flattens `kind: List` and typed lists (`NodeList` items carry no kind of their own).
 
 No I/O, standard library only.
@@ -17,8 +22,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from l2core.addresses import AddressRange, canonical_ip, parse_ip, parse_range
+from l2core.addresses import AddressRange, canonical_ip, format_address, overlapping_pairs, parse_ip, parse_range
 from l2core.model import (
+    METALLB_NAMESPACE,
     SERVICE_NAME_LABEL,
     SHARED_IP_ANNOTATION,
     SHARED_IP_ANNOTATION_DEPRECATED,
@@ -244,27 +250,21 @@ def parse_pool(raw: Mapping[str, Any]) -> tuple[IPAddressPool | None, list[Probl
 
 
 def _overlaps_within(label: str, ranges: list[AddressRange], indexes: list[int]) -> list[Problem]:
-    """Overlapping entries, by one sort and a sweep (n log n; a pairwise check took 19 s for a thousand entries):
-    never empty when two entries overlap; each problem names the later entry and one entry it overlaps."""
-    order = sorted(range(len(ranges)), key=lambda k: (ranges[k].version, ranges[k].first, indexes[k]))
+    """Overlapping entries (`overlapping_pairs`, n log n): never empty when two entries overlap; each problem names
+    the later entry and one entry it overlaps."""
     problems: list[tuple[int, Problem]] = []
-    reach: int | None = None  # the position (in `ranges`) of the range reaching furthest so far, same family
-    for k in order:
-        rng = ranges[k]
-        if reach is not None and ranges[reach].version == rng.version and rng.first <= ranges[reach].last:
-            later, earlier = (k, reach) if indexes[k] > indexes[reach] else (reach, k)
-            problems.append(
-                (
-                    indexes[later],
-                    Problem(
-                        label,
-                        f"spec.addresses[{indexes[later]}]",
-                        f"{ranges[later].text} overlaps {ranges[earlier].text} (spec.addresses[{indexes[earlier]}])",
-                    ),
-                )
+    for k, j in overlapping_pairs(ranges, range(len(ranges))):
+        later, earlier = (k, j) if indexes[k] > indexes[j] else (j, k)
+        problems.append(
+            (
+                indexes[later],
+                Problem(
+                    label,
+                    f"spec.addresses[{indexes[later]}]",
+                    f"{ranges[later].text} overlaps {ranges[earlier].text} (spec.addresses[{indexes[earlier]}])",
+                ),
             )
-        if reach is None or ranges[reach].version != rng.version or rng.last > ranges[reach].last:
-            reach = k
+        )
     return [p for _, p in sorted(problems, key=lambda ip: ip[0])]
 
 
@@ -330,6 +330,24 @@ def parse_advertisement(raw: Mapping[str, Any]) -> tuple[L2Advertisement | None,
     return (None if problems else adv), capped(label, problems)
 
 
+MAX_NAME_SHOWN = 64  # Linux interface names are at most 15 bytes; anything longer is cut in messages
+
+
+def advertisement_warnings(raw: Mapping[str, Any]) -> list[Problem]:
+    """What MetalLB accepts in an L2Advertisement but is probably a mistake: an interface listed more than once
+    (MetalLB copies spec.interfaces verbatim, so it is no error, and the announcer uses it once). One warning per
+    name, in first-seen order, counted with a hash (linear), capped like problems."""
+    _, _, label, _ = _meta(raw, "L2Advertisement", namespaced=True)
+    counts = Counter(i for i in _list(_map(raw.get("spec")).get("interfaces")) if isinstance(i, str) and i)
+    warnings = []
+    for name, n in counts.items():
+        if n > 1:
+            shown = name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
+            times = "twice" if n == 2 else f"{n} times"
+            warnings.append(Problem(label, "spec.interfaces", f"interface {shown} is listed {times}"))
+    return capped(label, warnings, noun="warnings")
+
+
 PARSERS: dict[str, Any] = {
     "Node": parse_node,
     "Service": parse_service,
@@ -370,11 +388,77 @@ def flatten(documents: Iterable[object], *, _depth: int = 0) -> Iterator[object]
             yield doc
 
 
+METALLB_KINDS = ("IPAddressPool", "L2Advertisement")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOverlap:
+    """An entry of one pool holds addresses of an entry of another. MetalLB then refuses the whole configuration
+    and keeps the one it had (internal/config/config.go `poolsFor`: "CIDR %q in pool %q overlaps with already
+    defined CIDR %q" fails `config.For`); it does not drop one of the pools."""
+
+    pool: str  # "namespace/name"
+    index: int  # position in the pool's spec.addresses
+    text: str  # the entry as written
+    other: str
+    other_text: str
+    shared: str  # the addresses both hold: one address, or first-last
+
+    def problem(self) -> Problem:
+        return Problem(
+            f"IPAddressPool {self.pool}",
+            f"spec.addresses[{self.index}]",
+            f"{self.text} overlaps {self.other_text} of pool {self.other} (both hold {self.shared}): "
+            "MetalLB refuses the whole configuration",
+        )
+
+
+def pool_overlaps(pools: Mapping[str, IPAddressPool]) -> tuple[PoolOverlap, ...]:
+    """Entries of different pools that overlap (`overlapping_pairs`, one sort and a sweep over every entry): empty
+    exactly when MetalLB accepts the pools as disjoint. Each entry that overlaps an entry of another pool sorting
+    before it gives one overlap, in pool and entry order."""
+    ranges: list[AddressRange] = []
+    owners: list[tuple[str, int]] = []  # (pool key, spec.addresses index: a valid pool parsed every entry)
+    for key in sorted(pools):
+        ranges.extend(pools[key].ranges)
+        owners.extend((key, i) for i in range(len(pools[key].ranges)))
+    found = []
+    for k, j in overlapping_pairs(ranges, [key for key, _ in owners]):
+        (pool, i), (other, _) = owners[k], owners[j]
+        a, b = ranges[k], ranges[j]
+        first, last = max(a.first, b.first), min(a.last, b.last)
+        shared = format_address(a.version, first)
+        if last != first:
+            shared += "-" + format_address(a.version, last)
+        found.append(PoolOverlap(pool, i, a.text, other, b.text, shared))
+    return tuple(sorted(found, key=lambda o: (o.pool, o.index)))
+
+
 @dataclass(frozen=True)
 class ParsedCluster:
     cluster: Cluster
     problems: tuple[Problem, ...] = ()
     ignored: Mapping[str, int] = field(default_factory=dict)  # "apps/v1 Deployment" -> count
+    # Pools and advertisements outside the MetalLB namespace, which MetalLB never reads: kind -> count.
+    outside_namespace: Mapping[str, int] = field(default_factory=dict)
+    metallb_namespace: str = METALLB_NAMESPACE
+    # Accepted as MetalLB does, but probably a mistake (`advertisement_warnings`); objects stay in the cluster.
+    warnings: tuple[Problem, ...] = ()
+    # Valid pools that overlap each other: they stay in the cluster (the plan shows what happens once the overlap is
+    # fixed), but MetalLB refuses the configuration as a whole until then.
+    pool_overlaps: tuple[PoolOverlap, ...] = ()
+
+    @property
+    def refusals(self) -> tuple[Problem, ...]:
+        """Why MetalLB would refuse this configuration as a whole (capped like problems); empty when it accepts."""
+        return tuple(capped("", [o.problem() for o in self.pool_overlaps], noun="overlaps"))
+
+    def outside_namespace_text(self) -> str:
+        """`2 IPAddressPools outside metallb-system ignored, as MetalLB does`, or "" when there were none."""
+        if not self.outside_namespace:
+            return ""
+        parts = [f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(self.outside_namespace.items())]
+        return f"{' and '.join(parts)} outside {self.metallb_namespace} ignored, as MetalLB does"
 
     @property
     def object_count(self) -> int:
@@ -382,8 +466,16 @@ class ParsedCluster:
         return len(c.nodes) + len(c.services) + len(c.endpoint_slices) + len(c.pools) + len(c.advertisements)
 
 
-def build_cluster(documents: Iterable[object]) -> ParsedCluster:
-    """Build a snapshot from any mix of objects and lists. Later duplicates replace earlier ones."""
+def _namespace(raw: Mapping[str, Any]) -> object:
+    return _map(raw.get("metadata")).get("namespace")
+
+
+def build_cluster(documents: Iterable[object], *, metallb_namespace: str = METALLB_NAMESPACE) -> ParsedCluster:
+    """Build a snapshot from any mix of objects and lists. Later duplicates replace earlier ones.
+
+    IPAddressPools and L2Advertisements outside `metallb_namespace` (or without a namespace) are counted and left
+    out unparsed: MetalLB lists only its own namespace, so a file holding `kubectl get -A` output must not make a
+    pool elsewhere overlap, or an advertisement elsewhere announce."""
     nodes: dict[str, Node] = {}
     services: dict[str, Service] = {}
     slices: dict[str, EndpointSlice] = {}
@@ -391,6 +483,8 @@ def build_cluster(documents: Iterable[object]) -> ParsedCluster:
     ads: dict[str, L2Advertisement] = {}
     problems: list[Problem] = []
     ignored: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    warnings: list[Problem] = []
     for index, raw in enumerate(flatten(documents)):
         if not isinstance(raw, Mapping):
             problems.append(Problem("", f"document {index + 1}", "is not a Kubernetes object (expected a mapping)"))
@@ -398,6 +492,9 @@ def build_cluster(documents: Iterable[object]) -> ParsedCluster:
         kind = kind_of(raw)
         if kind is None:
             ignored[f"{raw.get('apiVersion', '?')} {raw.get('kind', '?')}"] += 1
+            continue
+        if kind in METALLB_KINDS and _namespace(raw) != metallb_namespace:
+            outside[kind] += 1
             continue
         obj, obj_problems = PARSERS[kind](raw)
         problems.extend(obj_problems)
@@ -413,5 +510,14 @@ def build_cluster(documents: Iterable[object]) -> ParsedCluster:
             pools[f"{obj.namespace}/{obj.name}"] = obj
         elif isinstance(obj, L2Advertisement):
             ads[obj.key] = obj
+            warnings.extend(advertisement_warnings(raw))
     cluster = Cluster(nodes, services, slices, pools, ads)
-    return ParsedCluster(cluster, tuple(problems), dict(ignored))
+    return ParsedCluster(
+        cluster,
+        tuple(problems),
+        dict(ignored),
+        dict(outside),
+        metallb_namespace,
+        warnings=tuple(warnings),
+        pool_overlaps=pool_overlaps(pools),
+    )

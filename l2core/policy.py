@@ -9,8 +9,8 @@ decides, as pure functions over the core's dataclasses:
 - `node_impact`: which services would move, and to whom, if this node had these labels: a "what if" evaluated on
   an existing `Plan` without replanning the world (see `PlanIndex`);
 - `decide_node`: the action under a `NodePolicy` (off, warn, strip, deny), with strip/deny scoped by a node
-  selector and requester patterns and never applied to Karpenter, draining nodes, nodes carrying the override
-  annotation, or exempt requesters;
+  selector and requester patterns and never applied to Karpenter, draining nodes (`drain_exemption`, which
+  `l2core.diagnose` shares), nodes carrying the override annotation, or exempt requesters;
 - `strip_patch`: the JSON Patch that removes only the exclude label, guarded by a `test` op.
 
 It returns decisions with reasons; the caller turns them into warnings, patches, denials, logs and metrics. It must
@@ -233,12 +233,22 @@ def triggers(request: NodeRequest) -> bool:
     return request.change in (LabelChange.ADDED, LabelChange.CHANGED)
 
 
+def drain_exemption(value: str | None, *, unschedulable: bool) -> Exemption | None:
+    """Whether a node with this exclude-label value is being drained, and so is expected to leave: Karpenter sets
+    the value `karpenter` while it disrupts a node, and a drain cordons it (spec.unschedulable). The strip and deny
+    modes never act on such a node, and `l2core.diagnose` never advises removing its label: both ask this."""
+    if value == KARPENTER_VALUE:
+        return Exemption.KARPENTER
+    if unschedulable:
+        return Exemption.UNSCHEDULABLE
+    return None
+
+
 def exemption_for(request: NodeRequest, scope: StripScope) -> Exemption | None:
     """Why an enforcing mode must not act on this request, or None when it may."""
-    if request.value == KARPENTER_VALUE:
-        return Exemption.KARPENTER
-    if request.unschedulable:
-        return Exemption.UNSCHEDULABLE
+    drain = drain_exemption(request.value, unschedulable=request.unschedulable)
+    if drain is not None:
+        return drain
     if request.annotations.get(ALLOW_EXCLUDE_ANNOTATION, "").strip().lower() == "true":
         return Exemption.ANNOTATION
     if scope.requester_exempt(request.requester):

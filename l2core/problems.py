@@ -25,8 +25,8 @@ class Problem:
 MAX_PROBLEMS = 20  # per object: a hostile object with 8,000 bad entries gets 20 lines and a count, not 8,000
 
 
-def capped(obj: str, problems: list[Problem], limit: int = MAX_PROBLEMS) -> list[Problem]:
-    """The first `limit` problems, then one that counts the rest."""
+def capped(obj: str, problems: list[Problem], limit: int = MAX_PROBLEMS, *, noun: str = "problems") -> list[Problem]:
+    """The first `limit` problems (or warnings: `noun`), then one that counts the rest."""
     if len(problems) <= limit:
         return problems
-    return [*problems[:limit], Problem(obj, "", f"and {len(problems) - limit} more problems")]
+    return [*problems[:limit], Problem(obj, "", f"and {len(problems) - limit} more {noun}")]

@@ -8,9 +8,9 @@ Problems (deny, as MetalLB does): anything `l2core.parse` refuses (empty or unpa
 overlap within a pool, invalid selectors, duplicate pool names or namespaces), overlap with another pool, and CREATE
 outside the MetalLB namespace. Allowed, as MetalLB does: host bits in a CIDR, references to pools that do not exist.
 
-Notes (warn only, never deny), beyond MetalLB: an L2Advertisement whose selected nodes are all ineligible, a pool no
-L2Advertisement announces, a pool overlapping a node InternalIP, and deleting or shrinking a pool whose addresses
-services use.
+Notes (warn only, never deny): an interface listed twice in an L2Advertisement (MetalLB accepts it), and beyond
+MetalLB: an L2Advertisement whose selected nodes are all ineligible, a pool no L2Advertisement announces, a pool
+overlapping a node InternalIP, and deleting or shrinking a pool whose addresses services use.
 
 Pure: no I/O, no logging, standard library and `l2core` only.
 """
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from l2core.addresses import AddressRange, in_ranges
+from l2core.addresses import AddressRange, in_ranges, overlapping_pairs
 from l2core.eligibility import Reason, node_wide_reasons
 from l2core.model import Cluster, EligibilitySettings, IPAddressPool, L2Advertisement, Node, Service
-from l2core.parse import parse_advertisement, parse_pool
+from l2core.parse import advertisement_warnings, parse_advertisement, parse_pool
 from l2core.problems import Problem, capped
 from l2core.text import and_more
 
@@ -36,6 +36,7 @@ class NoteCode(StrEnum):
     POOL_NOT_ANNOUNCED = "pool-not-announced"
     POOL_OVERLAPS_NODE_IP = "pool-overlaps-node-ip"
     ADDRESSES_IN_USE = "addresses-in-use"
+    DUPLICATE_INTERFACE = "advertisement-duplicate-interface"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,36 +174,27 @@ def _overlaps_with_others(
     label: str, pool: IPAddressPool, key: str, pools: Mapping[str, IPAddressPool]
 ) -> list[Problem]:
     """Ranges of `pool` that overlap another pool, each named with one pool it overlaps: never empty when any
-    overlap exists, though a range whose overlap is already reported through a wider sibling may go unnamed. One
-    sort of all ranges and a sweep that remembers the furthest-reaching range of each side (n log n; the pairwise
-    loop took 19 s for a thousand entries)."""
-    mine = [(rng.version, rng.first, 0, i, rng, key) for i, rng in enumerate(pool.ranges)]
-    theirs = [
-        (rng.version, rng.first, 1, 0, rng, other_key)
-        for other_key, other in pools.items()
-        if other_key != key
-        for rng in other.ranges
-    ]
+    overlap exists, though a range whose overlap is already reported through a wider sibling may go unnamed. The
+    sweep of `overlapping_pairs` (n log n) with two owners, this pool and the rest: overlaps among the existing
+    pools are not this request's fault and are not reported here."""
+    ranges = list(pool.ranges)
+    holders = [key] * len(ranges)  # the pool each range belongs to
+    for other_key, other in pools.items():
+        if other_key != key:
+            ranges.extend(other.ranges)
+            holders.extend([other_key] * len(other.ranges))
+    mine = len(pool.ranges)
     found: dict[int, Problem] = {}
-    reach: dict[int, tuple[AddressRange, int, str] | None] = {0: None, 1: None}  # side -> (range, index, pool)
-    version = None
-    for v, _first, side, i, rng, owner in sorted(mine + theirs, key=lambda t: t[:4]):
-        if v != version:
-            version, reach = v, {0: None, 1: None}
-        other_side = reach[1 - side]
-        if other_side is not None and rng.first <= other_side[0].last:
-            mine_rng, mine_i, their_rng, their_key = (
-                (rng, i, other_side[0], other_side[2]) if side == 0 else (other_side[0], other_side[1], rng, owner)
-            )
-            found.setdefault(
-                mine_i,
-                Problem(
-                    label, f"spec.addresses[{mine_i}]", f"{mine_rng.text} overlaps {their_rng.text} of pool {their_key}"
-                ),
-            )
-        best = reach[side]
-        if best is None or rng.last > best[0].last:
-            reach[side] = (rng, i, owner)
+    for k, j in overlapping_pairs(ranges, [k < mine for k in range(len(ranges))]):
+        i, theirs = (k, j) if k < mine else (j, k)
+        found.setdefault(
+            i,
+            Problem(
+                label,
+                f"spec.addresses[{i}]",
+                f"{ranges[i].text} overlaps {ranges[theirs].text} of pool {holders[theirs]}",
+            ),
+        )
     return [found[i] for i in sorted(found)]
 
 
@@ -272,6 +264,11 @@ def validate_advertisement_change(
         ads[new_ad.key] = new_ad
     notes: list[Note] = []
     if new_ad is not None:
+        assert isinstance(new, Mapping)
+        notes.extend(
+            Note(NoteCode.DUPLICATE_INTERFACE, w.obj, f"{w.path}: {w.message}" if w.path else w.message)
+            for w in advertisement_warnings(new)
+        )
         notes.extend(_advertisement_notes(new_ad, cluster, settings))
     # Pools that were announced before and no longer are.
     before = cluster.advertisements

@@ -2,7 +2,8 @@
 
 Reads Kubernetes objects (files or stdin), asks the core for the plan, and renders it as a short table or as the
 stable JSON documented in the README. Exit status: 0 when every LoadBalancer service that is ours has an
-announcer, 3 when at least one has none, 2 for unreadable input or bad usage.
+announcer, 3 when at least one has none (or MetalLB would refuse the configuration, so none is announced from it),
+2 for unreadable input or bad usage.
 
 This module renders; it decides nothing. Eligibility, election and remedies come from `l2core`.
 """
@@ -12,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, TextIO
 
 from l2core.diagnose import fixes
 from l2core.eligibility import REASON_TEXT, NodeVerdict, Reason
-from l2core.model import EligibilitySettings, LabelSemantics
+from l2core.model import EXCLUDE_LABEL, METALLB_NAMESPACE, EligibilitySettings, LabelSemantics, Node
 from l2core.parse import ParsedCluster, build_cluster
 from l2core.plan import Plan, Status, plan
 from l2core.text import and_more
@@ -54,6 +55,13 @@ def add_parser(subparsers: Any) -> None:
         help="presence: any value excludes (MetalLB, default); true-only: the value 'false' does not exclude",
     )
     p.add_argument("--alive", metavar="NODE,NODE,...", help="nodes whose speaker runs (default: every node)")
+    p.add_argument(
+        "--metallb-namespace",
+        metavar="NAMESPACE",
+        default=METALLB_NAMESPACE,
+        help=f"read IPAddressPools and L2Advertisements only from this namespace, as MetalLB does "
+        f"(default {METALLB_NAMESPACE})",
+    )
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(run=run)
 
@@ -63,6 +71,8 @@ def _sample_text(name: str) -> str:
 
 
 def load(args: argparse.Namespace) -> ParsedCluster:
+    if not args.metallb_namespace:
+        raise UsageError("--metallb-namespace must not be empty")
     if args.sample:
         if args.files:
             raise UsageError("give either --sample or FILEs, not both")
@@ -71,9 +81,13 @@ def load(args: argparse.Namespace) -> ParsedCluster:
         if not args.files and sys.stdin.isatty():
             raise UsageError("no input: give FILEs, '-' for stdin, or --sample NAME")
         docs = load_documents(args.files or ["-"])
-    parsed = build_cluster(docs)
+    parsed = build_cluster(docs, metallb_namespace=args.metallb_namespace)
     # Nothing that is even a broken object of ours (only scalars, lists, other kinds): unreadable input, not a
     # cluster in which "every LoadBalancer IP has an announcer".
+    if parsed.object_count == 0 and parsed.outside_namespace and all(not p.obj for p in parsed.problems):
+        raise InputError(
+            f"nothing MetalLB reads in the input: {parsed.outside_namespace_text()} (see --metallb-namespace)"
+        )
     if parsed.object_count == 0 and all(not p.obj for p in parsed.problems):
         raise InputError(
             "no Node, Service, EndpointSlice, IPAddressPool or L2Advertisement found in the input"
@@ -112,10 +126,19 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         out.write("\n")
     else:
         out.write(render_table(result, parsed))
-    return EXIT_NOBODY if any(sp.status is Status.NOBODY for sp in result.services.values()) else EXIT_OK
+    nobody = any(sp.status is Status.NOBODY for sp in result.services.values())
+    return EXIT_NOBODY if nobody or parsed.pool_overlaps else EXIT_OK
 
 
 # ----- JSON -------------------------------------------------------------------------------------------------------
+
+
+def _label_value(node: Node | None) -> str | None:
+    return node.labels.get(EXCLUDE_LABEL) if node is not None else None
+
+
+def _unschedulable(node: Node | None) -> bool:
+    return node is not None and node.unschedulable
 
 
 def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None) -> dict[str, Any]:
@@ -135,10 +158,16 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
                 "loadBalancerClass": sp.load_balancer_class,
                 "serviceReasons": sorted(r.value for r in sp.service_reasons),
                 "nodes": [
-                    {"name": v.name, "eligible": v.eligible, "reasons": [r.value for r in v.sorted_reasons()]}
+                    {
+                        "name": v.name,
+                        "eligible": v.eligible,
+                        "reasons": [r.value for r in v.sorted_reasons()],
+                        "excludeLabel": _label_value(parsed.cluster.nodes.get(v.name)),
+                        "unschedulable": _unschedulable(parsed.cluster.nodes.get(v.name)),
+                    }
                     for v in (result.verdicts(key) if ours else [])
                 ],
-                "fixes": fixes(result, key),
+                "fixes": fixes(result, key, nodes=parsed.cluster.nodes, pool_overlaps=parsed.pool_overlaps),
             }
         )
     summary_key = {
@@ -156,11 +185,15 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
             "labelSemantics": result.settings.label_semantics.value,
             "ignoreExcludeLabel": result.settings.ignore_exclude_label,
             "alive": sorted(alive) if alive is not None else None,
+            "metallbNamespace": parsed.metallb_namespace,
         },
         "summary": {"nodes": len(result.node_reasons), "services": len(result.services), **counts},
         "services": services,
         "problems": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.problems],
+        "refusals": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.refusals],
+        "notes": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.warnings],
         "ignored": dict(sorted(parsed.ignored.items())),
+        "outsideMetallbNamespace": dict(sorted(parsed.outside_namespace.items())),
     }
 
 
@@ -171,11 +204,29 @@ def _node_list(names: list[str]) -> str:
     return and_more(names, NODES_PER_LINE)
 
 
-def _verdict_lines(verdicts: Sequence[NodeVerdict], announcer: str | None) -> list[str]:
-    """Nodes grouped by identical verdict, so 500 healthy nodes take one line, not 500."""
+MAX_VALUE_SHOWN = 63  # the longest label value Kubernetes accepts
+
+
+def _node_state(node: Node | None) -> str:
+    """`[label "karpenter", unschedulable]`: what the drain policy reads, or "" for a node with neither."""
+    parts = []
+    value = _label_value(node)
+    if value is not None:
+        shown = value if len(value) <= MAX_VALUE_SHOWN else value[:MAX_VALUE_SHOWN] + "…"
+        parts.append(f"label {json.dumps(shown, ensure_ascii=False)}")
+    if _unschedulable(node):
+        parts.append("unschedulable")
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def _verdict_lines(
+    verdicts: Sequence[NodeVerdict], announcer: str | None, nodes: Mapping[str, Node] | None = None
+) -> list[str]:
+    """Nodes grouped by identical verdict, so 500 healthy nodes take one line, not 500. Each name shows the exclude
+    label's value and `unschedulable` when set, so a node being drained is recognisable."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for v in verdicts:
-        label = v.name + (" (announcer)" if v.name == announcer else "")
+        label = v.name + _node_state((nodes or {}).get(v.name)) + (" (announcer)" if v.name == announcer else "")
         groups.setdefault(tuple(r.value for r in v.sorted_reasons()), []).append(label)
     lines = []
     for reasons, names in sorted(groups.items(), key=lambda kv: (bool(kv[0]), kv[0])):
@@ -194,6 +245,11 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
     lines.append(
         f"{len(result.node_reasons)} node(s), {len(result.services)} LoadBalancer service(s); exclude label: {mode}"
     )
+    if parsed.pool_overlaps:
+        lines.append(
+            "MetalLB REFUSES this configuration (overlapping IPAddressPools, listed below) and keeps the one it had: "
+            "the verdicts hold only once the pools are disjoint"
+        )
     for key in sorted(result.services):
         sp = result.services[key]
         ips = ", ".join(sp.ips) or "-"
@@ -207,21 +263,35 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         owner = sp.announcer if sp.announcer else "NOBODY"
         pool = f"pool {sp.pool}" if sp.pool else "no pool"
         lines.append(f"{key}  {ips}  ({pool})  announcer: {owner}")
-        lines.extend(_verdict_lines(result.verdicts(key), sp.announcer))
-        for fix in fixes(result, key):
+        lines.extend(_verdict_lines(result.verdicts(key), sp.announcer, parsed.cluster.nodes))
+        for fix in fixes(result, key, nodes=parsed.cluster.nodes, pool_overlaps=parsed.pool_overlaps):
             lines.append(f"    fix: {fix}")
     if parsed.problems:
         lines.append("")
         lines.append(f"{len(parsed.problems)} problem(s) in the input (those objects were left out):")
         lines.extend(f"  - {p}" for p in parsed.problems)
+    if parsed.warnings:
+        lines.append("")
+        lines.append(f"{len(parsed.warnings)} note(s) on the input (accepted, as MetalLB does):")
+        lines.extend(f"  - {p}" for p in parsed.warnings)
+    if parsed.refusals:
+        lines.append("")
+        lines.append(f"{len(parsed.pool_overlaps)} overlap(s) between IPAddressPools (MetalLB refuses them all):")
+        lines.extend(f"  - {p}" for p in parsed.refusals)
     if parsed.ignored:
         total = sum(parsed.ignored.values())
         kinds = ", ".join(f"{k} x{n}" for k, n in sorted(parsed.ignored.items()))
         lines.append("")
         lines.append(f"ignored {total} object(s) of other kinds: {kinds}")
+    if parsed.outside_namespace:
+        lines.append("")
+        lines.append(parsed.outside_namespace_text())
     nobody = sum(1 for sp in result.services.values() if sp.status is Status.NOBODY)
     lines.append("")
-    lines.append(
-        f"{nobody} LoadBalancer service(s) have NO announcer" if nobody else "every LoadBalancer IP has an announcer"
-    )
+    if parsed.pool_overlaps:
+        lines.append("MetalLB refuses this configuration: nothing in it is announced until the pools are disjoint")
+    elif nobody:
+        lines.append(f"{nobody} LoadBalancer service(s) have NO announcer")
+    else:
+        lines.append("every LoadBalancer IP has an announcer")
     return "\n".join(lines) + "\n"

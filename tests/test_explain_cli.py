@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import DATA
+from tests.builders import DATA, advertisement, endpoints, node, pool, service
 
 EXCLUDE = "node.kubernetes.io/exclude-from-external-load-balancers"
 
@@ -28,7 +28,7 @@ def test_the_bundled_kubeadm_sample_shows_nobody_and_names_the_label() -> None:
     proc = l2guard("explain", "--sample", "kubeadm-single-node")
     assert proc.returncode == 3, proc.stderr
     assert "default/web  192.0.2.100  (pool lan)  announcer: NOBODY" in proc.stdout
-    assert f"cp-1: excluded by label {EXCLUDE}" in proc.stdout
+    assert f'cp-1 [label ""]: excluded by label {EXCLUDE}' in proc.stdout
     assert f"fix: remove label {EXCLUDE} from node cp-1, or start the speaker with --ignore-exclude-lb" in proc.stdout
     assert max(len(line) for line in proc.stdout.splitlines()) <= 160
 
@@ -102,6 +102,11 @@ def test_several_files_and_the_alive_option(tmp_path: Path) -> None:
         ("hello\n", "no Node, Service, EndpointSlice"),  # echo hello | l2guard explain
         ("- 1\n- two\n", "no Node, Service, EndpointSlice"),  # a top-level list of scalars
         ("42\n", "no Node, Service, EndpointSlice"),
+        (
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\n"
+            "spec: {addresses: [192.0.2.0/24]}\n",
+            "nothing MetalLB reads in the input: 1 IPAddressPool outside metallb-system ignored, as MetalLB does",
+        ),
     ],
 )
 def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, content: str, message: str) -> None:
@@ -153,3 +158,118 @@ def test_version_and_the_bare_command_list_the_subcommands() -> None:
     ):
         assert line in bare.stderr
     assert_no_traceback(bare)
+
+
+def _yaml_docs(*docs: dict[str, object]) -> str:
+    return "\n---\n".join(json.dumps(d) for d in docs) + "\n"
+
+
+def test_pools_and_advertisements_outside_the_metallb_namespace_are_ignored_as_metallb_does(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.yaml"
+    f.write_text(
+        _yaml_docs(
+            node("n1"),
+            service("web", "198.51.100.10"),
+            endpoints("web", ["n1"]),
+            # Only the default namespace holds a pool and an advertisement for the IP: MetalLB never reads them.
+            pool("team", "198.51.100.0/24", namespace="default"),
+            advertisement("team", namespace="default"),
+        )
+    )
+    proc = l2guard("explain", str(f))
+    assert_no_traceback(proc)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "default/web  198.51.100.10  (no pool)  announcer: NOBODY" in proc.stdout
+    assert "1 IPAddressPool and 1 L2Advertisement outside metallb-system ignored, as MetalLB does" in proc.stdout
+    doc = json.loads(l2guard("explain", str(f), "-o", "json").stdout)
+    assert doc["outsideMetallbNamespace"] == {"IPAddressPool": 1, "L2Advertisement": 1}
+    assert doc["settings"]["metallbNamespace"] == "metallb-system"
+    # A MetalLB installed in "default" reads exactly these.
+    proc = l2guard("explain", str(f), "--metallb-namespace", "default")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "default/web  198.51.100.10  (pool team)  announcer: n1" in proc.stdout
+    assert "outside" not in proc.stdout
+    empty = l2guard("explain", str(f), "--metallb-namespace", "")
+    assert empty.returncode == 2 and "--metallb-namespace must not be empty" in empty.stderr
+
+
+def test_overlapping_pools_are_named_as_a_refused_configuration_with_no_useless_fix(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.yaml"
+    docs = [
+        node("n1"),
+        service("web", "198.51.100.5"),
+        endpoints("web", ["n1"]),
+        pool("a", "198.51.100.0/24"),
+        pool("b", "198.51.100.5/32"),
+        advertisement("b", ipAddressPools=["b"]),
+        pool("c", "198.51.100.0/24", namespace="default"),  # not read by MetalLB: no overlap of its own
+    ]
+    f.write_text(_yaml_docs(*docs))
+    proc = l2guard("explain", str(f))
+    assert_no_traceback(proc)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "create an L2Advertisement" not in proc.stdout
+    fix = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("fix:")]
+    assert fix == [
+        "fix: MetalLB refuses the whole configuration: pool metallb-system/b entry 198.51.100.5/32 overlaps "
+        "198.51.100.0/24 of pool metallb-system/a (both hold 198.51.100.5); make the pools disjoint, nothing else "
+        "takes effect until then"
+    ]
+    assert "pool default/c" not in proc.stdout and "metallb-system/c" not in proc.stdout
+    assert "every LoadBalancer IP has an announcer" not in proc.stdout
+    doc = json.loads(l2guard("explain", str(f), "-o", "json").stdout)
+    assert doc["refusals"] == [
+        {
+            "object": "IPAddressPool metallb-system/b",
+            "field": "spec.addresses[0]",
+            "message": "198.51.100.5/32 overlaps 198.51.100.0/24 of pool metallb-system/a (both hold 198.51.100.5): "
+            "MetalLB refuses the whole configuration",
+        }
+    ]
+    assert doc["problems"] == []
+    # Without the overlap the same cluster is announced: the refusal was the only thing wrong.
+    f.write_text(_yaml_docs(*docs[:3], docs[4], advertisement("b", ipAddressPools=["b"])))
+    fixed = l2guard("explain", str(f))
+    assert fixed.returncode == 0 and "announcer: n1" in fixed.stdout, fixed.stdout
+
+
+def test_an_interface_listed_twice_is_a_note_not_a_problem(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.yaml"
+    f.write_text(
+        _yaml_docs(
+            node("n1"),
+            service("web", "198.51.100.5"),
+            endpoints("web", ["n1"]),
+            pool("a", "198.51.100.0/24"),
+            advertisement("a", interfaces=["eth0", "eth0"]),
+        )
+    )
+    proc = l2guard("explain", str(f))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "announcer: n1" in proc.stdout
+    assert "  - L2Advertisement metallb-system/a: spec.interfaces: interface eth0 is listed twice" in proc.stdout
+    doc = json.loads(l2guard("explain", str(f), "-o", "json").stdout)
+    assert doc["problems"] == []
+    assert doc["notes"] == [
+        {
+            "object": "L2Advertisement metallb-system/a",
+            "field": "spec.interfaces",
+            "message": "interface eth0 is listed twice",
+        }
+    ]
+
+
+def test_the_karpenter_sample_says_the_draining_node_leaves_instead_of_removing_its_label() -> None:
+    proc = l2guard("explain", "--sample", "karpenter-drain")
+    assert proc.returncode == 3, proc.stderr
+    assert f"remove label {EXCLUDE} from node worker-1" not in proc.stdout
+    assert (
+        "    fix: node worker-1 is being disrupted by Karpenter (label value karpenter) and is expected to leave: "
+        "keep its label and let the IP move to another node\n"
+        "    fix: run a ready pod of the service on node worker-2\n"
+    ) in proc.stdout
+    assert f'    rejected  worker-1 [label "karpenter", unschedulable]: excluded by label {EXCLUDE}\n' in proc.stdout
+    doc = json.loads(l2guard("explain", "--sample", "karpenter-drain", "-o", "json").stdout)
+    ingress = next(s for s in doc["services"] if s["name"] == "ingress")
+    state = {n["name"]: (n["excludeLabel"], n["unschedulable"]) for n in ingress["nodes"]}
+    assert state == {"cp-1": ("", False), "worker-1": ("karpenter", True), "worker-2": (None, False)}

@@ -57,9 +57,19 @@ def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple
     view = ClusterView(settings.eligibility)
     source = None
     if settings.cluster_state:
-        problems = view.load(load_documents(settings.cluster_state))
-        for p in problems:
-            log.warning("cluster state object skipped event=cluster-state-problem reason=%s", p)
+        parsed = view.load(load_documents(settings.cluster_state), metallb_namespace=settings.metallb_namespace)
+        for p in parsed.problems:
+            log.warning("cluster state object skipped: %s", p, extra={"fields": {"event": "cluster-state-problem"}})
+        for p in parsed.refusals:
+            log.warning(
+                "cluster state: MetalLB would refuse this configuration: %s",
+                p,
+                extra={"fields": {"event": "cluster-state-refused"}},
+            )
+        if parsed.outside_namespace:
+            log.info(
+                "cluster state: %s", parsed.outside_namespace_text(), extra={"fields": {"event": "cluster-state-scope"}}
+            )
     else:
         from webhook.kube import KubeSource, make_api_client, resources
 

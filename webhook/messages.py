@@ -101,7 +101,8 @@ def impact_summary(node: str, impact: Impact | None) -> str:
     if lost:
         parts.append("1 service loses its IP" if lost == 1 else f"{lost} services lose their IPs")
     if moved:
-        parts.append("1 moves to another node" if moved == 1 else f"{moved} move to another node")
+        # Counted like the losses, in services: "1 service moves", never a bare "1 moves" next to "1 service".
+        parts.append("1 service moves to another node" if moved == 1 else f"{moved} services move to another node")
     return _fit("node {node} excluded from LoadBalancer announcements: " + ", ".join(parts), node=node)
 
 

@@ -19,12 +19,28 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from l2core.model import Cluster, EligibilitySettings, EndpointSlice, IPAddressPool, L2Advertisement, Node, Service
-from l2core.parse import build_cluster, kind_of, parse_advertisement, parse_endpoint_slice, parse_node, parse_pool
+from l2core.model import (
+    METALLB_NAMESPACE,
+    Cluster,
+    EligibilitySettings,
+    EndpointSlice,
+    IPAddressPool,
+    L2Advertisement,
+    Node,
+    Service,
+)
+from l2core.parse import (
+    ParsedCluster,
+    build_cluster,
+    kind_of,
+    parse_advertisement,
+    parse_endpoint_slice,
+    parse_node,
+    parse_pool,
+)
 from l2core.parse import parse_service as _parse_service
 from l2core.plan import Plan, PlanIndex, Planner
 from l2core.policy import Impact
-from l2core.problems import Problem
 
 
 class Kind(StrEnum):
@@ -119,9 +135,11 @@ class ClusterView:
 
     # ----- file mode ------------------------------------------------------------------------------------------
 
-    def load(self, documents: Iterable[object]) -> tuple[Problem, ...]:
-        """Replace everything with these documents (file mode) and mark the view synced."""
-        parsed = build_cluster(documents)
+    def load(self, documents: Iterable[object], *, metallb_namespace: str = METALLB_NAMESPACE) -> ParsedCluster:
+        """Replace everything with these documents (file mode) and mark the view synced. Pools and advertisements
+        outside `metallb_namespace` are left out, as the live mode (which lists only that namespace) and MetalLB
+        do; the result says what was left out and why."""
+        parsed = build_cluster(documents, metallb_namespace=metallb_namespace)
         c = parsed.cluster
         with self._lock:
             self._nodes, self._services = dict(c.nodes), dict(c.services)
@@ -129,7 +147,7 @@ class ClusterView:
             self._listed = set(ALL_KINDS)
             self._planner = Planner(self._cluster(), self.settings)
             self._publish()
-        return parsed.problems
+        return parsed
 
     # ----- live mode ------------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from l2core.parse import build_cluster, flatten, parse_advertisement, parse_node, parse_pool, parse_service
-from tests.builders import DATA, EXCLUDE, advertisement, fixture, pool
+from tests.builders import DATA, EXCLUDE, advertisement, fixture, pool, service
 
 LISTS = ["nodes", "services", "endpointslices", "ipaddresspools", "l2advertisements"]
 
@@ -62,6 +62,32 @@ def test_watch_events_parse_including_network_unavailable() -> None:
     assert nodes["worker-2"].network_unavailable is True
     assert nodes["worker-2"].labels[EXCLUDE] == "true"
     assert EXCLUDE not in nodes["cp-1"].labels
+
+
+def test_pools_and_advertisements_outside_the_metallb_namespace_are_left_out_and_counted() -> None:
+    docs = [
+        pool("lan", "192.0.2.0/24"),
+        pool("mine", "192.0.2.0/24", namespace="default"),  # would overlap "lan" if it were read
+        pool("nons", "198.51.100.0/24", namespace=""),
+        advertisement("lan"),
+        advertisement("mine", namespace="default"),
+        service("web", "192.0.2.1"),  # Services of any namespace still count
+    ]
+    parsed = build_cluster(docs)
+    assert sorted(parsed.cluster.pools) == ["metallb-system/lan"]
+    assert sorted(parsed.cluster.advertisements) == ["metallb-system/lan"]
+    assert sorted(parsed.cluster.services) == ["default/web"]
+    assert parsed.outside_namespace == {"IPAddressPool": 2, "L2Advertisement": 1}
+    assert parsed.outside_namespace_text() == (
+        "2 IPAddressPools and 1 L2Advertisement outside metallb-system ignored, as MetalLB does"
+    )
+    assert parsed.problems == ()
+    other = build_cluster(docs, metallb_namespace="default")
+    assert sorted(other.cluster.pools) == ["default/mine"] and other.outside_namespace == {
+        "IPAddressPool": 2,
+        "L2Advertisement": 1,
+    }
+    assert build_cluster([service("web", "192.0.2.1")]).outside_namespace_text() == ""
 
 
 def test_typed_lists_and_kind_list_are_flattened() -> None:
@@ -219,4 +245,4 @@ kinds = st.sampled_from(
 @given(kinds, st.dictionaries(st.sampled_from(["metadata", "spec", "status", "endpoints"]), json_values))
 def test_parsing_any_json_shaped_object_never_raises(kind: tuple[str, str], body: dict[str, Any]) -> None:
     parsed = build_cluster([{"apiVersion": kind[0], "kind": kind[1], **body}])
-    assert parsed.object_count + len(parsed.problems) >= 1
+    assert parsed.object_count + len(parsed.problems) + sum(parsed.outside_namespace.values()) >= 1

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from l2core.diagnose import fixes
 from l2core.eligibility import Reason
 from l2core.model import EligibilitySettings, LabelSemantics
 from l2core.parse import build_cluster
 from l2core.plan import Plan, Planner, Status, diff, node_changes, plan
+from l2core.policy import Action, Mode, NodePolicy, NodeRequest, decide_node
 from tests.builders import (
     EXCLUDE,
     NOT_SERVING,
@@ -293,3 +296,37 @@ def test_a_shared_ip_stays_announced_while_one_of_its_services_remains() -> None
     planner.delete_service("default/dns-tcp")
     # Found in review: a move-based view would stop 192.0.2.100 although dns-udp still needs it.
     assert node_changes(before, planner.plan, "n1") == ({}, frozenset())
+
+
+# ----- a node being drained: the fix hints follow the webhook's strip policy --------------------------------------
+
+
+def _drain_cluster(value: str, *, unschedulable: bool) -> tuple[Plan, Any]:
+    drained = node("w1", {EXCLUDE: value})
+    if unschedulable:
+        drained["spec"] = {"unschedulable": True}
+    objs = [*BASE, drained, node("w2"), service("web", "192.0.2.100", local=True), endpoints("web", ["w1"])]
+    parsed = build_cluster(objs)
+    return plan(parsed.cluster, PRESENCE), parsed.cluster.nodes
+
+
+@pytest.mark.parametrize(("value", "unschedulable"), [("karpenter", True), ("karpenter", False), ("", True)])
+def test_a_draining_node_is_never_told_to_lose_its_label(value: str, unschedulable: bool) -> None:
+    p, nodes = _drain_cluster(value, unschedulable=unschedulable)
+    why = "is being disrupted by Karpenter (label value karpenter)" if value else "is being drained (unschedulable)"
+    assert fixes(p, "default/web", nodes=nodes) == [
+        f"node w1 {why} and is expected to leave: keep its label and let the IP move to another node",
+        "run a ready pod of the service on node w2",
+    ]
+
+
+@pytest.mark.parametrize("value", ["karpenter", "", "true", "false"])
+@pytest.mark.parametrize("unschedulable", [True, False])
+def test_explain_advises_removing_the_label_exactly_when_the_strip_policy_would_strip_it(
+    value: str, unschedulable: bool
+) -> None:
+    p, nodes = _drain_cluster(value, unschedulable=unschedulable)
+    request = NodeRequest("w1", "UPDATE", nodes["w1"].labels, {}, unschedulable=unschedulable)
+    strips = decide_node(request, NodePolicy(Mode.STRIP), impact=None).action is Action.STRIP
+    advised = any(f.startswith(f"remove label {EXCLUDE} from node w1") for f in fixes(p, "default/web", nodes=nodes))
+    assert advised == strips, (value, unschedulable)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from l2core.addresses import overlapping_pairs
+from l2core.diagnose import fixes
 from l2core.model import EligibilitySettings
+from l2core.parse import build_cluster, pool_overlaps
+from l2core.plan import plan
 from l2core.validate import NoteCode, validate_advertisement_change, validate_pool_change
-from tests.builders import advertisement, cluster, excluded, node, pool, service
+from tests.builders import advertisement, cluster, endpoints, excluded, node, pool, service
 
 NS = "metallb-system"
 S = EligibilitySettings()
@@ -170,3 +174,84 @@ def test_eight_thousand_host_routes_overlapping_another_pool_are_denied_with_a_c
 def test_duplicate_interfaces_are_accepted_as_metallb_copies_them_verbatim() -> None:
     verdict = _ad("CREATE", advertisement("a", interfaces=["eth0", "eth0"]))
     assert verdict.allowed
+
+
+def test_duplicate_interfaces_warn_once_per_name() -> None:
+    verdict = _ad("CREATE", advertisement("a", interfaces=["eth0", "bond0", "eth0", "eth1", "eth1", "eth1"]))
+    assert verdict.allowed
+    dups = [(n.obj, n.message) for n in verdict.notes if n.code is NoteCode.DUPLICATE_INTERFACE]
+    assert dups == [
+        ("L2Advertisement metallb-system/a", "spec.interfaces: interface eth0 is listed twice"),
+        ("L2Advertisement metallb-system/a", "spec.interfaces: interface eth1 is listed 3 times"),
+    ]
+    assert not [n for n in _ad("CREATE", advertisement("a", interfaces=["eth0", "eth1"])).notes]
+    parsed = build_cluster([advertisement("a", interfaces=["eth0", "eth0"])])
+    assert sorted(parsed.cluster.advertisements) == ["metallb-system/a"]
+    assert [str(w) for w in parsed.warnings] == [
+        "L2Advertisement metallb-system/a: spec.interfaces: interface eth0 is listed twice"
+    ]
+
+
+# ----- overlaps between the pools of one configuration: MetalLB refuses the whole configuration ---------------
+
+
+@given(st.lists(st.tuples(_cidrs, st.integers(0, 3)), min_size=1, max_size=12))
+def test_overlapping_pairs_is_empty_exactly_when_ranges_of_different_owners_overlap(
+    items: list[tuple[str, int]],
+) -> None:
+    ranges = [parse_range(t)[0] for t, _ in items]
+    owners = [o for _, o in items]
+    assert all(r is not None for r in ranges)
+    pairs = overlapping_pairs(ranges, owners)  # type: ignore[arg-type]
+    expected = any(
+        owners[i] != owners[j] and _pairwise_overlap([items[i][0]], [items[j][0]])
+        for i in range(len(items))
+        for j in range(i)
+    )
+    assert bool(pairs) == expected
+    for k, j in pairs:  # every pair reported is a real overlap of two owners
+        assert owners[k] != owners[j] and _pairwise_overlap([items[k][0]], [items[j][0]])
+
+
+@given(st.lists(st.lists(_cidrs, min_size=1, max_size=3), min_size=1, max_size=5))
+def test_build_cluster_reports_a_pool_overlap_exactly_when_two_pools_overlap(pools: list[list[str]]) -> None:
+    docs = [pool(f"p{i}", *entries) for i, entries in enumerate(pools)]
+    parsed = build_cluster(docs)
+    valid = [entries for i, entries in enumerate(pools) if f"metallb-system/p{i}" in parsed.cluster.pools]
+    expected = any(_pairwise_overlap(a, b) for i, a in enumerate(valid) for b in valid[:i])
+    assert bool(parsed.pool_overlaps) == expected == bool(parsed.refusals)
+
+
+def test_a_24_and_a_32_in_two_pools_name_both_pools_and_the_shared_address() -> None:
+    docs = [
+        node("n1"),
+        service("web", "198.51.100.5"),
+        endpoints("web", ["n1"]),
+        pool("a", "198.51.100.0/24"),
+        pool("b", "203.0.113.0/28", "198.51.100.5/32"),
+        advertisement("b", ipAddressPools=["b"]),
+    ]
+    parsed = build_cluster(docs)
+    assert parsed.problems == ()  # both pools are valid on their own; together MetalLB refuses them
+    assert [str(p) for p in parsed.refusals] == [
+        "IPAddressPool metallb-system/b: spec.addresses[1]: 198.51.100.5/32 overlaps 198.51.100.0/24 of pool "
+        "metallb-system/a (both hold 198.51.100.5): MetalLB refuses the whole configuration"
+    ]
+    p = plan(parsed.cluster, EligibilitySettings())
+    # The only fix that helps: "create an L2Advertisement for pool a" would be refused along with the rest.
+    assert fixes(p, "default/web", pool_overlaps=parsed.pool_overlaps) == [
+        "MetalLB refuses the whole configuration: pool metallb-system/b entry 198.51.100.5/32 overlaps "
+        "198.51.100.0/24 of pool metallb-system/a (both hold 198.51.100.5); make the pools disjoint, nothing else "
+        "takes effect until then"
+    ]
+    wide = pool_overlaps(
+        build_cluster([pool("a", "198.51.100.0/25"), pool("b", "198.51.100.64-198.51.100.200")]).cluster.pools
+    )
+    assert [(o.pool, o.other, o.shared) for o in wide] == [
+        ("metallb-system/b", "metallb-system/a", "198.51.100.64-198.51.100.127")
+    ]
+
+
+def test_a_pool_outside_the_metallb_namespace_makes_no_overlap() -> None:
+    parsed = build_cluster([pool("a", "198.51.100.0/24"), pool("a", "198.51.100.0/24", namespace="default")])
+    assert parsed.pool_overlaps == () and parsed.refusals == ()

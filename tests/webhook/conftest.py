@@ -185,7 +185,7 @@ def start_server(
     if view is None:
         view = ClusterView(settings.eligibility)
         if documents is not None:
-            view.load(documents)
+            view.load(documents, metallb_namespace=settings.metallb_namespace)
     state = AppState(settings, view, metrics, tls_loaded=lambda: reloader.loaded, read_config=read_config)
     server = WebhookServer(state, reloader)
     thread = threading.Thread(target=lambda: uvloop.run(server.run(install_signals=False)), daemon=True)

@@ -56,7 +56,7 @@ def test_label_added_warns_with_the_move_the_planner_predicts(serve) -> None:  #
     resp = _response(r.review(MUTATE_NODE, captured("node-label-exclude-empty")))
     assert resp["allowed"] is True and "patch" not in resp
     assert resp["warnings"] == [
-        "node worker-1 excluded from LoadBalancer announcements: 1 moves to another node",
+        "node worker-1 excluded from LoadBalancer announcements: 1 service moves to another node",
         "LoadBalancer 192.0.2.100 (default/web) moves from worker-1 to worker-2",
     ]
     # The planner agrees: worker-1 owns default/web now, worker-2 after.
@@ -156,7 +156,7 @@ def test_two_nodes_warn_where_each_ip_moves_naming_three_then_more(serve) -> Non
     )
     assert owned > 3
     assert resp["warnings"] == [
-        f"node cp-1 excluded from LoadBalancer announcements: {owned} move to another node",
+        f"node cp-1 excluded from LoadBalancer announcements: {owned} services move to another node",
         *expected,
         f"and {owned - 3} more (run l2guard explain for the full picture)",
     ]
@@ -533,3 +533,24 @@ def test_deny_mode_never_refuses_a_kubelet_registering_its_node(serve) -> None: 
     # The same CREATE by an administrator is refused.
     req["userInfo"] = {"username": "admin", "groups": ["system:masters", "system:authenticated"]}
     assert _response(r.review(VALIDATE_NODE, review))["allowed"] is False
+
+
+def test_file_mode_reads_only_the_metallb_namespace_like_the_live_mode(serve) -> None:  # type: ignore[no-untyped-def]
+    # `kubectl get ... -A` output holds a pool in another namespace; MetalLB (and the live mode) never see it.
+    elsewhere = pool("team", "198.51.100.0/24", namespace="default")
+    r = serve(WARN, documents=[*api_documents(), elsewhere])
+    review = captured("ipaddresspool-create")
+    review["request"]["object"]["metadata"]["name"] = "other"
+    review["request"]["object"]["spec"]["addresses"] = ["198.51.100.0/25"]
+    resp = _response(r.review(VALIDATE_POOL, review))
+    assert resp["allowed"] is True, resp
+    assert sorted(r.view.snapshot.cluster.pools) == ["metallb-system/lan"]
+
+
+def test_l2advertisement_listing_an_interface_twice_is_allowed_with_a_warning(serve) -> None:  # type: ignore[no-untyped-def]
+    r = serve(WARN, documents=api_documents())
+    review = captured("l2advertisement-create")
+    review["request"]["object"]["spec"]["interfaces"] = ["eth0", "eth0"]
+    resp = _response(r.review(VALIDATE_ADVERTISEMENT, review))
+    assert resp["allowed"] is True
+    assert resp["warnings"] == ["L2Advertisement metallb-system/lan: spec.interfaces: interface eth0 is listed twice"]

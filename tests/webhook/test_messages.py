@@ -47,3 +47,13 @@ def test_a_huge_message_is_cut_before_it_is_cleaned() -> None:
     line = clean_text(huge, 120)
     assert len(line) == 120 and line.endswith("…") and "\n" not in line
     assert line.startswith("spec.addresses[1]: 10.0.0.0/8 overlaps spec.addresses[1]")
+
+
+def test_the_summary_counts_moves_and_losses_the_same_way_in_services() -> None:
+    summaries = {n: node_warnings(decision(n, exemption=None))[0] for n in (2, 4)}
+    assert summaries == {
+        2: "node cp-1 excluded from LoadBalancer announcements: 1 service loses its IP, 1 service moves to another "
+        "node",
+        4: "node cp-1 excluded from LoadBalancer announcements: 2 services lose their IPs, 2 services move to another "
+        "node",
+    }

@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -265,3 +266,60 @@ def test_cli_bad_settings_exit_2_with_one_line(tmp_path: Path, pki: PKI) -> None
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "Traceback" not in done.stderr
     busy.close()
+
+
+def test_file_mode_uses_the_metallb_namespace_setting(pki: PKI, tmp_path: Path) -> None:
+    """The process's own wiring (webhook.cli.build): --metallb-namespace decides which pools the view reads."""
+    import threading
+
+    import uvloop
+
+    from webhook.app import VALIDATE_POOL
+    from webhook.cli import build
+
+    state = tmp_path / "state.json"
+    pools = [
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": "lan", "namespace": ns},
+            "spec": {"addresses": [cidr]},
+        }
+        for ns, cidr in (("metallb-system", "198.51.100.0/24"), ("lb", "203.0.113.0/24"))
+    ]
+    state.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": pools}))
+    settings = parse(
+        [
+            *("--host", "127.0.0.1", "--port", "0", "--health-port", "0"),
+            *("--cert-file", str(pki.cert_file), "--key-file", str(pki.key_file)),
+            *("--cluster-state", str(state), "--metallb-namespace", "lb"),
+        ],
+        {},
+    )
+    server, source = build(settings)
+    assert source is None
+    thread = threading.Thread(target=lambda: uvloop.run(server.run(install_signals=False)), daemon=True)
+    thread.start()
+
+    def create(cidr: str) -> dict[str, Any]:
+        review = json.loads((ADMISSION / "ipaddresspool-create.json").read_text())["review"]
+        obj = review["request"]["object"]
+        obj["metadata"].update({"name": "other", "namespace": "lb"})
+        review["request"]["namespace"] = "lb"
+        obj["spec"]["addresses"] = [cidr]
+        with httpx.Client(verify=pki.client_context(), timeout=10) as client:
+            body: dict[str, Any] = client.post(
+                f"https://127.0.0.1:{server.port}{VALIDATE_POOL}?timeout=3s", json=review
+            ).json()
+        check_response(review, body)
+        return dict(body["response"])
+
+    try:
+        assert server.started.wait(10), "server did not start"
+        assert create("198.51.100.128/25")["allowed"] is True  # only metallb-system/lan holds it: not read
+        denied = create("203.0.113.128/25")
+        assert denied["allowed"] is False
+        assert "overlaps 203.0.113.0/24 of pool lb/lan" in denied["status"]["message"]
+    finally:
+        server.stop()
+        thread.join(10)
