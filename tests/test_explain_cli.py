@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,57 @@ def test_version_and_the_bare_command_list_the_subcommands() -> None:
     ):
         assert line in bare.stderr
     assert_no_traceback(bare)
+
+
+def l2guard_capped(*args: str) -> subprocess.CompletedProcess[str]:
+    """As `l2guard`, under a 1 GiB address-space cap and a 30 s timeout: an input that explodes fails the test
+    instead of the machine (the alias bomb below once took 100 s and 10.7 GB)."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "l2guard.cli", *args], capture_output=True, text=True, timeout=30, preexec_fn=cap
+    )
+
+
+def alias_bomb(levels: int, width: int) -> str:
+    """A pool whose spec.autoAssign is `levels` nested lists of `width` aliases each: width**levels strings."""
+    lines = [
+        "apiVersion: metallb.io/v1beta1",
+        "kind: IPAddressPool",
+        "metadata: {name: lan, namespace: metallb-system}",
+    ]
+    lines.append("x:")
+    lines.append("  l0: &l0 [" + ", ".join(["lol"] * width) + "]")
+    for level in range(1, levels + 1):
+        lines.append(f"  l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    lines.append(f"spec: {{addresses: [192.0.2.0/24], autoAssign: *l{levels}}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("levels", "width"), [(8, 9), (50, 2)], ids=["billion-laughs", "doubling-chain"])
+def test_a_yaml_alias_bomb_is_refused_with_one_line_and_exit_2(tmp_path: Path, levels: int, width: int) -> None:
+    f = tmp_path / "bomb.yaml"
+    f.write_text(alias_bomb(levels, width))
+    assert f.stat().st_size < 1500
+    proc = l2guard_capped("explain", str(f))
+    assert_no_traceback(proc)
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"l2guard explain: {f}: refused: YAML aliases would expand to more than 10,000 nodes (an alias bomb?)"
+    ]
+
+
+def test_a_few_yaml_aliases_as_manifests_use_them_still_load(tmp_path: Path) -> None:
+    labels = ["&labels {zone: a}"] + ["*labels"] * 49  # one anchor, 49 aliases to it
+    items = "".join(
+        f"  - {{kind: Node, apiVersion: v1, metadata: {{name: n{i}, labels: {lab}}}}}\n" for i, lab in enumerate(labels)
+    )
+    f = tmp_path / "nodes.yaml"
+    f.write_text("apiVersion: v1\nkind: List\nitems:\n" + items)
+    proc = l2guard("explain", str(f))
+    assert_no_traceback(proc)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("50 node(s), 0 LoadBalancer service(s)")
