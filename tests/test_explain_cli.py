@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -208,3 +209,39 @@ def test_a_few_yaml_aliases_as_manifests_use_them_still_load(tmp_path: Path) -> 
     assert_no_traceback(proc)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("50 node(s), 0 LoadBalancer service(s)")
+
+
+LONE_SURROGATE_CLUSTER = (
+    '{"apiVersion": "v1", "kind": "List", "items": ['
+    '{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n\\udfff1"}},'
+    '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web\\udfff", "namespace": "default"},'
+    ' "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.100"}]}}},'
+    '{"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "lan",'
+    ' "namespace": "metallb-system"}, "spec": {"addresses": ["192.0.2.0/24"]}}]}'
+)
+
+
+def test_a_lone_surrogate_in_a_name_is_printed_as_an_escape_not_exit_70() -> None:
+    proc = l2guard("explain", "-", stdin=LONE_SURROGATE_CLUSTER)
+    assert_no_traceback(proc)
+    assert proc.returncode == 3, proc.stderr  # no L2Advertisement: nobody announces, as for any such cluster
+    assert "default/web\\udfff  192.0.2.100  (pool lan)  announcer: NOBODY" in proc.stdout
+    assert "n\\udfff1" in proc.stdout
+    as_json = l2guard("explain", "-", "-o", "json", stdin=LONE_SURROGATE_CLUSTER)
+    assert as_json.returncode == 3, as_json.stderr
+    assert json.loads(as_json.stdout)["services"][0]["name"] == "web\udfff"
+
+
+def test_characters_an_ascii_terminal_cannot_show_are_escaped() -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    cluster = LONE_SURROGATE_CLUSTER.replace("web\\udfff", "caf\\u00e9")
+    proc = subprocess.run(
+        [sys.executable, "-m", "l2guard.cli", "explain", "-"],
+        input=cluster.encode(),
+        capture_output=True,
+        timeout=60,
+        env=env,
+    )
+    assert b"Traceback" not in proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stderr
+    assert b"default/caf\\xe9  192.0.2.100" in proc.stdout
