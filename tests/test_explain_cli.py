@@ -245,3 +245,46 @@ def test_characters_an_ascii_terminal_cannot_show_are_escaped() -> None:
     assert b"Traceback" not in proc.stdout + proc.stderr
     assert proc.returncode == 3, proc.stderr
     assert b"default/caf\\xe9  192.0.2.100" in proc.stdout
+
+
+def test_control_and_bidirectional_characters_from_the_input_are_escaped_in_the_table() -> None:
+    hostile = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1\x1b[31m"}},
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web\u202eevil", "namespace": "default\r"},
+                "spec": {"type": "LoadBalancer"},
+                "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.100"}]}},
+            },
+            {
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "IPAddressPool",
+                "metadata": {"name": "lan\u2028x", "namespace": "metallb-system"},
+                "spec": {"addresses": ["192.0.2.0/24"]},
+            },
+            {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "bad\nline"}},
+            {"apiVersion": "v1", "kind": "Conf\x07igMap\u200f", "metadata": {"name": "x"}},
+        ],
+    }
+    proc = l2guard("explain", "-", stdin=json.dumps(hostile))
+    assert_no_traceback(proc)
+    assert proc.returncode == 3, proc.stderr
+    out = proc.stdout
+    assert all(c.isprintable() for c in out.replace("\n", "")), [c for c in out if not c.isprintable()]
+    assert "1 node(s), 1 LoadBalancer service(s)" in out
+    assert "default\\r/web\\u202eevil  192.0.2.100  (pool lan\\u2028x)  announcer: NOBODY" in out
+    assert "IPAddressPool ?/bad\\nline: spec.addresses: must list at least one CIDR or range" in out
+    assert "ignored 1 object(s) of other kinds: v1 Conf\\x07igMap\\u200f x1" in out
+
+
+def test_the_error_line_escapes_control_characters_from_a_file_name(tmp_path: Path) -> None:
+    f = tmp_path / "in\x1b[2J\n.yaml"
+    f.write_text("")
+    proc = l2guard("explain", str(f))
+    assert proc.returncode == 2
+    assert proc.stderr.endswith("in\\x1b[2J\\n.yaml: empty input (expected Kubernetes objects as YAML or JSON)\n")
+    assert len(proc.stderr.splitlines()) == 1
