@@ -13,6 +13,8 @@ import ipaddress
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
+from l2core.text import shown
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class AddressRange:
@@ -47,23 +49,25 @@ def parse_range(text: object) -> tuple[AddressRange | None, str | None]:
         left, _, right = text.partition("-")
         first, last = parse_ip(left.strip()), parse_ip(right.strip())
         if first is None or last is None:
-            return None, f"{text!r} is not a valid range (expected first-last, e.g. 192.0.2.10-192.0.2.20)"
+            return None, f"{shown(text)} is not a valid range (expected first-last, e.g. 192.0.2.10-192.0.2.20)"
         if first.version != last.version:
-            return None, f"range {text!r} mixes IPv4 and IPv6"
+            return None, f"range {shown(text)} mixes IPv4 and IPv6"
         if int(first) > int(last):
-            return None, f"range {text!r} is reversed: {first} is after {last}"
+            return None, f"range {shown(text)} is reversed: {first} is after {last}"
         return AddressRange(first.version, int(first), int(last), text.strip()), None
     if "/" not in text:
-        return None, f"{text!r} is not a CIDR or range (write a single address as {text.strip()}/32 or /128)"
+        ip = parse_ip(text.strip())
+        hint = f"write a single address as {ip}/{ip.max_prefixlen}" if ip else "e.g. 192.0.2.0/24, 192.0.2.1-192.0.2.9"
+        return None, f"{shown(text)} is not a CIDR or range ({hint})"
     if text != text.strip():
-        return None, f"{text!r} is not a valid CIDR (no spaces around a CIDR: MetalLB's parser refuses them)"
+        return None, f"{shown(text)} is not a valid CIDR (no spaces around a CIDR: MetalLB's parser refuses them)"
     address, _, prefix = text.partition("/")
     if parse_ip(address) is None or not prefix.isdigit() or not prefix.isascii():
-        return None, f"{text!r} is not a valid CIDR"
+        return None, f"{shown(text)} is not a valid CIDR"
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
-        return None, f"{text!r} is not a valid CIDR"
+        return None, f"{shown(text)} is not a valid CIDR"
     return AddressRange(net.version, int(net.network_address), int(net.broadcast_address), text), None
 
 

@@ -40,6 +40,7 @@ from l2core.model import (
 )
 from l2core.problems import Problem, capped
 from l2core.selectors import LabelSelector, parse_selector
+from l2core.text import shown
 
 KINDS = {
     ("v1", "Node"): "Node",
@@ -118,7 +119,7 @@ def parse_service(raw: Mapping[str, Any]) -> tuple[Service | None, list[Problem]
         if ip is None:
             continue  # hostname-only ingress: nothing to announce at layer 2
         if parse_ip(ip) is None:
-            problems.append(Problem(label, f"status.loadBalancer.ingress[{i}].ip", f"{ip!r} is not an IP address"))
+            problems.append(Problem(label, f"status.loadBalancer.ingress[{i}].ip", f"{shown(ip)} is not an IP address"))
             continue
         ips.append(canonical_ip(ip))
     lb_class = spec.get("loadBalancerClass")
@@ -175,7 +176,7 @@ def _selectors(raw: object, *, obj: str, path: str) -> tuple[tuple[LabelSelector
         problems.extend(sel_problems)
         if sel is not None:
             if sel in seen:
-                problems.append(Problem(obj, f"{path}[{i}]", f"duplicate selector {sel.describe()!r}"))
+                problems.append(Problem(obj, f"{path}[{i}]", f"duplicate selector {shown(sel.describe())}"))
             seen.add(sel)
             out.append(sel)
     return tuple(out), problems
@@ -196,7 +197,7 @@ def _strings(
             problems.append(Problem(obj, f"{path}[{i}]", f"must be a non-empty string ({what})"))
         elif item in out:
             if not duplicates_ok:
-                problems.append(Problem(obj, f"{path}[{i}]", f"duplicate {what} {item!r}"))
+                problems.append(Problem(obj, f"{path}[{i}]", f"duplicate {what} {shown(item)}"))
         else:
             out[item] = None
     return tuple(out), problems
@@ -227,7 +228,7 @@ def parse_pool(raw: Mapping[str, Any]) -> tuple[IPAddressPool | None, list[Probl
         if value is None:
             value = default
         if not isinstance(value, bool):
-            problems.append(Problem(label, f"spec.{flag}", f"must be true or false, not {value!r}"))
+            problems.append(Problem(label, f"spec.{flag}", f"must be true or false, not {shown(value)}"))
             value = default
         flags[flag] = value
 
@@ -275,7 +276,7 @@ def _parse_allocation(raw: object, *, obj: str) -> tuple[ServiceAllocation | Non
     problems: list[Problem] = []
     priority = raw.get("priority")
     if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-        problems.append(Problem(obj, f"{path}.priority", f"must be an integer, not {priority!r}"))
+        problems.append(Problem(obj, f"{path}.priority", f"must be an integer, not {shown(priority)}"))
         priority = None
     namespaces, p = _strings(raw.get("namespaces"), obj=obj, path=f"{path}.namespaces", what="namespace")
     problems.extend(p)
@@ -311,7 +312,7 @@ def parse_advertisement(raw: Mapping[str, Any]) -> tuple[L2Advertisement | None,
         item_map = _map(item)
         weight = item_map.get("weight")
         if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= 100:
-            problems.append(Problem(label, f"{path}.weight", f"must be an integer from 1 to 100, not {weight!r}"))
+            problems.append(Problem(label, f"{path}.weight", f"must be an integer from 1 to 100, not {shown(weight)}"))
             continue
         sel, p = parse_selector(item_map.get("preference"), obj=label, path=f"{path}.preference")
         problems.extend(p)

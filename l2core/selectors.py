@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from l2core.problems import Problem
+from l2core.text import and_more, shown
 
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -28,10 +29,10 @@ def label_key_error(key: object) -> str | None:
         return "label key must be a non-empty string"
     prefix, slash, name = key.rpartition("/")
     if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return f"label key {key!r} has an invalid prefix (must be a DNS subdomain of at most 253 characters)"
+        return f"label key {shown(key)} has an invalid prefix (must be a DNS subdomain of at most 253 characters)"
     if not name or len(name) > 63 or not _NAME.match(name):
         return (
-            f"label key {key!r} is invalid (name part: at most 63 characters, alphanumerics, '-', '_' or '.', "
+            f"label key {shown(key)} is invalid (name part: at most 63 characters, alphanumerics, '-', '_' or '.', "
             "starting and ending with an alphanumeric)"
         )
     return None
@@ -45,7 +46,7 @@ def label_value_error(value: object) -> str | None:
         return None
     if len(value) > 63 or not _NAME.match(value):
         return (
-            f"label value {value!r} is invalid (at most 63 characters, alphanumerics, '-', '_' or '.', "
+            f"label value {shown(value)} is invalid (at most 63 characters, alphanumerics, '-', '_' or '.', "
             "starting and ending with an alphanumeric)"
         )
     return None
@@ -103,9 +104,9 @@ def parse_selector(raw: object, *, obj: str, path: str) -> tuple[LabelSelector |
         return LabelSelector(), problems
     if not isinstance(raw, Mapping):
         return None, [Problem(obj, path, "label selector must be an object with matchLabels/matchExpressions")]
-    unknown = sorted(str(k) for k in raw if k not in ("matchLabels", "matchExpressions"))
+    unknown = [shown(k) for k in raw if k not in ("matchLabels", "matchExpressions")]
     if unknown:
-        problems.append(Problem(obj, path, f"unknown selector field(s): {', '.join(unknown)}"))
+        problems.append(Problem(obj, path, f"unknown selector field(s): {and_more(sorted(unknown), 5)}"))
 
     labels: list[tuple[str, str]] = []
     raw_labels: Any = raw.get("matchLabels") or {}
@@ -113,8 +114,9 @@ def parse_selector(raw: object, *, obj: str, path: str) -> tuple[LabelSelector |
         problems.append(Problem(obj, f"{path}.matchLabels", "must be a map of label key to value"))
     else:
         for key, value in raw_labels.items():
-            where = f"{path}.matchLabels[{key}]"
-            err = label_key_error(key) or label_value_error(value)
+            key_err = label_key_error(key)
+            where = f"{path}.matchLabels[{shown(key) if key_err else key}]"  # a valid key is short and plain
+            err = key_err or label_value_error(value)
             if err:
                 problems.append(Problem(obj, where, err))
             else:
@@ -132,7 +134,7 @@ def parse_selector(raw: object, *, obj: str, path: str) -> tuple[LabelSelector |
         problems.extend(req_problems)
         if req is not None:
             if req in seen_reqs:  # hashed: list membership made 20,000 expressions quadratic
-                problems.append(Problem(obj, where, f"duplicate expression for key {req.key!r}"))
+                problems.append(Problem(obj, where, f"duplicate expression for key {shown(req.key)}"))
             seen_reqs.add(req)
             reqs.append(req)
 
@@ -152,7 +154,7 @@ def _parse_requirement(raw: object, *, obj: str, path: str) -> tuple[Requirement
     operator = raw.get("operator")
     if operator not in OPERATORS:
         problems.append(
-            Problem(obj, f"{path}.operator", f"{operator!r} is not a valid operator (use {', '.join(OPERATORS)})")
+            Problem(obj, f"{path}.operator", f"{shown(operator)} is not a valid operator (use {', '.join(OPERATORS)})")
         )
     values_raw = raw.get("values")
     values: list[str] = []
@@ -167,7 +169,7 @@ def _parse_requirement(raw: object, *, obj: str, path: str) -> tuple[Requirement
         if verr:
             problems.append(Problem(obj, f"{path}.values[{j}]", verr))
         elif value in seen_values:  # hashed, as above
-            problems.append(Problem(obj, f"{path}.values[{j}]", f"duplicate value {value!r}"))
+            problems.append(Problem(obj, f"{path}.values[{j}]", f"duplicate value {shown(value)}"))
         else:
             seen_values.add(value)
             values.append(value)

@@ -27,7 +27,7 @@ from l2core.eligibility import Reason, node_wide_reasons
 from l2core.model import Cluster, EligibilitySettings, IPAddressPool, L2Advertisement, Node, Service
 from l2core.parse import advertisement_warnings, parse_advertisement, parse_pool
 from l2core.problems import Problem, capped
-from l2core.text import and_more
+from l2core.text import and_more, shown
 
 
 class NoteCode(StrEnum):
@@ -73,7 +73,7 @@ def _namespace_problem(kind: str, raw: Mapping[str, Any], metallb_namespace: str
         return Problem(
             f"{kind} {ns or '?'}/{name or '?'}",
             "metadata.namespace",
-            f"must be created in the MetalLB namespace {metallb_namespace!r}, not {ns or 'none'!r}",
+            f"must be created in the MetalLB namespace {shown(metallb_namespace)}, not {shown(ns or 'none')}",
         )
     return None
 

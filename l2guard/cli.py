@@ -1,12 +1,15 @@
 """The `l2guard` command: one entry point, one subcommand per job.
 
-Argument errors print one line and exit 2; no subcommand lets a traceback reach the user.
+Argument errors print one line and exit 2; no subcommand lets a traceback reach the user. Output never fails to
+encode: a character the terminal's encoding cannot write (a lone surrogate from JSON such as "\\udfff", or any
+non-ASCII under an ASCII locale) is written as a backslash escape.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -50,8 +53,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _escape_unencodable(*streams: object) -> None:
+    """Write what the stream's encoding cannot encode as a backslash escape instead of raising
+    UnicodeEncodeError (exit 70) halfway through the output; Python does so for stderr already, not for stdout."""
+    for stream in streams:
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _escape_unencodable(sys.stdout, sys.stderr)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)

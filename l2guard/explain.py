@@ -6,6 +6,10 @@ announcer, 3 when at least one has none (or MetalLB would refuse the configurati
 2 for unreadable input or bad usage.
 
 This module renders; it decides nothing. Eligibility, election and remedies come from `l2core`.
+
+Names and values come from the input, and a terminal obeys what they hold: an escape sequence recolours or hides
+text, U+202E reverses it, a carriage return overwrites the line. The table and the error line therefore show every
+non-printable character as its Python escape (`\\x1b`, `\\u202e`, `\\r`). The JSON output is escaped by `json`.
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         parsed = load(args)
         alive = alive_from(args, parsed)
     except (InputError, UsageError) as exc:
-        err.write(f"l2guard explain: {exc}\n")
+        err.write(_escaped(f"l2guard explain: {exc}") + "\n")
         return EXIT_USAGE
     settings = settings_from(args)
     result = plan(parsed.cluster, settings, alive=alive)
@@ -198,6 +202,15 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
 
 
 # ----- table ------------------------------------------------------------------------------------------------------
+
+
+def _escaped(line: str) -> str:
+    """`line` with every character that is not printable (control, format such as bidirectional overrides, line
+    separators, lone surrogates, unassigned) written as its Python escape, so input text cannot steer the terminal
+    or split one line into two."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
 
 
 def _node_list(names: list[str]) -> str:
@@ -294,4 +307,4 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         lines.append(f"{nobody} LoadBalancer service(s) have NO announcer")
     else:
         lines.append("every LoadBalancer IP has an announcer")
-    return "\n".join(lines) + "\n"
+    return "".join(_escaped(line) + "\n" for line in lines)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.builders import DATA, advertisement, endpoints, node, pool, service
 
@@ -273,3 +276,163 @@ def test_the_karpenter_sample_says_the_draining_node_leaves_instead_of_removing_
     ingress = next(s for s in doc["services"] if s["name"] == "ingress")
     state = {n["name"]: (n["excludeLabel"], n["unschedulable"]) for n in ingress["nodes"]}
     assert state == {"cp-1": ("", False), "worker-1": ("karpenter", True), "worker-2": (None, False)}
+
+
+# The command as `python -m l2guard.cli` runs it, but with PyYAML's libyaml extension made unimportable: the
+# pure-Python fallback loader, as on a machine where PyYAML was built without libyaml.
+WITHOUT_LIBYAML = "import sys; sys.modules['yaml._yaml'] = None; from l2guard.cli import main; sys.exit(main())"
+
+
+def l2guard_capped(*args: str, libyaml: bool = True) -> subprocess.CompletedProcess[str]:
+    """As `l2guard`, under a 1 GiB address-space cap and a 30 s timeout: an input that explodes fails the test
+    instead of the machine (the alias bomb below once took 100 s and 10.7 GB)."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    start = ["-m", "l2guard.cli"] if libyaml else ["-c", WITHOUT_LIBYAML]
+    return subprocess.run([sys.executable, *start, *args], capture_output=True, text=True, timeout=30, preexec_fn=cap)
+
+
+def alias_bomb(levels: int, width: int) -> str:
+    """A pool whose spec.autoAssign is `levels` nested lists of `width` aliases each: width**levels strings."""
+    lines = [
+        "apiVersion: metallb.io/v1beta1",
+        "kind: IPAddressPool",
+        "metadata: {name: lan, namespace: metallb-system}",
+    ]
+    lines.append("x:")
+    lines.append("  l0: &l0 [" + ", ".join(["lol"] * width) + "]")
+    for level in range(1, levels + 1):
+        lines.append(f"  l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    lines.append(f"spec: {{addresses: [192.0.2.0/24], autoAssign: *l{levels}}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
+@pytest.mark.parametrize(("levels", "width"), [(8, 9), (50, 2)], ids=["billion-laughs", "doubling-chain"])
+def test_a_yaml_alias_bomb_is_refused_with_one_line_and_exit_2(
+    tmp_path: Path, levels: int, width: int, libyaml: bool
+) -> None:
+    f = tmp_path / "bomb.yaml"
+    f.write_text(alias_bomb(levels, width))
+    assert f.stat().st_size < 1500
+    proc = l2guard_capped("explain", str(f), libyaml=libyaml)
+    assert_no_traceback(proc)
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"l2guard explain: {f}: refused: YAML aliases would expand to more than 10,000 nodes (an alias bomb?)"
+    ]
+
+
+def test_a_few_yaml_aliases_as_manifests_use_them_still_load(tmp_path: Path) -> None:
+    labels = ["&labels {zone: a}"] + ["*labels"] * 49  # one anchor, 49 aliases to it
+    items = "".join(
+        f"  - {{kind: Node, apiVersion: v1, metadata: {{name: n{i}, labels: {lab}}}}}\n" for i, lab in enumerate(labels)
+    )
+    f = tmp_path / "nodes.yaml"
+    f.write_text("apiVersion: v1\nkind: List\nitems:\n" + items)
+    proc = l2guard("explain", str(f))
+    assert_no_traceback(proc)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("50 node(s), 0 LoadBalancer service(s)")
+
+
+LONE_SURROGATE_CLUSTER = (
+    '{"apiVersion": "v1", "kind": "List", "items": ['
+    '{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n\\udfff1"}},'
+    '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web\\udfff", "namespace": "default"},'
+    ' "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.100"}]}}},'
+    '{"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "lan",'
+    ' "namespace": "metallb-system"}, "spec": {"addresses": ["192.0.2.0/24"]}}]}'
+)
+
+
+def test_a_lone_surrogate_in_a_name_is_printed_as_an_escape_not_exit_70() -> None:
+    proc = l2guard("explain", "-", stdin=LONE_SURROGATE_CLUSTER)
+    assert_no_traceback(proc)
+    assert proc.returncode == 3, proc.stderr  # no L2Advertisement: nobody announces, as for any such cluster
+    assert "default/web\\udfff  192.0.2.100  (pool lan)  announcer: NOBODY" in proc.stdout
+    assert "n\\udfff1" in proc.stdout
+    as_json = l2guard("explain", "-", "-o", "json", stdin=LONE_SURROGATE_CLUSTER)
+    assert as_json.returncode == 3, as_json.stderr
+    assert json.loads(as_json.stdout)["services"][0]["name"] == "web\udfff"
+
+
+def test_characters_an_ascii_terminal_cannot_show_are_escaped() -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    cluster = LONE_SURROGATE_CLUSTER.replace("web\\udfff", "caf\\u00e9")
+    proc = subprocess.run(
+        [sys.executable, "-m", "l2guard.cli", "explain", "-"],
+        input=cluster.encode(),
+        capture_output=True,
+        timeout=60,
+        env=env,
+    )
+    assert b"Traceback" not in proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stderr
+    assert b"default/caf\\xe9  192.0.2.100" in proc.stdout
+
+
+def test_control_and_bidirectional_characters_from_the_input_are_escaped_in_the_table() -> None:
+    hostile = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1\x1b[31m"}},
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web\u202eevil", "namespace": "default\r"},
+                "spec": {"type": "LoadBalancer"},
+                "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.100"}]}},
+            },
+            {
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "IPAddressPool",
+                "metadata": {"name": "lan\u2028x", "namespace": "metallb-system"},
+                "spec": {"addresses": ["192.0.2.0/24"]},
+            },
+            {
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "IPAddressPool",
+                "metadata": {"name": "bad\nline", "namespace": "metallb-system"},
+            },
+            {"apiVersion": "v1", "kind": "Conf\x07igMap\u200f", "metadata": {"name": "x"}},
+        ],
+    }
+    proc = l2guard("explain", "-", stdin=json.dumps(hostile))
+    assert_no_traceback(proc)
+    assert proc.returncode == 3, proc.stderr
+    out = proc.stdout
+    assert all(c.isprintable() for c in out.replace("\n", "")), [c for c in out if not c.isprintable()]
+    assert "1 node(s), 1 LoadBalancer service(s)" in out
+    assert "default\\r/web\\u202eevil  192.0.2.100  (pool lan\\u2028x)  announcer: NOBODY" in out
+    assert "IPAddressPool metallb-system/bad\\nline: spec.addresses: must list at least one CIDR or range" in out
+    assert "ignored 1 object(s) of other kinds: v1 Conf\\x07igMap\\u200f x1" in out
+
+
+def test_the_error_line_escapes_control_characters_from_a_file_name(tmp_path: Path) -> None:
+    f = tmp_path / "in\x1b[2J\n.yaml"
+    f.write_text("")
+    proc = l2guard("explain", str(f))
+    assert proc.returncode == 2
+    assert proc.stderr.endswith("in\\x1b[2J\\n.yaml: empty input (expected Kubernetes objects as YAML or JSON)\n")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_yaml_is_read_with_libyaml_when_pyyaml_has_it() -> None:
+    # 100k small objects took 46 s with the pure-Python loader; libyaml's parser takes a fraction of that.
+    assert yaml.__with_libyaml__, "this PyYAML has no libyaml: explain reads large YAML several times slower"
+    from l2guard import loader
+
+    assert issubclass(loader._BoundedLoader, yaml.CSafeLoader)
+
+
+@pytest.mark.parametrize("sample", ["kubeadm-single-node", "karpenter-drain"])
+def test_the_pure_python_fallback_reads_yaml_as_libyaml_does(sample: str) -> None:
+    with_c = l2guard_capped("explain", "--sample", sample, "-o", "json")
+    without = l2guard_capped("explain", "--sample", sample, "-o", "json", libyaml=False)
+    assert with_c.returncode == without.returncode == 3, with_c.stderr + without.stderr
+    assert json.loads(with_c.stdout) == json.loads(without.stdout)

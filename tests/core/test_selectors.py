@@ -53,7 +53,7 @@ def test_invalid_selectors_are_field_addressed() -> None:
     (msg,) = problems_of({"matchExpressions": [{"key": "zone", "operator": "Exists", "values": ["a"]}]})
     assert "operator Exists takes no values" in msg
     (msg,) = problems_of({"matchLabels": {"bad key!": "x"}})
-    assert "matchLabels[bad key!]" in msg and "invalid" in msg
+    assert "matchLabels['bad key!']" in msg and "invalid" in msg
     (msg,) = problems_of({"matchLabels": {"zone": "-bad-"}})
     assert "label value '-bad-' is invalid" in msg
     (msg,) = problems_of({"matchExpressions": [{"key": "z", "operator": "In", "values": ["a", "a"]}]})
