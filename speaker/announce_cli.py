@@ -4,8 +4,11 @@ It sends the takeover burst for the given IPs, answers ARP and NDP for them unti
 stops answering and prints its counters. Admins use it to test layer-2 reachability of a node; tests
 and demos use it to drive the data plane from outside. It reuses :class:`speaker.announcer.Announcer`.
 
-This module must not hold packet logic or read Kubernetes. Bad input and missing privileges end with
-one line on stderr and exit status 2, never a traceback.
+This module must not hold packet logic or read Kubernetes. Bad input (an address no host can own, an
+interface this node does not have, a port out of range) and missing privileges end with one line on
+stderr and exit status 2, never a traceback. Every check runs before anything is sent. Events (conflicts,
+interface problems) reach the operator once, as the announcer's own log lines, formatted as the webhook's
+(`webhook.logs`: text in a terminal, JSON lines otherwise, structured fields kept).
 
 The lead wires :func:`add_parser` and :func:`run` into ``l2guard/cli.py``; ``python -m
 speaker.announce_cli`` runs the same command stand-alone.
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import logging
 import re
 import signal
 import socket
@@ -26,12 +28,18 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, TextIO
 
-from speaker.announcer import ALL_INTERFACES, DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer, Event
-from speaker.interfaces import DEFAULT_EXCLUDE
+from l2core.text import and_more
+from l2guard.options import port_problem
+from speaker.announcer import ALL_INTERFACES, DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer
+from speaker.interfaces import DEFAULT_EXCLUDE, scan_links
+from webhook import logs
 
 PROG = "l2guard announce"
 EXIT_USAGE = 2
 EXIT_CRASHED = 1
+MAX_LISTED_INTERFACES = 20  # a node with hundreds of CNI veths still gets a one-line refusal
+MAX_BURST_SECONDS = 3600.0
+MIN_BURST_INTERVAL = 0.01  # a smaller interval would flood the LAN with gratuitous frames
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,6 +63,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT", help="serve Prometheus /metrics")
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR")
     p.add_argument("--json", action="store_true", help="print the exit counters as JSON")
+    p.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        default="auto",
+        help="log lines as JSON or text; auto: text in a terminal, JSON otherwise (as the webhook)",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="log every takeover and release")
 
 
@@ -85,37 +99,84 @@ def _check_raw_sockets() -> str | None:
     return None
 
 
-def _print_event(event: Event) -> None:
-    print(f"{PROG}: {type(event).__name__.lower()}: {_describe(event)}", file=sys.stderr, flush=True)
+def _unannounceable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why no single host can own ``ip`` as a service address, or None.
+
+    Unspecified: RFC 1122 3.2.1.3 and RFC 4291 2.5.2 ("this host" / "no address"). Loopback: RFC 1122 3.2.1.3,
+    RFC 4291 2.5.3 (never on a wire). Multicast: RFC 1112, RFC 4291 2.7 (a group, and ARP/NDP never resolve it).
+    Link-local: RFC 3927 (169.254.0.0/16) and RFC 4291 2.5.6 (fe80::/10), scoped to one link and configured by
+    hosts themselves. An IPv4-mapped IPv6 address is judged by its IPv4 address.
+    """
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "the unspecified address is no host's address"
+    if ip == ipaddress.IPv4Address("255.255.255.255"):
+        return "the limited broadcast address is no host's address"
+    if ip.is_loopback:
+        return "a loopback address never leaves its host"
+    if ip.is_multicast:
+        return "a multicast address names a group, not a host"
+    if ip.is_link_local:
+        net = "169.254.0.0/16" if ip.version == 4 else "fe80::/10"
+        return f"a link-local address ({net}) belongs to one link's hosts, not to a service"
+    return None
 
 
-def _describe(event: Event) -> str:
-    fields = {k: getattr(event, k) for k in event.__slots__ if k != "at"}
-    return " ".join(f"{k}={v}" for k, v in fields.items())
+def _parse_ips(raw_ips: Sequence[str]) -> tuple[list[str], str | None]:
+    """The canonical addresses, or the first problem (one line)."""
+    ips: list[str] = []
+    for raw in raw_ips:
+        try:
+            ip = ipaddress.ip_address(raw.strip())
+        except ValueError:
+            return [], f"invalid IP address {raw!r}"
+        why = _unannounceable(ip)
+        if why is not None:
+            return [], f"cannot announce {raw.strip()}: {why}"
+        ips.append(str(ip))
+    return ips, None
+
+
+def _interface_problem(names: Sequence[str]) -> str | None:
+    """A named interface that does not exist now is a typo far more often than a link still to come."""
+    if not names:
+        return None
+    try:
+        links = scan_links()
+    except OSError as exc:
+        return f"cannot list the network interfaces: {exc.strerror or exc}"
+    missing = [n for n in dict.fromkeys(names) if n not in links]
+    if not missing:
+        return None
+    which = ", ".join(repr(n) for n in missing)
+    there = and_more(sorted(links), MAX_LISTED_INTERFACES) or "none"
+    return f"no interface {which} on this node (interfaces: {there})"
 
 
 def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the command; returns the exit status. (`out`/`err` match the `l2guard` dispatcher; output goes to the
     process's own stdout and stderr, which signal handling and the exit counters rely on.)"""
-    ips: list[str] = []
-    for raw in args.ips:
-        try:
-            ips.append(str(ipaddress.ip_address(raw.strip())))
-        except ValueError:
-            return _fail(f"invalid IP address {raw!r}")
+    ips, problem = _parse_ips(args.ips)
+    if problem is not None:
+        return _fail(problem)
+    if args.metrics_port is not None:
+        problem = port_problem("--metrics-port", args.metrics_port)
+        if problem is not None:
+            return _fail(problem)
     try:
         exclude = re.compile(args.exclude)
     except re.error as exc:
         return _fail(f"invalid --exclude regex: {exc}")
-    if args.burst_interval <= 0 or args.burst_duration < 0:
-        return _fail("--burst-interval must be > 0 and --burst-duration >= 0")
-    problem = _check_raw_sockets()
+    # Written so that NaN fails too.
+    if not MIN_BURST_INTERVAL <= args.burst_interval <= MAX_BURST_SECONDS:
+        return _fail(f"--burst-interval must be between {MIN_BURST_INTERVAL} and {MAX_BURST_SECONDS:.0f} seconds")
+    if not 0 <= args.burst_duration <= MAX_BURST_SECONDS:
+        return _fail(f"--burst-duration must be between 0 and {MAX_BURST_SECONDS:.0f} seconds")
+    problem = _interface_problem(args.interface) or _check_raw_sockets()
     if problem is not None:
         return _fail(problem)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.setup(args.log_format, "info" if args.verbose else "warning")
 
     stop = threading.Event()
 
@@ -127,8 +188,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
         exclude=exclude,
         burst_interval=args.burst_interval,
         burst_duration=args.burst_duration,
-        on_event=_print_event,
-    )
+    )  # no on_event: the announcer logs every event itself, and printing it again said everything twice
     where = frozenset(args.interface) if args.interface else ALL_INTERFACES
     try:
         if args.metrics_port is not None:

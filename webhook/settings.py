@@ -17,6 +17,7 @@ from typing import Any
 from l2core.model import EligibilitySettings, LabelSemantics
 from l2core.policy import Mode, NodePolicy, StripScope
 from l2core.selectors import LabelSelector, parse_selector
+from l2guard.options import port_problem
 
 ENV_PREFIX = "L2GUARD_"
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -94,8 +95,9 @@ class WebhookSettings:
         if not self.cert_file or not self.key_file:
             errors.append("--cert-file and --key-file are required (the API server only calls webhooks over HTTPS)")
         for name, port in (("--port", self.port), ("--health-port", self.health_port)):
-            if not 0 <= port <= 65535:
-                errors.append(f"{name} must be a port number, not {port}")
+            problem = port_problem(name, port)
+            if problem is not None:
+                errors.append(problem)
         if self.port and self.port == self.health_port:
             errors.append("--port and --health-port must differ")
         if not self.metallb_namespace:

@@ -2,15 +2,51 @@
 
 Namespaces get a per-run suffix and are deleted in finalizers even when a test fails; announcer
 processes started by a test are killed by PID in its finalizer.
+
+Preflight: the root tests drive real tools (iputils ping and arping, ndisc6, tcpdump, curl, iproute2). One check,
+run once, fails every root test with the same line naming what is missing and its Debian package, before a
+namespace is built; a missing tool would otherwise surface as `assert None == '02:...'`. Never a skip: CI runs
+these tests, and a test that did not run proves nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 from speaker_netns import Host, NodeProc, Topology, sh, sn_group, wait_for
+
+# Tool -> the Debian package that provides it.
+ROOT_TEST_TOOLS = {
+    "ip": "iproute2",
+    "bridge": "iproute2",
+    "ss": "iproute2",
+    "sysctl": "procps",
+    "ping": "iputils-ping",
+    "arping": "iputils-arping",
+    "ndisc6": "ndisc6",
+    "tcpdump": "tcpdump",
+    "curl": "curl",
+}
+
+
+@functools.cache
+def missing_tools() -> str | None:
+    """`missing tools: arping (apt-get install iputils-arping), ...`, or None when every tool is on PATH."""
+    missing = [f"{tool} (apt-get install {pkg})" for tool, pkg in ROOT_TEST_TOOLS.items() if shutil.which(tool) is None]
+    return f"missing tools: {', '.join(missing)}" if missing else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of a root test (the module-scoped topology included), the preflight."""
+    if item.get_closest_marker("root") is not None:
+        problem = missing_tools()
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
 
 
 def require_root() -> None:

@@ -8,11 +8,14 @@ on ``all`` and ``eth0``. The kernels then never answer ARP for the VIP (checked:
 announcer starts), so the client reaches a node only through the speaker's answers; the node that
 receives the frames accepts them because the VIP is local. (An nftables DNAT from VIP:port to the
 node IP works too; lo + arp_ignore needs no extra tooling and is what MetalLB users typically run.)
+
+These tests assert behaviour, with bounds that only catch a hang (seconds, never milliseconds). How fast things
+happen (takeover, burst spacing, failover interruption, loss under a flood) is measured in
+bench/bench_dataplane.py against baselines of the same run; see docs/benchmarks-dataplane.md.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import subprocess
@@ -36,6 +39,7 @@ from speaker_netns import (
     sn_group,
     wait_for,
 )
+from speaker_web import curl, probe_log, serve_vip_on_lo, start_probe
 
 pytestmark = pytest.mark.root
 
@@ -140,7 +144,7 @@ def test_kernel_nud_unicast_probe_for_vip6_is_answered_and_entry_becomes_reachab
         client.run(["ip", "-6", "neigh", "replace", VIP6, "lladdr", topo.node_a.mac, "dev", "eth0", "nud", "stale"])
         cap = Capture(client, Path(f"/tmp/l2g-nud-{topo.suffix}.pcap"), "icmp6")
         client.run(["ping", "-6", "-c1", "-W1", VIP6], check=False)  # STALE -> DELAY -> PROBE (unicast NS)
-        assert wait_for(lambda: client.neigh(VIP6)[1] == "REACHABLE", timeout=5)
+        assert wait_for(lambda: client.neigh(VIP6)[1] == "REACHABLE", timeout=10)
         frames = [Ether(f) for f, _ in cap.stop()]
     finally:
         client.run(["sysctl", "-qw", "net.ipv6.neigh.eth0.delay_first_probe_time=5"])
@@ -181,7 +185,7 @@ def test_snooping_bridge_forwards_ns_only_to_the_port_that_joined_and_stops_afte
     a = start_node(topo.node_a)
     st = a.set({VIP6: ["eth0"]})["status"]
     assert isinstance(st, dict) and st["groups"] == {"eth0": [group]}
-    assert wait_for(lambda: topo.node_a.port in topo.mdb_ports(group), timeout=5)
+    assert wait_for(lambda: topo.node_a.port in topo.mdb_ports(group), timeout=10)
     cap_b = Capture(topo.node_b, Path(f"/tmp/l2g-snoop-{topo.suffix}.pcap"), "icmp6 and ip6[40] == 135")
     assert ndisc6(topo.client, VIP6) == topo.node_a.mac
     seen_by_b = [f for f, _ in cap_b.stop() if ICMPv6ND_NS in Ether(f) and Ether(f)[ICMPv6ND_NS].tgt == VIP6]
@@ -207,22 +211,20 @@ def test_takeover_sends_well_formed_garp_and_unsolicited_na_and_client_entries_f
     time.sleep(1.1)  # leave the kernel's 1 s locktime after the first answer
     cap = Capture(client, Path(f"/tmp/l2g-takeover-{topo.suffix}.pcap"), "arp or icmp6")
     a.set({})
-    t0 = time.monotonic()
-    reply = b.set(both(["eth0"]))
-    assert float(reply["t_done"]) - float(reply["t_set"]) < 0.5  # type: ignore[arg-type]
+    st = b.set(both(["eth0"]))["status"]  # returns once applied (NodeProc waits at most 15 s)
+    assert isinstance(st, dict) and st["announcing"] == {VIP4: ["eth0"], VIP6: ["eth0"]}
     flipped = wait_for(
         lambda: client.neigh(VIP4)[0] == topo.node_b.mac and client.neigh(VIP6)[0] == topo.node_b.mac,
-        timeout=3,
-        interval=0.005,
+        timeout=10,
     )
-    flip_s = time.monotonic() - t0
-    time.sleep(0.6)  # let the short burst finish
+    burst_done = wait_for(lambda: counter(b, "gratuitous_sent") >= 9, timeout=10)  # 3 rounds x 3 frames
+    time.sleep(0.2)  # the last frames of the burst reach the client's capture
     captured = cap.stop()
     frames = [Ether(f) for f, _ in captured]
     for frame, (_, ts) in zip(frames, captured, strict=True):
         frame.time = ts  # capture time, not dissection time
     assert flipped, (client.neigh(VIP4), client.neigh(VIP6))
-    assert flip_s < 1.0
+    assert burst_done, b.status()["counters"]
     from_b = [f for f in frames if f.src == topo.node_b.mac]
     garp_req = [f for f in from_b if ARP in f and f[ARP].op == 1 and f[ARP].psrc == f[ARP].pdst == VIP4]
     garp_rep = [f for f in from_b if ARP in f and f[ARP].op == 2 and f[ARP].psrc == f[ARP].pdst == VIP4]
@@ -241,10 +243,17 @@ def test_takeover_sends_well_formed_garp_and_unsolicited_na_and_client_entries_f
         fresh = f.copy()
         del fresh[ICMPv6ND_NA].cksum
         assert Ether(bytes(fresh))[ICMPv6ND_NA].cksum == na.cksum
-    # The repeats are spaced by the configured interval.
-    times = [float(f.time) for f in garp_req]
-    assert all(0.1 < t2 - t1 < 0.4 for t1, t2 in itertools.pairwise(times)), times
+    # The repeats are separate rounds, not one batch: the last comes at least one interval (0.2 s) after the first,
+    # because rounds are scheduled at 0, 0.2 and 0.4 s and a busy machine can only delay them.
+    times = sorted(float(f.time) for f in garp_req)
+    assert times[-1] - times[0] >= 0.2, times
     assert not [f for f in frames if f.src == topo.node_a.mac and ARP in f and f[ARP].op == 1]
+
+
+def counter(node: NodeProc, kind: str) -> int:
+    counters = node.status()["counters"]
+    assert isinstance(counters, dict)
+    return int(counters[kind])
 
 
 def test_release_stops_answers_at_once(topo: Topology, start_node: Callable[..., NodeProc]) -> None:
@@ -266,7 +275,7 @@ def test_duplicate_announcers_report_a_conflict_with_the_other_mac(
     b = start_node(topo.node_b, *FAST_BURST)
     a.set(both(["eth0"]))
     b.set(both(["eth0"]))  # node-b's takeover frames claim IPs node-a owns
-    assert wait_for(lambda: len(a.status()["conflicts"]) >= 2, timeout=3)  # type: ignore[arg-type]
+    assert wait_for(lambda: len(a.status()["conflicts"]) >= 2, timeout=10)  # type: ignore[arg-type]
     conflicts = a.status()["conflicts"]
     assert isinstance(conflicts, list)
     assert {(c["ip"], c["family"], c["mac"]) for c in conflicts} >= {
@@ -294,11 +303,11 @@ def test_missing_interface_is_reported_then_used_when_it_appears(
         node.run(["ip", "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p"])
         node.run(["ip", "link", "set", "eth9p", "up"])
         node.run(["ip", "link", "set", "eth9", "up"])
-        assert wait_for(lambda: a.status()["announcing"] == {VIP4: ["eth9"]}, timeout=3)
+        assert wait_for(lambda: a.status()["announcing"] == {VIP4: ["eth9"]}, timeout=10)
         assert a.status()["problems"] == []
     finally:
         node.run(["ip", "link", "del", "eth9"], check=False)
-    assert wait_for(lambda: a.status()["announcing"] == {}, timeout=3)
+    assert wait_for(lambda: a.status()["announcing"] == {}, timeout=10)
 
 
 def test_all_interfaces_skips_excluded_down_and_enslaved_links(
@@ -335,7 +344,7 @@ def test_all_interfaces_skips_excluded_down_and_enslaved_links(
 # ----------------------------------------------------------------------------------------------- storm
 
 
-def test_owned_requests_are_all_answered_during_a_flood_for_other_ips(
+def test_a_flood_for_other_ips_stays_out_of_userspace_and_owned_requests_are_answered_meanwhile(
     topo: Topology, start_node: Callable[..., NodeProc]
 ) -> None:
     a = start_node(topo.node_a)
@@ -355,71 +364,17 @@ def test_owned_requests_are_all_answered_during_a_flood_for_other_ips(
             flood.kill()
             flood.wait(10)
     flooded = json.loads(out)
-    assert flooded["sent"] > 20000  # the flood really ran alongside
-    assert load["sent"] == 1500 and load["lost"] == 0, load
+    assert flooded["sent"] > 0 and load["sent"] > 0, (flooded, load)  # the flood ran alongside the load
+    assert load["answered"] > 0, load  # owned requests are answered during the flood (the loss rate is benched)
     after = a.status()["counters"]
     assert isinstance(before, dict) and isinstance(after, dict)
-    # The BPF filter kept the flood out of userspace: only owned requests were seen.
-    assert after["requests_received"] - before["requests_received"] == 1500
+    received = after["requests_received"] - before["requests_received"]
+    # The BPF filter kept the flood out of userspace: only owned requests were seen, and each seen was answered.
+    assert load["answered"] <= received <= load["sent"], (received, load)
+    assert after["requests_answered"] - before["requests_answered"] == received
 
 
 # ------------------------------------------------------------------------------------------- data path
-
-SERVER = """
-import http.server, socketserver, sys
-name = sys.argv[1].encode()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", str(len(name))); self.end_headers()
-        self.wfile.write(name)
-    def log_message(self, *a): pass
-class Server(socketserver.ThreadingTCPServer):
-    address_family = __import__("socket").AF_INET6  # dual-stack: IPv4 arrives as ::ffff:a.b.c.d
-    allow_reuse_address = True
-    daemon_threads = True
-Server(("::", 8080), H).serve_forever()
-"""
-
-PROBE = """
-import socket, sys, time, json
-vip, seconds = sys.argv[1], float(sys.argv[2])
-log = []
-end = time.monotonic() + seconds
-while time.monotonic() < end and len(log) < 2000:
-    t = time.monotonic()
-    who = None
-    try:
-        s = socket.create_connection((vip, 8080), timeout=0.05)
-        s.settimeout(0.05)
-        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-        s.close()
-        who = data.rsplit(b"\\r\\n\\r\\n", 1)[-1].decode() or None
-    except OSError:
-        pass
-    log.append((t, who))
-    time.sleep(max(0.0, 0.005 - (time.monotonic() - t)))
-print(json.dumps(log))
-"""
-
-
-def serve_vip_on_lo(host: Host, name: str) -> subprocess.Popen[str]:
-    """VIPs on lo. IPv4: with arp_ignore=1/arp_announce=2, so only the speaker answers ARP for it. IPv6: the kernel
-    answers a Neighbor Solicitation only for addresses of the interface it arrived on, so on lo it stays silent."""
-    host.run(["ip", "addr", "add", f"{VIP4}/32", "dev", "lo"])
-    host.run(["ip", "-6", "addr", "add", f"{VIP6}/128", "dev", "lo", "nodad"])
-    for conf in ("all", "eth0"):
-        host.run(["sysctl", "-qw", f"net.ipv4.conf.{conf}.arp_ignore=1"])
-        host.run(["sysctl", "-qw", f"net.ipv4.conf.{conf}.arp_announce=2"])
-    return subprocess.Popen(host.cmd([PYTHON, "-c", SERVER, name]), stdout=subprocess.DEVNULL, text=True)
-
-
-def curl(client: Host, vip: str = VIP4) -> str | None:
-    host = f"[{vip}]" if ":" in vip else vip
-    res = sh(client.cmd(["curl", "-s", "--max-time", "1", f"http://{host}:8080/"]), check=False)
-    return res.stdout if res.returncode == 0 else None
 
 
 @pytest.fixture
@@ -436,7 +391,7 @@ def web(fresh_topo: Topology) -> Iterator[Topology]:
             s.wait(10)
 
 
-def test_http_via_vip_works_only_through_our_answers_and_failover_interruption_is_short(
+def test_http_via_vip_works_only_through_our_answers_and_fails_over_to_node_b(
     web: Topology, start_node: Callable[..., NodeProc]
 ) -> None:
     t = web
@@ -445,24 +400,22 @@ def test_http_via_vip_works_only_through_our_answers_and_failover_interruption_i
     b = start_node(t.node_b)
     a.set({VIP4: ["eth0"]})
     assert curl(t.client) == "node-a"
-    probe = subprocess.Popen(t.client.cmd([PYTHON, "-c", PROBE, VIP4, "2.5"]), stdout=subprocess.PIPE, text=True)
+    probe = start_probe(t.client, VIP4, 15.0, until="node-b", count=20)  # 15 s only bounds a hang
     time.sleep(0.5)
     t0 = time.monotonic()
     t.node_a.run(["ip", "link", "set", "eth0", "down"])  # node-a fails
     b.set({VIP4: ["eth0"]})
-    out, _ = probe.communicate(timeout=30)
-    log = json.loads(out)
+    log = probe_log(probe)
     before = [who for ts, who in log if ts < t0]
     after = [(ts, who) for ts, who in log if ts >= t0]
     assert before and all(who == "node-a" for who in before[-10:])
-    first_b = next(ts for ts, who in after if who == "node-b")
-    interruption = first_b - t0
-    assert interruption < 1.0, interruption
+    first_b = next((ts for ts, who in after if who == "node-b"), None)
+    assert first_b is not None, after[-5:]  # node-b took over (how fast: bench/bench_dataplane.py)
     assert all(who == "node-b" for ts, who in after if ts > first_b)
+    assert sum(who == "node-b" for _, who in after) == 20  # and keeps answering
     # node-a's announcer survived its link going down (ENETDOWN) and still answers commands.
     st = a.status()
     assert st["announcing"] == {}
-    print(f"failover interruption: {interruption * 1000:.0f} ms")
 
 
 def test_http_via_ipv6_vip_works_only_through_our_answers_and_follows_a_takeover(
@@ -476,7 +429,7 @@ def test_http_via_ipv6_vip_works_only_through_our_answers_and_follows_a_takeover
     assert curl(t.client, VIP6) == "node-a"
     a.set({})
     b.set({VIP6: ["eth0"]})
-    assert wait_for(lambda: curl(t.client, VIP6) == "node-b", 3)
+    assert wait_for(lambda: curl(t.client, VIP6) == "node-b", 10)
     assert t.client.run(["ip", "-6", "neigh", "show", VIP6]).split("lladdr ")[1].split()[0] == t.node_b.mac
 
 
