@@ -103,18 +103,18 @@ def create_app(state: AppState) -> FastAPI:
             except Exception as exc:  # a client that went away mid-body, a broken stream
                 metrics.requests.labels(name, "bad-request").inc()
                 return JSONResponse(error_body(f"cannot read the request: {type(exc).__name__}"), status_code=400)
+            # Everything after parsing is under one guard: deciding, encoding, counting and logging. Whatever
+            # fails there, the answer is still a 200 AdmissionReview: allowed with a warning for a Node (never
+            # block the cluster), a denial that names the failure for a pool or an advertisement.
             try:
-                outcome = decide(review)
+                try:
+                    outcome = decide(review)
+                except Exception as exc:
+                    log.exception("admission failed", extra={"fields": {"event": "internal-error", "endpoint": name}})
+                    outcome = handlers.node_internal_error(exc) if fail_open else handlers.config_internal_error(exc)
+                return _answer(name, review, outcome, start=start, metrics=metrics)
             except Exception as exc:
-                log.exception("admission failed event=internal-error endpoint=%s", name)
-                outcome = handlers.node_internal_error(exc) if fail_open else handlers.config_internal_error(exc)
-            # ASCII JSON: a uid or label value with a lone surrogate (valid JSON escapes) must echo back, not crash.
-            payload = json.dumps(outcome.response(review.uid), separators=(",", ":")).encode()
-            metrics.requests.labels(name, outcome.result.value).inc()
-            metrics.latency.labels(name).observe(time.perf_counter() - start)
-            if outcome.log:
-                _log_decision(name, review, outcome)
-            return Response(payload, media_type="application/json")
+                return _failed_answer(name, review, exc, fail_open=fail_open)
 
         return handle
 
@@ -129,6 +129,39 @@ def create_app(state: AppState) -> FastAPI:
         # skipped (it costs ~0.1 ms a request and we parse the body ourselves).
         app.router.add_route(path, endpoint(name, decide, fail_open=fail_open), methods=["POST"])
     return app
+
+
+def _answer(name: str, review: Review, outcome: Outcome, *, start: float, metrics: Metrics) -> Response:
+    # ASCII JSON: a uid or label value with a lone surrogate (valid JSON escapes) must echo back, not crash.
+    payload = json.dumps(outcome.response(review.uid), separators=(",", ":")).encode()
+    metrics.requests.labels(name, outcome.result.value).inc()
+    metrics.latency.labels(name).observe(time.perf_counter() - start)
+    if outcome.log:
+        _log_decision(name, review, outcome)
+    return Response(payload, media_type="application/json")
+
+
+# The answer of last resort, when even the error answer cannot be built (memory exhausted): without the request's
+# uid the API server treats it as a failed call and applies the webhook's failurePolicy.
+_LAST_RESORT = {
+    True: json.dumps(handlers.node_internal_error(Exception()).response("")).encode(),
+    False: json.dumps(handlers.config_internal_error(Exception()).response("")).encode(),
+}
+
+
+def _failed_answer(name: str, review: Review, exc: Exception, *, fail_open: bool) -> Response:
+    """The answer when answering failed: fail open for Nodes, deny for pools and advertisements, never a 500."""
+    try:
+        log.error(
+            "answering failed: %s",
+            type(exc).__name__,
+            extra={"fields": {"event": "internal-error", "endpoint": name, "reason": type(exc).__name__}},
+        )
+        outcome = handlers.node_internal_error(exc) if fail_open else handlers.config_internal_error(exc)
+        payload = json.dumps(outcome.response(review.uid), separators=(",", ":")).encode()
+    except Exception:
+        payload = _LAST_RESORT[fail_open]
+    return Response(payload, media_type="application/json")
 
 
 def _log_decision(endpoint: str, review: Review, outcome: Outcome) -> None:

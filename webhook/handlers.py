@@ -169,8 +169,13 @@ def _node_outcome(decision: NodeDecision, request: Request) -> Outcome:
 
 
 def node_internal_error(exc: BaseException) -> Outcome:
+    error = type(exc).__name__
     return Outcome(
-        True, Result.ERROR, (messages.INTERNAL_ERROR_NODE,), reason=f"internal-error: {type(exc).__name__}", log=True
+        True,
+        Result.ERROR,
+        (messages.INTERNAL_ERROR_NODE.format(error=error),),
+        reason=f"internal-error: {error}",
+        log=True,
     )
 
 
@@ -178,7 +183,7 @@ def config_internal_error(exc: BaseException) -> Outcome:
     return Outcome(
         False,
         Result.ERROR,
-        message=messages.INTERNAL_ERROR_CONFIG,
+        message=messages.INTERNAL_ERROR_CONFIG.format(error=type(exc).__name__),
         reason=f"internal-error: {type(exc).__name__}",
         log=True,
     )

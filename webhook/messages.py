@@ -176,5 +176,6 @@ def problems_message(kind: str, problems: Sequence[Problem]) -> str:
 
 
 NOT_SYNCED_CONFIG = "cluster view not synced yet: overlap with other pools and usage were not checked"
-INTERNAL_ERROR_NODE = "l2guard internal error; the request was allowed unchecked (see the webhook log)"
-INTERNAL_ERROR_CONFIG = "l2guard internal error while validating; retry, or see the webhook log"
+# {error} is the exception's type name, so the warning names the failure (MemoryError, RecursionError, ...).
+INTERNAL_ERROR_NODE = "l2guard internal error ({error}); the request was allowed unchecked (see the webhook log)"
+INTERNAL_ERROR_CONFIG = "l2guard internal error while validating ({error}); retry, or see the webhook log"
