@@ -2,17 +2,22 @@
 
 This is the only module that imports fastapi. Handlers read the raw body (capped at 4 MiB while streaming), parse
 it with `webhook.review` (no pydantic model of the review: it would validate a 30 KB Node status just to read
-labels), decide with `webhook.handlers` on the current cluster snapshot, and write the JSON response. They never
-return HTTP 500: bad input is a 400 with a one-line JSON error, an internal error fails open on the node path and
-denies with an explicit message on the pool path. One log line per decision that warned, stripped or denied.
+labels), decide with `webhook.handlers` on the current cluster snapshot, and write the JSON response. The Node fast
+path is decided on the event loop (microseconds); every other decision runs on a small worker pool under the API
+server's `?timeout=` (80% of it), so a hostile object cannot stall /healthz or other reviews, and a decision that
+runs out of time is answered anyway: allowed with a warning for a Node, denied for a pool or advertisement. They
+never return HTTP 500: bad input is a 400 with a one-line JSON error, an internal error fails open on the node path
+and denies with an explicit message on the pool path. One log line per decision that warned, stripped or denied.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
@@ -21,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from webhook import handlers
 from webhook.handlers import NodeEndpoint, Outcome
 from webhook.metrics import CONTENT_TYPE, Metrics
-from webhook.review import MAX_BODY, BadReview, error_body, parse_review
+from webhook.review import MAX_BODY, BadReview, error_body, parse_review, request_timeout
 from webhook.review import Request as Review
 from webhook.settings import WebhookSettings
 from webhook.view import ClusterView
@@ -32,6 +37,12 @@ MUTATE_NODE = "/mutate-v1-node"
 VALIDATE_NODE = "/validate-v1-node"
 VALIDATE_POOL = "/validate-metallb-io-v1beta1-ipaddresspool"
 VALIDATE_ADVERTISEMENT = "/validate-metallb-io-v1beta1-l2advertisement"
+DECIDE_WORKERS = 2  # threads for decisions off the event loop: one per core here; hostile reviews queue, not pile up
+ANSWER_SHARE = 0.8  # answer within this share of the API server's timeout, leaving the rest for the network
+
+
+def _decide_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=DECIDE_WORKERS, thread_name_prefix="l2guard-decide")
 
 
 @dataclass
@@ -41,6 +52,11 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     tls_loaded: Callable[[], bool] = lambda: True
     tls_problem: Callable[[], str | None] = lambda: None  # why the served certificate is unfit (expired), or None
+    # Where decisions that depend on the object's size or the cluster's run, so that /healthz and the Node fast
+    # path never wait for them. A bounded pool, not asyncio.to_thread: a decision that ran out of time keeps its
+    # thread until it finishes (threads cannot be stopped), so only a fixed worker count bounds the threads, and
+    # a queued decision whose caller gave up is cancelled before it starts.
+    decide_pool: ThreadPoolExecutor = field(default_factory=_decide_pool)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -69,10 +85,19 @@ def create_app(state: AppState) -> FastAPI:
     settings = state.settings
     policy = settings.policy
 
-    def node_decider(endpoint: NodeEndpoint) -> Callable[[Review], Outcome]:
-        def decide(review: Review) -> Outcome:
+    def no_fast_path(review: Review) -> Outcome | None:
+        return None
+
+    def node_fast_path(endpoint: NodeEndpoint) -> Callable[[Review], Outcome | None]:
+        def fast(review: Review) -> Outcome | None:
             if _request_kind(review) not in ("", "Node"):
                 return handlers.ALLOWED
+            return handlers.node_fast_path(review, endpoint, policy=policy)
+
+        return fast
+
+    def node_decider(endpoint: NodeEndpoint) -> Callable[[Review], Outcome]:
+        def decide(review: Review) -> Outcome:
             return handlers.review_node(review, endpoint, policy=policy, snapshot=state.view.snapshot)
 
         return decide
@@ -89,10 +114,28 @@ def create_app(state: AppState) -> FastAPI:
 
         return decide
 
+    async def decide_in_time(
+        decide: Callable[[Review], Outcome], review: Review, *, budget: float, deadline: float, fail_open: bool
+    ) -> Outcome:
+        """`decide(review)` on a worker thread, or the too-slow outcome (which names the `budget` in seconds) at
+        `deadline` (a `time.perf_counter()` value)."""
+        loop = asyncio.get_running_loop()
+        left = max(deadline - time.perf_counter(), 0.0)
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(state.decide_pool, decide, review), left)
+        except TimeoutError:
+            return handlers.node_too_slow(budget) if fail_open else handlers.config_too_slow(budget)
+
     def endpoint(
-        name: str, decide: Callable[[Review], Outcome], *, fail_open: bool
+        name: str,
+        fast: Callable[[Review], Outcome | None],
+        decide: Callable[[Review], Outcome],
+        *,
+        fail_open: bool,
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
+            budget = ANSWER_SHARE * request_timeout(request.query_params.get("timeout"))
+            deadline = time.perf_counter() + budget  # from the handler's start: reading the body counts too
             try:
                 body = await _read_body(request)
                 start = time.perf_counter()
@@ -108,7 +151,11 @@ def create_app(state: AppState) -> FastAPI:
             # block the cluster), a denial that names the failure for a pool or an advertisement.
             try:
                 try:
-                    outcome = decide(review)
+                    outcome = fast(review)  # microseconds, on the loop: the common Node request
+                    if outcome is None:
+                        outcome = await decide_in_time(
+                            decide, review, budget=budget, deadline=deadline, fail_open=fail_open
+                        )
                 except Exception as exc:
                     log.exception("admission failed", extra={"fields": {"event": "internal-error", "endpoint": name}})
                     outcome = handlers.node_internal_error(exc) if fail_open else handlers.config_internal_error(exc)
@@ -119,15 +166,21 @@ def create_app(state: AppState) -> FastAPI:
         return handle
 
     routes = (
-        (MUTATE_NODE, "mutate-v1-node", node_decider(NodeEndpoint.MUTATE), True),
-        (VALIDATE_NODE, "validate-v1-node", node_decider(NodeEndpoint.VALIDATE), True),
-        (VALIDATE_POOL, "validate-ipaddresspool", config_decider("IPAddressPool"), False),
-        (VALIDATE_ADVERTISEMENT, "validate-l2advertisement", config_decider("L2Advertisement"), False),
+        (MUTATE_NODE, "mutate-v1-node", node_fast_path(NodeEndpoint.MUTATE), node_decider(NodeEndpoint.MUTATE), True),
+        (
+            VALIDATE_NODE,
+            "validate-v1-node",
+            node_fast_path(NodeEndpoint.VALIDATE),
+            node_decider(NodeEndpoint.VALIDATE),
+            True,
+        ),
+        (VALIDATE_POOL, "validate-ipaddresspool", no_fast_path, config_decider("IPAddressPool"), False),
+        (VALIDATE_ADVERTISEMENT, "validate-l2advertisement", no_fast_path, config_decider("L2Advertisement"), False),
     )
-    for path, name, decide, fail_open in routes:
+    for path, name, fast, decide, fail_open in routes:
         # A plain Starlette route: the handler takes the raw Request, so FastAPI's body/dependency machinery is
         # skipped (it costs ~0.1 ms a request and we parse the body ourselves).
-        app.router.add_route(path, endpoint(name, decide, fail_open=fail_open), methods=["POST"])
+        app.router.add_route(path, endpoint(name, fast, decide, fail_open=fail_open), methods=["POST"])
     return app
 
 

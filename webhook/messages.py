@@ -179,3 +179,8 @@ NOT_SYNCED_CONFIG = "cluster view not synced yet: overlap with other pools and u
 # {error} is the exception's type name, so the warning names the failure (MemoryError, RecursionError, ...).
 INTERNAL_ERROR_NODE = "l2guard internal error ({error}); the request was allowed unchecked (see the webhook log)"
 INTERNAL_ERROR_CONFIG = "l2guard internal error while validating ({error}); retry, or see the webhook log"
+TOO_SLOW_NODE = "l2guard could not decide within {seconds} s; the request was allowed unchecked (see the webhook log)"
+TOO_SLOW_CONFIG = (
+    "l2guard: validation took too long (over {seconds} s), so the object was not admitted; retry, or split it into "
+    "smaller objects"
+)

@@ -139,6 +139,7 @@ class WebhookServer:
             for t in (reload_task, *extra):
                 t.cancel()
             await asyncio.gather(reload_task, *extra, return_exceptions=True)
+            self.state.decide_pool.shutdown(wait=False, cancel_futures=True)
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -72,3 +72,8 @@ HOSTILE = {
     "many-selector-values": many_selector_values,
     "megabyte-review": megabyte_review,
 }
+
+
+def slow_pool(entries: int = 150_000, *, uid: str = "slow-pool") -> dict[str, Any]:
+    """A valid pool near the 4 MiB body limit: seconds of honest parsing work, for tests of the time budget."""
+    return pool_review([f"2001:db8:{i // 65536:x}:{i % 65536:x}::/64" for i in range(entries)], uid=uid)

@@ -432,7 +432,7 @@ def test_internal_errors_fail_open_on_nodes_and_closed_on_pools(serve, monkeypat
     r = serve(WARN, documents=api_documents())
     monkeypatch.setattr(handlers, "review_node", boom)
     monkeypatch.setattr(handlers, "review_config", boom)
-    node_resp = _response(r.review(MUTATE_NODE, captured("node-label-unrelated")))
+    node_resp = _response(r.review(MUTATE_NODE, captured("node-label-exclude-empty")))  # past the fast path
     assert node_resp["allowed"] and node_resp["warnings"] == [
         "l2guard internal error (RuntimeError); the request was allowed unchecked (see the webhook log)"
     ]
