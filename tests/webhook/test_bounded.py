@@ -5,9 +5,12 @@ cannot starve Node reviews of their answer, and /healthz stays prompt meanwhile.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -120,3 +123,66 @@ def test_healthz_stays_prompt_while_hostile_reviews_are_decided(serve, pki: PKI)
     assert [status for status, _ in results] == [200, 200]
     for _, body in results:
         assert body["response"]["uid"] == "slow-pool" and isinstance(body["response"]["allowed"], bool)
+
+
+# ----- slow clients ----------------------------------------------------------------------------------------------
+
+
+def _trickle_until_closed(sock: socket.socket, head: bytes, *, limit: int = 15) -> float | None:
+    """Send `head`, then one byte a second (at most `limit`); the seconds until the server closed, or None."""
+    began = time.monotonic()
+    sock.sendall(head)
+    sock.settimeout(1.0)
+    for _ in range(limit):
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - began
+        except TimeoutError:
+            pass
+        except (ConnectionError, ssl.SSLError):
+            return time.monotonic() - began
+        try:
+            sock.sendall(b"x")
+        except (ConnectionError, ssl.SSLError):
+            return time.monotonic() - began
+    return None
+
+
+def test_a_client_trickling_headers_is_closed_while_others_are_served(serve) -> None:  # type: ignore[no-untyped-def]
+    r = serve(replace(WARN, request_timeout=1.0), documents=api_documents())
+    with socket.create_connection(("127.0.0.1", r.server.health_port), timeout=5) as slow:
+        result: list[float | None] = []
+        trickler = threading.Thread(
+            target=lambda: result.append(_trickle_until_closed(slow, b"GET /healthz HTTP/1.1\r\nX-"))
+        )
+        trickler.start()
+        assert r.health.get("/healthz").status_code == 200  # a normal client meanwhile
+        assert r.review(MUTATE_NODE, captured("node-label-unrelated"))["response"]["allowed"] is True
+        trickler.join(30)
+    assert result and result[0] is not None, "the trickling connection was never closed"
+    assert result[0] < 10  # generous: --request-timeout is 1 s here
+
+
+def test_a_client_trickling_a_body_over_tls_is_closed(serve, pki: PKI) -> None:  # type: ignore[no-untyped-def]
+    r = serve(replace(WARN, request_timeout=1.0), documents=api_documents())
+    head = (
+        f"POST {MUTATE_NODE}?timeout=3s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100000\r\n\r\n{"
+    ).encode()
+    raw = socket.create_connection(("127.0.0.1", r.server.port), timeout=5)
+    with pki.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as slow:
+        closed_after = _trickle_until_closed(slow, head)
+    assert closed_after is not None, "the trickling connection was never closed"
+    assert closed_after < 10
+
+
+def test_an_idle_keep_alive_connection_outlives_the_request_timeout(serve) -> None:  # type: ignore[no-untyped-def]
+    """The request timeout bounds receiving a request, not the idle time between requests (keep-alive: 120 s)."""
+    r = serve(replace(WARN, request_timeout=1.0), documents=api_documents())
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", r.server.health_port), timeout=5) as conn:
+        for _ in range(2):
+            conn.sendall(request)
+            reply = conn.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 200"), reply
+            time.sleep(2.5)  # idle for longer than the request timeout
