@@ -59,7 +59,11 @@ def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple
     if settings.cluster_state:
         problems = view.load(load_documents(settings.cluster_state))
         for p in problems:
-            log.warning("cluster state object skipped event=cluster-state-problem reason=%s", p)
+            log.warning(
+                "cluster state object skipped: %s",
+                p,
+                extra={"fields": {"event": "cluster-state-problem", "reason": str(p)}},
+            )
     else:
         from webhook.kube import KubeSource, make_api_client, resources
 

@@ -197,10 +197,18 @@ class WebhookServer:
             await asyncio.sleep(0.01)
         self.started.set()
         log.info(
-            "serving event=start port=%s health_port=%s node_policy=%s",
+            "serving admission on port %s, health on port %s, node policy %s",
             self.port,
             self.health_port,
             self.state.settings.node_policy.value,
+            extra={
+                "fields": {
+                    "event": "start",
+                    "port": self.port,
+                    "health_port": self.health_port,
+                    "node_policy": self.state.settings.node_policy.value,
+                }
+            },
         )
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -209,8 +209,8 @@ def test_cli_process_serves_and_stops_on_sigterm(pki: PKI, tmp_path: Path) -> No
                 break
             lines.append(line)
             doc = json.loads(line)
-            if "event=start" in doc["msg"]:
-                port = int(re.search(r"port=(\d+)", doc["msg"]).group(1))  # type: ignore[union-attr]
+            if doc.get("event") == "start":
+                port = doc["port"]
         assert port, lines
         review = json.loads((ADMISSION / "node-label-exclude-empty.json").read_text())["review"]
         with httpx.Client(verify=pki.client_context(), timeout=10) as client:
