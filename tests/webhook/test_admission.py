@@ -320,7 +320,7 @@ def test_invalid_pools_are_denied_with_the_reason(serve) -> None:  # type: ignor
         review["request"]["object"]["spec"]["addresses"] = addresses
         resp = _response(r.review(VALIDATE_POOL, review))
         assert resp["allowed"] is False and expected in resp["status"]["message"], (expected, resp)
-        assert resp["status"]["message"].startswith("invalid IPAddressPool: IPAddressPool metallb-system/other")
+        assert resp["status"]["message"].startswith("invalid IPAddressPool metallb-system/other: ")
 
 
 def test_pool_outside_the_metallb_namespace_is_denied_on_create(serve) -> None:  # type: ignore[no-untyped-def]
