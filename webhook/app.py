@@ -134,6 +134,12 @@ def create_app(state: AppState) -> FastAPI:
         fail_open: bool,
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
+            try:
+                return await answer(request)
+            except Exception:  # nothing may become a 500: not even counting a bad request under a memory cap
+                return Response(_UNANSWERABLE, status_code=400, media_type="application/json")
+
+        async def answer(request: Request) -> Response:
             budget = ANSWER_SHARE * request_timeout(request.query_params.get("timeout"))
             deadline = time.perf_counter() + budget  # from the handler's start: reading the body counts too
             try:
@@ -202,6 +208,9 @@ _LAST_RESORT = {
 }
 
 
+_UNANSWERABLE = json.dumps(error_body("cannot read the request")).encode()
+
+
 def _failed_answer(name: str, review: Review, exc: Exception, *, fail_open: bool) -> Response:
     """The answer when answering failed: fail open for Nodes, deny for pools and advertisements, never a 500."""
     try:
@@ -217,6 +226,13 @@ def _failed_answer(name: str, review: Review, exc: Exception, *, fail_open: bool
     return Response(payload, media_type="application/json")
 
 
+MAX_LOG_FIELD_CHARS = 256
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_LOG_FIELD_CHARS else text[: MAX_LOG_FIELD_CHARS - 1] + "…"
+
+
 def _log_decision(endpoint: str, review: Review, outcome: Outcome) -> None:
     fields = {
         "event": "admission",
@@ -230,12 +246,13 @@ def _log_decision(endpoint: str, review: Review, outcome: Outcome) -> None:
         "dry_run": review.dry_run,
         **dict(outcome.details),
     }
-    fields = {k: v for k, v in fields.items() if v is not None}
+    # Bounded: a uid or user name is whatever the request says, and one line must not carry megabytes of it.
+    fields = {k: _short(v) if isinstance(v, str) else v for k, v in fields.items() if v is not None}
     log.info(
         "%s %s %s: %s",
         outcome.result.value,
         review.operation,
-        outcome.node or f"{review.namespace}/{review.name}",
+        _short(outcome.node or f"{review.namespace}/{review.name}"),
         outcome.reason,
         extra={"fields": fields},
     )

@@ -462,6 +462,9 @@ def test_hostile_uid_and_requester_reach_encoding_counting_and_logging_and_are_a
             assert body["response"]["allowed"] is (path == MUTATE_NODE)
     decisions = [rec for rec in caplog.records if getattr(rec, "fields", {}).get("event") == "admission"]
     assert [rec.fields["outcome"] for rec in decisions] == ["warned", "denied"]  # type: ignore[attr-defined]
+    for rec in decisions:  # one log line does not carry megabytes of what the request said
+        assert all(len(v) <= 256 for v in rec.fields.values() if isinstance(v, str))  # type: ignore[attr-defined]
+        assert rec.fields["uid"].startswith("u\ud800\x00\u202e")  # type: ignore[attr-defined]
 
 
 def test_health_endpoints_and_metrics(serve) -> None:  # type: ignore[no-untyped-def]
