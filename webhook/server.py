@@ -3,7 +3,9 @@
 uvicorn with uvloop and httptools, one worker (FIELD-NOTES: the default asyncio loop with workers stalls every
 response by ~40 ms; uvloop does not). The HTTPS server gets the reloader's live SSLContext through uvicorn's
 `ssl_context_factory`, so certificate reloads need no restart. Sockets are bound here (port 0 picks a free port,
-which tests use) and handed to uvicorn. Signals are handled once, here, for both servers.
+which tests use) and handed to uvicorn. Signals are handled once, here, for both servers. Both servers use
+`BoundedRequestProtocol`, which closes a connection that does not deliver a whole request within
+`--request-timeout`; idle keep-alive between requests stays 120 s.
 """
 
 from __future__ import annotations
