@@ -45,6 +45,7 @@ class Result(StrEnum):
     STRIPPED = "stripped"
     DENIED = "denied"
     ERROR = "error"
+    TIMEOUT = "timeout"
 
 
 class NodeEndpoint(StrEnum):
@@ -95,16 +96,28 @@ def _serves(mode: Mode, endpoint: NodeEndpoint) -> bool:
     return (mode is Mode.DENY) == (endpoint is NodeEndpoint.VALIDATE)
 
 
-def review_node(request: Request, endpoint: NodeEndpoint, *, policy: NodePolicy, snapshot: Snapshot) -> Outcome:
-    """The node label policy for one request (nodes or nodes/status, CREATE or UPDATE; dryRun answers the same)."""
+def node_fast_path(request: Request, endpoint: NodeEndpoint, *, policy: NodePolicy) -> Outcome | None:
+    """ALLOWED when the request cannot trigger the policy (kubelet status updates, other labels, annotations,
+    cordon), read from two label maps; None when `review_node` has to look closer."""
     new = request.object
     if new is None or request.operation not in ("CREATE", "UPDATE"):
         return ALLOWED
     new_labels = _labels(new) or {}
     old_labels = _labels(request.old_object) if request.operation == "UPDATE" else None
-    # The fast path: kubelet status updates, other labels, annotations, cordon.
     if not _serves(policy.mode, endpoint) or exclude_label_change(old_labels, new_labels).value in ("none", "removed"):
         return ALLOWED
+    return None
+
+
+def review_node(request: Request, endpoint: NodeEndpoint, *, policy: NodePolicy, snapshot: Snapshot) -> Outcome:
+    """The node label policy for one request (nodes or nodes/status, CREATE or UPDATE; dryRun answers the same)."""
+    fast = node_fast_path(request, endpoint, policy=policy)
+    if fast is not None:
+        return fast
+    new = request.object
+    assert new is not None  # the fast path answers a request without an object
+    new_labels = _labels(new) or {}
+    old_labels = _labels(request.old_object) if request.operation == "UPDATE" else None
     spec = new.get("spec")
     node_request = NodeRequest(
         name=request.name or str((new.get("metadata") or {}).get("name") or "?"),
@@ -169,8 +182,13 @@ def _node_outcome(decision: NodeDecision, request: Request) -> Outcome:
 
 
 def node_internal_error(exc: BaseException) -> Outcome:
+    error = type(exc).__name__
     return Outcome(
-        True, Result.ERROR, (messages.INTERNAL_ERROR_NODE,), reason=f"internal-error: {type(exc).__name__}", log=True
+        True,
+        Result.ERROR,
+        (messages.INTERNAL_ERROR_NODE.format(error=error),),
+        reason=f"internal-error: {error}",
+        log=True,
     )
 
 
@@ -178,8 +196,24 @@ def config_internal_error(exc: BaseException) -> Outcome:
     return Outcome(
         False,
         Result.ERROR,
-        message=messages.INTERNAL_ERROR_CONFIG,
+        message=messages.INTERNAL_ERROR_CONFIG.format(error=type(exc).__name__),
         reason=f"internal-error: {type(exc).__name__}",
+        log=True,
+    )
+
+
+def node_too_slow(seconds: float) -> Outcome:
+    return Outcome(
+        True, Result.TIMEOUT, (messages.TOO_SLOW_NODE.format(seconds=f"{seconds:g}"),), reason="timeout", log=True
+    )
+
+
+def config_too_slow(seconds: float) -> Outcome:
+    return Outcome(
+        False,
+        Result.TIMEOUT,
+        message=messages.TOO_SLOW_CONFIG.format(seconds=f"{seconds:g}"),
+        reason="timeout",
         log=True,
     )
 

@@ -273,7 +273,12 @@ class KubeSource:
                         rv = new_rv
                     failures = 0
             except WatchExpired as exc:
-                log.info("re-listing event=watch-expired resource=%s reason=%s", res.name, exc)
+                log.info(
+                    "re-listing %s: %s",
+                    res.name,
+                    exc,
+                    extra={"fields": {"event": "watch-expired", "resource": res.name, "reason": str(exc)}},
+                )
                 rv = None
             except Exception as exc:  # SourceError, or anything the client library surprises us with
                 if self._stop.is_set():
@@ -281,14 +286,29 @@ class KubeSource:
                 if not isinstance(exc, SourceError):
                     # Not a known failure: log it fully, but keep this resource's loop alive (a dead watch thread
                     # would leave the view frozen while /readyz still says synced).
-                    log.exception("list/watch crashed event=watch-error resource=%s", res.name)
+                    log.exception(
+                        "list/watch of %s crashed",
+                        res.name,
+                        extra={"fields": {"event": "watch-error", "resource": res.name}},
+                    )
                 failures += 1
                 if self.metrics is not None:
                     self.metrics.watch_errors.labels(res.name).inc()
                 low, high = self.backoff
                 delay = min(high, low * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
                 log.warning(
-                    "list/watch failed event=watch-error resource=%s reason=%s retry_in=%.1fs", res.name, exc, delay
+                    "list/watch of %s failed, retrying in %.1f s: %s",
+                    res.name,
+                    delay,
+                    exc,
+                    extra={
+                        "fields": {
+                            "event": "watch-error",
+                            "resource": res.name,
+                            "reason": str(exc),
+                            "retry_in": round(delay, 1),
+                        }
+                    },
                 )
                 rv = None
                 self._stop.wait(delay)
@@ -427,7 +447,7 @@ class KubeSource:
                 self._apply(batch)
             except Exception:
                 # A bug in applying must not kill the view: log it; the next re-list repairs the cache.
-                log.exception("applying events failed event=apply-error")
+                log.exception("applying events failed", extra={"fields": {"event": "apply-error"}})
             if self.metrics is not None:
                 self.metrics.synced.set(1 if self.view.synced else 0)
 

@@ -26,7 +26,11 @@ class JSONFormatter(logging.Formatter):
             doc.update(fields)
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        line = json.dumps(doc, ensure_ascii=False, default=str)
+        # Readable UTF-8, except that a lone surrogate (a valid JSON escape in a review, e.g. a Node name) cannot be
+        # encoded as UTF-8 and would make a strict stream fail. Inside a JSON string, backslashreplace writes it as
+        # the very escape (`\udfff`) that reads back as the same character.
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class TextFormatter(logging.Formatter):

@@ -7,6 +7,7 @@ so that nothing important is cut: the subject (node, service, IP) comes first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from l2core.model import EXCLUDE_LABEL
@@ -14,7 +15,7 @@ from l2core.plan import Move
 from l2core.policy import ALLOW_EXCLUDE_ANNOTATION, Action, Exemption, Impact, Ineffective, NodeDecision
 from l2core.problems import Problem
 from l2core.validate import Note
-from webhook.review import MAX_WARNING_CHARS, MAX_WARNINGS
+from webhook.review import MAX_MESSAGE_CHARS, MAX_WARNING_CHARS, MAX_WARNINGS
 
 SERVICES_NAMED = 3
 DENY_IPS_NAMED = 10
@@ -172,13 +173,49 @@ def note_text(note: Note) -> str:
     return f"{note.obj}: {note.message}"
 
 
+# The last entry of a list the core capped (l2core.problems.capped: the first 20, then "and N more problems").
+_MORE_PROBLEMS = re.compile(r"and (\d+) more problems")
+
+
 def problems_message(kind: str, problems: Sequence[Problem]) -> str:
-    return f"invalid {kind}: " + "; ".join(str(p) for p in problems)
+    """`invalid IPAddressPool ns/name: spec.addresses[1]: ...; spec.addresses[4]: ...; and N more problems`.
+
+    The object is named once, and the problems that do not fit the response's message limit are counted rather
+    than cut off mid-way, so the count survives: it is the core's own count (the list arrives capped) plus those
+    left out here. Cost is bounded by the limit, not by the number of problems."""
+    listed = list(problems)
+    hidden = 0
+    if listed and listed[-1].path == "" and (more := _MORE_PROBLEMS.fullmatch(listed[-1].message)):
+        hidden = int(more.group(1))
+        listed.pop()
+    objects = {p.obj for p in listed}
+    subject = objects.pop() if len(objects) == 1 and listed and listed[0].obj else ""
+    head = f"invalid {subject or kind}: "
+    room = MAX_MESSAGE_CHARS - len(head) - len("; and 99999999 more problems")
+    parts: list[str] = []
+    for p in listed:
+        part = ": ".join(x for x in (p.path, p.message) if x) if subject else str(p)
+        if parts and len(part) + 2 > room:
+            break
+        if len(part) > room:  # the first problem alone is too long: shown shortened, never dropped
+            part = part[: max(room - 1, 0)] + "…"
+        parts.append(part)
+        room -= len(part) + 2
+    hidden += len(listed) - len(parts)
+    if hidden:
+        parts.append(f"and {hidden} more problem{'s' if hidden > 1 else ''}")
+    return head + "; ".join(parts)
 
 
 NOT_SYNCED_CONFIG = "cluster view not synced yet: overlap with other pools and usage were not checked"
-INTERNAL_ERROR_NODE = "l2guard internal error; the request was allowed unchecked (see the webhook log)"
-INTERNAL_ERROR_CONFIG = "l2guard internal error while validating; retry, or see the webhook log"
+# {error} is the exception's type name, so the warning names the failure (MemoryError, RecursionError, ...).
+INTERNAL_ERROR_NODE = "l2guard internal error ({error}); the request was allowed unchecked (see the webhook log)"
+INTERNAL_ERROR_CONFIG = "l2guard internal error while validating ({error}); retry, or see the webhook log"
+TOO_SLOW_NODE = "l2guard could not decide within {seconds} s; the request was allowed unchecked (see the webhook log)"
+TOO_SLOW_CONFIG = (
+    "l2guard: validation took too long (over {seconds} s), so the object was not admitted; retry, or split it into "
+    "smaller objects"
+)
 
 
 def cache_fallback(reason: str) -> str:

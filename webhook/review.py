@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ MAX_BODY = 4 * 1024 * 1024  # 4 MiB; the API server's own request limit is 3 MiB
 MAX_WARNINGS = 5
 MAX_WARNING_CHARS = 120
 MAX_MESSAGE_CHARS = 1024
+DEFAULT_TIMEOUT = 3.0  # seconds; the manifests' timeoutSeconds, and what the API server sends without one
+MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 30.0  # the range the API server allows for a webhook's timeoutSeconds
 
 
 class Status(TypedDict):
@@ -164,6 +167,23 @@ def build_response(
     if cleaned:
         response["warnings"] = cleaned
     return {"apiVersion": API_VERSION, "kind": KIND, "response": response}
+
+
+# A Go `time.Duration` as `Duration.String()` prints it and `time.ParseDuration` reads it: a sequence of decimal
+# numbers with a unit each (`3s`, `2.5s`, `1m30s`, `2500ms`). The API server calls webhooks with `?timeout=<that>`
+# (client-go's `Request.Timeout`, set from the webhook's timeoutSeconds).
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION = re.compile(rf"[+]?(?:{_DURATION_PART.pattern})+")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def request_timeout(text: str | None) -> float:
+    """The seconds the API server waits for our answer, from its `?timeout=` query value; DEFAULT_TIMEOUT when the
+    value is missing or not a Go duration, and clamped to the range a webhook's timeoutSeconds may have."""
+    if not text or len(text) > 64 or not _DURATION.fullmatch(text):
+        return DEFAULT_TIMEOUT
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    return min(max(seconds, MIN_TIMEOUT), MAX_TIMEOUT)
 
 
 def error_body(message: str) -> dict[str, str]:

@@ -63,6 +63,12 @@ OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
         "refusing a Node registration keeps the node out of the cluster",
     ),
     ("--cert-reload-interval", "float", 10.0, "seconds between certificate content checks"),
+    (
+        "--request-timeout",
+        "float",
+        10.0,
+        "seconds a client has to send a whole request (headers and body) before its connection is closed",
+    ),
     ("--kubeconfig", "str", "", "kubeconfig for the live view (default: in-cluster, then ~/.kube/config)"),
     ("--log-format", "str", "auto", "auto (JSON unless stderr is a terminal), json or text"),
     ("--log-level", "str", "info", "debug, info, warning or error"),
@@ -82,6 +88,7 @@ class WebhookSettings:
     eligibility: EligibilitySettings = field(default_factory=EligibilitySettings)
     scope: StripScope = field(default_factory=StripScope)
     cert_reload_interval: float = 10.0
+    request_timeout: float = 10.0
     kubeconfig: str = ""
     log_format: str = "auto"
     log_level: str = "info"
@@ -104,6 +111,8 @@ class WebhookSettings:
             errors.append("--metallb-namespace must not be empty")
         if not 0.1 <= self.cert_reload_interval <= 3600:
             errors.append("--cert-reload-interval must be between 0.1 and 3600 seconds")
+        if not 0.1 <= self.request_timeout <= 600:
+            errors.append("--request-timeout must be between 0.1 and 600 seconds")
         if self.log_format not in ("auto", "json", "text"):
             errors.append("--log-format must be auto, json or text")
         if self.log_level not in ("debug", "info", "warning", "error"):
@@ -238,6 +247,7 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> WebhookSe
             exempt_kubelets=not values["enforce_on_kubelets"],
         ),
         cert_reload_interval=values["cert_reload_interval"],
+        request_timeout=values["request_timeout"],
         kubeconfig=values["kubeconfig"],
         log_format=values["log_format"],
         log_level=values["log_level"],

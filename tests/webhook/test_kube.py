@@ -252,5 +252,5 @@ def test_a_failed_live_read_is_answered_from_the_cache_with_a_warning(serve) -> 
     # The cache still denies what it can see: c overlaps the cached pool lan.
     assert after_hang["allowed"] is False
     assert "overlaps 192.0.2.100-192.0.2.120 of pool metallb-system/lan" in after_hang["status"]["message"]
-    assert after_hang["warnings"] == ["validated against the cached pools: live read failed: no answer within 1.5 s"]
+    assert after_hang["warnings"] == ["validated against the cached pools: live read failed: no answer within 1.2 s"]
     assert 'l2guard_webhook_config_reads_total{result="fallback"} 2.0' in running.metrics.render().decode()

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from l2core.plan import Move
 from l2core.policy import Action, Exemption, Impact, LabelChange, Mode, NodeDecision
+from l2core.problems import Problem
+from webhook import messages
+from webhook.app import VALIDATE_POOL
 from webhook.messages import move_text, node_warnings
 from webhook.review import MAX_WARNING_CHARS, MAX_WARNINGS, clean_text, clean_warnings
+from webhook.settings import WebhookSettings
+
+from .conftest import api_documents
+from .hostile import pool_review
 
 
 def decision(moves: int, *, exemption: Exemption | None) -> NodeDecision:
@@ -57,3 +66,26 @@ def test_the_summary_counts_moves_and_losses_the_same_way_in_services() -> None:
         4: "node cp-1 excluded from LoadBalancer announcements: 2 services lose their IPs, 2 services move to another "
         "node",
     }
+
+
+def test_a_denial_for_thousands_of_problems_fits_the_message_and_keeps_the_count(serve) -> None:  # type: ignore[no-untyped-def]
+    """8,000 bad entries: the object is named once, whole problems are listed while they fit the 1,024-character
+    message, and the count of the rest survives (it used to be cut off with the tail of the message)."""
+    r = serve(WebhookSettings(), documents=api_documents())
+    review = pool_review([f"bad-{i}" for i in range(8000)])
+    message = r.review(VALIDATE_POOL, review)["response"]["status"]["message"]
+    assert len(message) <= 1024 and not message.endswith("…")
+    assert message.startswith("invalid IPAddressPool metallb-system/lan: spec.addresses[0]: 'bad-0' is not a valid")
+    assert message.count("metallb-system/lan") == 1
+    shown = message.count("spec.addresses[")
+    more = re.fullmatch(r".*; and (\d+) more problems", message)
+    assert more is not None and shown >= 3 and shown + int(more.group(1)) == 8000
+
+
+def test_problems_message_counts_what_does_not_fit_in_an_uncapped_list() -> None:
+    problems = [Problem("L2Advertisement metallb-system/a", f"spec.interfaces[{i}]", "x" * 90) for i in range(50)]
+    text = messages.problems_message("L2Advertisement", problems)
+    shown = text.count("spec.interfaces[")
+    assert len(text) <= 1024 and text.endswith(f"; and {50 - shown} more problems") and 0 < shown < 50
+    one = messages.problems_message("L2Advertisement", [Problem("", "", "the request carries no object")])
+    assert one == "invalid L2Advertisement: the request carries no object"

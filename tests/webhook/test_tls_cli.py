@@ -157,7 +157,10 @@ def test_settings_flags_win_over_environment_twins_over_defaults() -> None:
     assert not parse(["--no-ignore-exclude-lb"], env).eligibility.ignore_exclude_label
     many = parse(["--cluster-state", "a.yaml", "--cluster-state", "b.yaml,c.yaml"], env)
     assert many.cluster_state == ("a.yaml", "b.yaml", "c.yaml")
+    assert (s.request_timeout, parse([], {**env, "L2GUARD_REQUEST_TIMEOUT": "2.5"}).request_timeout) == (10.0, 2.5)
+    assert parse(["--request-timeout", "4"], {**env, "L2GUARD_REQUEST_TIMEOUT": "2.5"}).request_timeout == 4.0
     for argv, env2, message in [
+        (["--request-timeout", "0"], env, "--request-timeout must be between 0.1 and 600 seconds"),
         ([], {**env, "L2GUARD_PORT": "x"}, "L2GUARD_PORT: 'x' is not an integer"),
         (["--node-policy", "nuke"], env, "--node-policy must be off, warn, strip or deny"),
         (["--port", "x"], env, "--port: 'x' is not an integer"),
@@ -215,8 +218,8 @@ def test_cli_process_serves_and_stops_on_sigterm(pki: PKI, tmp_path: Path) -> No
                 break
             lines.append(line)
             doc = json.loads(line)
-            if "event=start" in doc["msg"]:
-                port = int(re.search(r"port=(\d+)", doc["msg"]).group(1))  # type: ignore[union-attr]
+            if doc.get("event") == "start":
+                port = doc["port"]
         assert port, lines
         review = json.loads((ADMISSION / "node-label-exclude-empty.json").read_text())["review"]
         with httpx.Client(verify=pki.client_context(), timeout=10) as client:
