@@ -196,8 +196,8 @@ class EventPoster:
                 return
         namespace = item.obj.namespace or CLUSTER_SCOPED_NAMESPACE
         name = f"{item.obj.name}.{time.time_ns():x}"  # client-go: fmt.Sprintf("%v.%x", ref.Name, t.UnixNano())
-        created = self._request("POST", path("/api/v1/namespaces", namespace, "events"), self._event(item, name))
-        self._seen[key] = (namespace, str(created.get("metadata", {}).get("name", name)), 1)
+        self._request("POST", path("/api/v1/namespaces", namespace, "events"), self._event(item, name))
+        self._seen[key] = (namespace, name, 1)
         if len(self._seen) > DEDUP_ENTRIES:
             self._seen.popitem(last=False)
         with self._lock:

@@ -81,7 +81,8 @@ class LeaseKeeper:
         self.renew_interval = renew_interval
         self.request_timeout = request_timeout if request_timeout is not None else renew_interval
         self._lease: dict[str, Any] | None = None  # the Lease as last read or written
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # _state
+        self._calls = threading.Lock()  # one renewal or release at a time (the loop and the caller's thread)
         self._state = LeaseState(last_renewed=None, failures=0, last_error="")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,11 +125,13 @@ class LeaseKeeper:
             return self._call("POST", body=body, collection=True), True
 
     def _replace(self, lease: dict[str, Any]) -> dict[str, Any]:
-        spec = dict(lease.get("spec") or {})
+        read = lease.get("spec")
+        spec = dict(read) if isinstance(read, dict) else {}
         now = micro_time(time.time())
         if spec.get("holderIdentity") != self.holder:  # taking it over (after a release, or a previous holder)
+            transitions = spec.get("leaseTransitions")
             spec["acquireTime"] = now
-            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+            spec["leaseTransitions"] = (transitions if isinstance(transitions, int) else 0) + 1
         spec.update(holderIdentity=self.holder, leaseDurationSeconds=self.duration, renewTime=now)
         return self._call("PUT", body=lease | {"spec": spec})
 
@@ -152,7 +155,8 @@ class LeaseKeeper:
     def renew(self) -> None:
         """One renewal (creating the Lease if needed); raises KubeError when it failed. Updates `state()`."""
         try:
-            self._renew()
+            with self._calls:
+                self._renew()
         except KubeError as exc:
             with self._lock:
                 self._state = LeaseState(self._state.last_renewed, self._state.failures + 1, exc.reason)
@@ -161,7 +165,8 @@ class LeaseKeeper:
             self._state = LeaseState(time.monotonic(), 0, "")
 
     def release(self) -> None:
-        """Expire the Lease at once (see the module docstring). A missing Lease is already released."""
+        """Expire the Lease at once (see the module docstring). A missing Lease is already released. Call `stop()`
+        first: a renewal after the release takes the Lease again."""
         patch = {
             "spec": {
                 "holderIdentity": None,
@@ -169,10 +174,11 @@ class LeaseKeeper:
                 "renewTime": micro_time(time.time()),
             }
         }
-        try:
-            self._lease = self._call("PATCH", body=patch, content_type="application/merge-patch+json")
-        except NotFound:
-            self._lease = None
+        with self._calls:
+            try:
+                self._lease = self._call("PATCH", body=patch, content_type="application/merge-patch+json")
+            except NotFound:
+                self._lease = None
 
     def start(self) -> None:
         """Renew in a thread: at once, then every `renew_interval` seconds until `stop()`."""

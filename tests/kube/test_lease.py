@@ -166,3 +166,14 @@ def test_stop_returns_while_the_api_server_hangs(double: APIDouble, api: k8s.Api
 def test_a_duration_not_longer_than_the_interval_is_refused(api: k8s.ApiClient) -> None:
     with pytest.raises(ValueError, match="shorter than the duration"):
         keeper(api, duration=2, renew_interval=2)
+
+
+def test_a_lease_with_a_broken_spec_is_taken_over(double: APIDouble, api: k8s.ApiClient) -> None:
+    k = keeper(api)
+    k.renew()
+    with double.store.lock:  # another writer left nonsense (the real API server would have validated it)
+        double.store.objects[PATH]["spec"] = {"holderIdentity": "worker-7", "leaseTransitions": "many"}
+        double.store.objects[PATH]["metadata"]["resourceVersion"] = "999999"
+    k.renew()
+    spec = stored(double)["spec"]
+    assert (spec["holderIdentity"], spec["leaseDurationSeconds"], spec["leaseTransitions"]) == ("worker-1", 6, 1)

@@ -19,8 +19,9 @@ script claims the path:
   that changes nothing keeps it (as the v2 capture `lease-update-renew` notes);
 - a PUT or PATCH carrying a `metadata.resourceVersion` other than the stored one answers 409 Conflict, shaped like
   the captured `lease-update-conflict.json`;
-- merge patches (RFC 7386) and strategic merge patches are both applied as merge patches: for Leases and Events,
-  which hold no lists a patch would merge by key, the two give the same result; JSON patches answer 415;
+- merge patches (RFC 7386) and strategic merge patches are both applied as merge patches: Lease specs and Events
+  hold no lists a patch would merge by key, so the two agree as long as a patch leaves metadata's lists alone;
+  JSON patches answer 415;
 - the server fills in uid, resourceVersion and creationTimestamp, but writes no managedFields;
 - `hang` delays the answer to every stored-object request (a hung API server; cut short when the double stops),
   and a stopped double closes even kept-alive connections unanswered, like a dead one.
@@ -103,7 +104,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON Merge Patch."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
