@@ -11,7 +11,7 @@ PACKAGES = ["l2core", "l2guard", "webhook", "speaker"]
 
 # Which modules may import each adapter library (path prefixes, relative to the repository root).
 ADAPTERS = {
-    "kubernetes": ("webhook/kube", "speaker/kube"),
+    "kubernetes": ("l2guard/kube/", "webhook/kube", "speaker/kube"),
     "scapy": ("speaker/templates",),
     "fastapi": ("webhook/app",),
 }

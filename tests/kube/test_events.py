@@ -1,0 +1,150 @@
+"""EventPoster against the API double, with the real kubernetes client."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from l2guard.kube.events import EventPoster, ObjectRef
+from tests.webhook.apidouble import APIDouble
+
+WEB = ObjectRef("Service", "web", "default", uid="5c6a22f5-0000-4000-8000-000000000001")
+NODE = ObjectRef("Node", "worker-2")
+MESSAGE = (
+    "no eligible node for 192.0.2.100: cp-1 excluded by label node.kubernetes.io/exclude-from-external-load-balancers"
+)
+
+
+def events(double: APIDouble) -> list[dict[str, Any]]:
+    with double.store.lock:
+        return [copy.deepcopy(o) for p, o in sorted(double.store.objects.items()) if "/events/" in p]
+
+
+@pytest.fixture
+def poster(api: k8s.ApiClient) -> Iterator[EventPoster]:
+    p = EventPoster(api, node="worker-1")
+    p.start()
+    yield p
+    p.stop()
+
+
+def test_an_event_is_created_with_the_reporting_node(double: APIDouble, poster: EventPoster) -> None:
+    poster.post(WEB, type="Warning", reason="NoEligibleNode", message=MESSAGE)
+    double.wait_for(lambda: poster.posted == 1)
+    [event] = events(double)
+    assert event["metadata"]["namespace"] == "default"
+    assert event["metadata"]["name"].startswith("web.")
+    assert event["involvedObject"] == {
+        "kind": "Service",
+        "name": "web",
+        "namespace": "default",
+        "apiVersion": "v1",
+        "uid": "5c6a22f5-0000-4000-8000-000000000001",
+    }
+    assert (event["type"], event["reason"], event["message"], event["count"]) == (
+        "Warning",
+        "NoEligibleNode",
+        MESSAGE,
+        1,
+    )
+    assert event["source"] == {"component": "l2guard-speaker", "host": "worker-1"}
+    assert (event["reportingComponent"], event["reportingInstance"]) == ("l2guard-speaker", "worker-1")
+    assert event["firstTimestamp"] == event["lastTimestamp"]
+
+
+def test_repeats_update_the_count_of_the_same_event(double: APIDouble, poster: EventPoster) -> None:
+    for _ in range(3):
+        poster.post(WEB, type="Warning", reason="NoEligibleNode", message=MESSAGE)
+    double.wait_for(lambda: poster.updated == 2)
+    [event] = events(double)
+    assert event["count"] == 3
+    assert poster.posted == 1
+    assert [m for m, _, _ in double.requests] == ["POST", "PATCH", "PATCH"]
+
+
+def test_a_different_message_is_a_different_event(double: APIDouble, poster: EventPoster) -> None:
+    poster.post(WEB, type="Normal", reason="Announcing", message="announcing 192.0.2.100 from node worker-1 on eth0")
+    poster.post(WEB, type="Normal", reason="Announcing", message="announcing 192.0.2.100 from node worker-2 on eth0")
+    double.wait_for(lambda: poster.posted == 2)
+    assert sorted(e["message"] for e in events(double)) == [
+        "announcing 192.0.2.100 from node worker-1 on eth0",
+        "announcing 192.0.2.100 from node worker-2 on eth0",
+    ]
+
+
+def test_an_event_about_a_node_goes_to_the_default_namespace(double: APIDouble, poster: EventPoster) -> None:
+    poster.post(NODE, type="Warning", reason="IPConflict", message="192.0.2.100 is also claimed by 02:00:00:00:00:09")
+    double.wait_for(lambda: poster.posted == 1)
+    [event] = events(double)
+    assert event["metadata"]["namespace"] == "default"
+    assert event["involvedObject"] == {"kind": "Node", "name": "worker-2", "apiVersion": "v1"}
+
+
+def test_an_expired_event_is_created_again(double: APIDouble, api: k8s.ApiClient, poster: EventPoster) -> None:
+    poster.post(WEB, type="Warning", reason="NoEligibleNode", message=MESSAGE)
+    double.wait_for(lambda: poster.posted == 1)
+    [event] = events(double)
+    k8s.CoreV1Api(api).delete_namespaced_event(event["metadata"]["name"], "default", _preload_content=False)
+    poster.post(WEB, type="Warning", reason="NoEligibleNode", message=MESSAGE)
+    double.wait_for(lambda: poster.posted == 2)
+    [again] = events(double)
+    assert again["count"] == 1
+    assert [m for m, _, s in double.requests[-2:]] == ["PATCH", "POST"]
+
+
+def test_a_huge_message_is_cut_to_the_api_limit(double: APIDouble, poster: EventPoster) -> None:
+    poster.post(WEB, type="Warning", reason="NoEligibleNode", message="é" * 5000)
+    double.wait_for(lambda: poster.posted == 1)
+    [event] = events(double)
+    assert len(event["message"].encode()) <= 1024
+    assert event["message"].endswith("...")
+
+
+def test_the_rate_limit_suppresses_a_flood_and_counts_it(double: APIDouble, api: k8s.ApiClient) -> None:
+    poster = EventPoster(api, node="worker-1", burst=5, rate=0.001)
+    poster.start()
+    try:
+        for i in range(50):
+            poster.post(WEB, type="Warning", reason="NoEligibleNode", message=f"flood {i}")
+        double.wait_for(lambda: poster.posted == 5)
+    finally:
+        poster.stop()
+    assert poster.suppressed == 45
+    assert len(events(double)) == 5
+    assert [e["message"] for e in sorted(events(double), key=lambda e: e["message"])] == [
+        f"flood {i}" for i in range(5)
+    ]
+
+
+def test_a_full_queue_drops_and_never_blocks_the_caller(double: APIDouble, api: k8s.ApiClient) -> None:
+    double.hang = 60  # the API server hangs: the worker is stuck in its first write
+    poster = EventPoster(api, node="worker-1", burst=1000, queue_size=3, request_timeout=30)
+    poster.start()
+    try:
+        started = time.monotonic()
+        for i in range(100):
+            poster.post(WEB, type="Warning", reason="NoEligibleNode", message=f"event {i}")
+        assert time.monotonic() - started < 5
+        # One is with the worker (or still queued), at most three wait: the rest were dropped.
+        assert 96 <= poster.dropped <= 97
+        assert poster.suppressed == 0
+    finally:
+        double.stop()
+        poster.stop()
+
+
+def test_failed_writes_are_counted(api: k8s.ApiClient, double: APIDouble) -> None:
+    double.stop()
+    poster = EventPoster(api, node="worker-1", request_timeout=0.5)
+    poster.start()
+    try:
+        poster.post(WEB, type="Warning", reason="NoEligibleNode", message=MESSAGE)
+        double.wait_for(lambda: poster.failed == 1)
+    finally:
+        poster.stop()
+    assert poster.posted == 0
