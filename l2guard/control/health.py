@@ -187,7 +187,7 @@ def _status_document(status: SpeakerStatus, now: float) -> dict[str, object]:
     }
 
 
-class HealthApp:
+class _HealthApp:
     """The raw ASGI app (no framework: only webhook/ knows FastAPI). It never calls `receive`: no body is read."""
 
     ROUTES = ("/healthz", "/readyz", "/status", "/metrics")
@@ -202,7 +202,11 @@ class HealthApp:
             return
         path, method = scope["path"], scope["method"]
         extra: list[tuple[bytes, bytes]] = []
-        head = len(scope["raw_path"]) + len(scope["query_string"]) + sum(len(k) + len(v) for k, v in scope["headers"])
+        head = (
+            len(scope.get("raw_path") or b"")
+            + len(scope["query_string"])
+            + sum(len(k) + len(v) for k, v in scope["headers"])
+        )
         if head > MAX_HEAD_BYTES:
             # h11 bounds a head that is still arriving; one read can deliver a bigger complete head, refused here
             status, body, ctype = 431, _json({"reason": f"request head over {MAX_HEAD_BYTES} bytes"}), JSON_TYPE
@@ -286,7 +290,7 @@ class HealthServer:
         self.host = host
         self.requested_port = port
         self.port = port  # the bound port once started (differs when `port` is 0)
-        self._app = HealthApp(board, registry, clock=clock)
+        self._app = _HealthApp(board, registry, clock=clock)
         self._config = uvicorn.Config(
             self._app,
             interface="asgi3",
@@ -299,7 +303,7 @@ class HealthServer:
             proxy_headers=False,
             server_header=False,
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-            limit_concurrency=max_connections,
+            limit_concurrency=max_connections + 1,  # uvicorn counts the connection asking, too
             timeout_keep_alive=5,
             timeout_graceful_shutdown=2,
         )
@@ -318,7 +322,7 @@ class HealthServer:
         self._server = _Server(self._config)
         self._thread = threading.Thread(target=self._run, name="health-server", daemon=True)
         self._thread.start()
-        if not self._serving.wait(START_TIMEOUT_S) or self._failure is not None:
+        if not self._serving.wait(START_TIMEOUT_S) or not self._server.started:
             self.stop()
             raise RuntimeError(f"the health server on {self.host}:{self.port} did not start: {self._failure}")
         log.info(
@@ -354,5 +358,6 @@ class HealthServer:
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.005)
-        self._serving.set()
+        if server.started:  # otherwise `task` raises, and `_run` records why before waking `start()`
+            self._serving.set()
         await task

@@ -38,6 +38,7 @@ def serving(
     registry: CollectorRegistry | None = None,
     now: float = T0,
     connection_deadline: float = 10.0,
+    max_connections: int = 32,
 ) -> Iterator[HealthServer]:
     server = HealthServer(
         board,
@@ -45,6 +46,7 @@ def serving(
         host="127.0.0.1",
         port=0,
         connection_deadline=connection_deadline,
+        max_connections=max_connections,
         clock=lambda: now,
     )
     server.start()
@@ -283,6 +285,25 @@ def test_a_request_head_growing_past_the_bound_is_refused_with_400() -> None:
         answer = raw_exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ", b"a" * 9_000, b"a" * 9_000)
         assert answer.startswith(b"HTTP/1.1 400 ")
         assert get(server, "/healthz").status_code == 200
+
+
+def test_connections_over_the_limit_get_503_until_one_closes() -> None:
+    with serving(StatusBoard(SpeakerStatus(node="worker-1")), max_connections=3) as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=HANG) for _ in range(2)]
+        try:
+            assert get(server, "/healthz").status_code == 200  # the third connection is served
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=HANG))
+            assert get(server, "/healthz").status_code == 503  # the fourth is not
+        finally:
+            for sock in idle:
+                sock.close()
+        codes = []
+        for _ in range(100):  # bounded: the server notices the closes within a few loop turns
+            codes.append(get(server, "/healthz").status_code)
+            if codes[-1] == 200:
+                break
+            time.sleep(0.05)
+        assert codes[-1] == 200
 
 
 def test_a_port_in_use_is_a_clear_one_line_error() -> None:
