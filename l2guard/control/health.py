@@ -337,6 +337,12 @@ class HealthServer:
                 loop.call_soon_threadsafe(setattr, server, "should_exit", True)
         if thread is not None and thread is not threading.current_thread():
             thread.join(STOP_TIMEOUT_S)
+            if thread.is_alive():
+                log.warning(
+                    "health server did not stop within %s s",
+                    STOP_TIMEOUT_S,
+                    extra={"fields": {"event": "health-stop-timeout"}},
+                )
         if self._socket is not None:
             self._socket.close()
 

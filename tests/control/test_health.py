@@ -306,6 +306,18 @@ def test_connections_over_the_limit_get_503_until_one_closes() -> None:
         assert codes[-1] == 200
 
 
+def test_stop_returns_promptly_while_a_client_is_mid_request() -> None:
+    server = HealthServer(StatusBoard(SpeakerStatus(node="w")), CollectorRegistry(), host="127.0.0.1", port=0)
+    server.start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=HANG) as client:
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        get(server, "/healthz")  # a served request: the half-sent one has been accepted by now
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < HANG  # the join inside stop() did not run out
+        assert client.recv(4096) == b""  # the server closed it
+
+
 def test_a_port_in_use_is_a_clear_one_line_error() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
