@@ -3,6 +3,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l2core.addresses import canonical_ip, in_ranges, parse_ip, parse_range
 
@@ -80,3 +82,74 @@ def test_addresses_go_refuses_are_not_addresses(text: str) -> None:
 def test_an_ipv4_mapped_service_ip_lies_in_an_ipv4_pool() -> None:
     pool, _ = parse_range("192.0.2.0/24")
     assert pool is not None and in_ranges("::ffff:192.0.2.100", [pool])
+
+
+def _reference_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """What `parse_ip` means, written with `ipaddress` alone: Go's rules (no spaces, no zone, mapped is IPv4)."""
+    if text != text.strip() or "%" in text:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _reference_cidr(text: str) -> tuple[int, int, int] | None:
+    address, _, prefix = text.partition("/")
+    ip = _reference_ip(address)
+    if ip is None or not prefix.isascii() or not prefix.isdigit() or int(prefix) > ip.max_prefixlen:
+        return None
+    net = ipaddress.ip_network(f"{ip}/{int(prefix)}", strict=False)
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
+_ADDRESS_TEXT = st.one_of(
+    st.text(alphabet="0123456789abcdefABCDEFg:.%", max_size=45),
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=6).map(lambda ip: ip.exploded),
+    st.ip_addresses(v=4).map(lambda ip: f"::ffff:{ip}"),
+    st.lists(st.text(alphabet="0123456789abcdef", min_size=0, max_size=5), min_size=1, max_size=10).map(":".join),
+    st.lists(st.text(alphabet="0123456789", min_size=0, max_size=4), min_size=1, max_size=5).map(".".join),
+)
+
+
+@settings(max_examples=3000)
+@given(_ADDRESS_TEXT)
+def test_the_fast_address_reader_agrees_with_ipaddress(text: str) -> None:
+    assert parse_ip(text) == _reference_ip(text)
+
+
+@settings(max_examples=1500)
+@given(_ADDRESS_TEXT, st.integers(0, 140))
+def test_the_fast_cidr_reader_agrees_with_ipaddress(address: str, prefix: int) -> None:
+    text = f"{address}/{prefix}"
+    rng, _ = parse_range(text)
+    expected = _reference_cidr(text) if text == text.strip() else None
+    assert (None if rng is None else (rng.version, rng.first, rng.last)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("192.0.2.01", None),  # a leading zero: Go 1.17+ refuses it
+        ("192.0.2.256", None),
+        ("2001:db8::", "2001:db8::"),
+        ("::", "::"),
+        ("1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:0"),
+        ("1:2:3:4:5:6:7:8::", None),
+        ("2001:db8::1::2", None),
+        ("2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1"),
+        ("2001:db8:00001::", None),
+        ("::ffff:c000:264", "192.0.2.100"),  # the mapped form written in hextets is still IPv4
+        ("::ffff:192.0.2.100", "192.0.2.100"),
+        ("2001:db8::192.0.2.1", "2001:db8::c000:201"),
+        ("١٩٢.0.2.1", None),  # Arabic-Indic digits are digits to str.isdigit, not to Go
+    ],
+)
+def test_address_forms(text: str, expected: str | None) -> None:
+    ip = parse_ip(text)
+    assert (None if ip is None else str(ip)) == expected
