@@ -4,12 +4,15 @@
 with a PUT carrying the resourceVersion it last read, writing `holderIdentity`, `leaseDurationSeconds` (6 s by
 default) and `renewTime` as client-go's leader election does. A 409 (someone else wrote the Lease since our read)
 means: read it again and retry once; a 404 means it was deleted: create it again. Every API call carries a
-`_request_timeout`, so a hung API server cannot hold the renewal loop past it.
+`_request_timeout`, so a hung API server cannot hold the renewal loop for long (urllib3 retries a failed attempt up
+to 3 times, each bounded by the timeout).
 
 `release()` expires the Lease at once, as client-go's `LeaderElector.release` does
 (tools/leaderelection/leaderelection.go: holderIdentity cleared, leaseDurationSeconds 1, renewTime now): a merge
-patch with no resourceVersion, so it cannot conflict. A peer sees the record change, and an empty holder (or a
-1-second duration) means nobody holds it: the next speaker takes over without waiting for the lease duration.
+patch with no resourceVersion, so it cannot conflict. It removes holderIdentity (null, as in the captured
+`lease-patch-release`) where client-go writes ""; readers treat both as no holder. A peer sees the record change,
+and an empty holder (or a 1-second duration) means nobody holds it: the next speaker takes over without waiting
+for the lease duration.
 
 It exposes what the control plane needs for fail-static and the `lease renewal age` metric (`state()`: the
 monotonic time of the last successful renewal, consecutive failures, the last error's reason). It must not judge
