@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from l2core.addresses import AddressRange, in_ranges, overlapping_pairs
+from l2core.addresses import AddressRange, RangeIndex, overlapping_pairs
 from l2core.eligibility import Reason, node_wide_reasons
 from l2core.model import Cluster, EligibilitySettings, IPAddressPool, L2Advertisement, Node, Service
 from l2core.parse import advertisement_warnings, parse_advertisement, parse_pool
@@ -85,10 +85,11 @@ def _short_list(names: list[str]) -> str:
 def services_using(ranges: tuple[AddressRange, ...], services: Mapping[str, Service]) -> dict[str, tuple[str, ...]]:
     """LoadBalancer services with ingress IPs inside `ranges`: service key -> those IPs."""
     out = {}
+    index = RangeIndex(ranges)
     for key, svc in services.items():
         if svc.type != "LoadBalancer":
             continue
-        ips = tuple(ip for ip in svc.ingress_ips if in_ranges(ip, ranges))
+        ips = tuple(ip for ip in svc.ingress_ips if index.holds(ip))
         if ips:
             out[key] = ips
     return out
@@ -138,11 +139,9 @@ def _pool_notes(
     obj = f"IPAddressPool {pool.namespace}/{pool.name}"
     if not any(ad.applies_to_pool(pool) for ad in advertisements.values()):
         notes.append(Note(NoteCode.POOL_NOT_ANNOUNCED, obj, "no L2Advertisement announces this pool"))
+    index = RangeIndex(pool.ranges)
     hits = sorted(
-        f"{node.name} ({ip})"
-        for node in cluster.nodes.values()
-        for ip in node.internal_ips
-        if in_ranges(ip, pool.ranges)
+        f"{node.name} ({ip})" for node in cluster.nodes.values() for ip in node.internal_ips if index.holds(ip)
     )
     if hits:
         notes.append(
@@ -157,10 +156,11 @@ def _released_notes(
     old: IPAddressPool, new_ranges: tuple[AddressRange, ...], cluster: Cluster, *, verb: str
 ) -> list[Note]:
     in_use = services_using(old.ranges, cluster.services)
+    kept = RangeIndex(new_ranges)
     released = sorted(
         f"{ips[0]} ({key})"
         for key, all_ips in in_use.items()
-        if (ips := tuple(ip for ip in all_ips if not in_ranges(ip, new_ranges)))
+        if (ips := tuple(ip for ip in all_ips if not kept.holds(ip)))
     )
     if not released:
         return []

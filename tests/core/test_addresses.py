@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l2core.addresses import canonical_ip, in_ranges, parse_ip, parse_range
+from l2core.addresses import RangeIndex, canonical_ip, parse_ip, parse_range
 
 
 def test_cidr_host_bits_are_masked_like_metallb() -> None:
@@ -81,7 +81,7 @@ def test_addresses_go_refuses_are_not_addresses(text: str) -> None:
 
 def test_an_ipv4_mapped_service_ip_lies_in_an_ipv4_pool() -> None:
     pool, _ = parse_range("192.0.2.0/24")
-    assert pool is not None and in_ranges("::ffff:192.0.2.100", [pool])
+    assert pool is not None and RangeIndex([pool]).holds("::ffff:192.0.2.100")
 
 
 def _reference_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -153,3 +153,22 @@ def test_the_fast_cidr_reader_agrees_with_ipaddress(address: str, prefix: int) -
 def test_address_forms(text: str, expected: str | None) -> None:
     ip = parse_ip(text)
     assert (None if ip is None else str(ip)) == expected
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.integers(0, 300), st.integers(0, 40)), max_size=30),
+    st.lists(st.integers(0, 400), max_size=40),
+)
+def test_the_range_index_holds_exactly_what_some_range_holds(spans: list[tuple[int, int]], probes: list[int]) -> None:
+    """Against the plain definition: an address is held when one of the ranges contains it (touching and nested
+    ranges included, as the merge must keep them)."""
+    base = int(ipaddress.IPv4Address("198.51.100.0"))
+    ranges = [
+        parse_range(f"{ipaddress.IPv4Address(base + a)}-{ipaddress.IPv4Address(base + a + n)}")[0] for a, n in spans
+    ]
+    index = RangeIndex([r for r in ranges if r is not None])
+    for probe in probes:
+        ip = str(ipaddress.IPv4Address(base + probe))
+        assert index.holds(ip) == any(a <= probe <= a + n for a, n in spans)
+    assert not index.holds("2001:db8::1") and not index.holds("not an address")
