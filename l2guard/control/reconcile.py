@@ -1,0 +1,245 @@
+"""The speaker's reconcile step: a plan in, this node's announcements out (watch -> view -> plan -> announcer).
+
+`Reconciler.reconcile()` takes the current plan and what the control plane knows about the API, and
+1. computes what this node announces from the plan (`Plan.announcements`), or, while cut off from the API
+   (fail-static), keeps what it announced minus the IPs another node claimed meanwhile (`l2core.failstatic`);
+2. hands that to the data plane (`Announcer.set()`), unless in dry-run;
+3. says it loudly, once: for each service this node reports on (`l2core.reporting.reporter`: the owner, or when
+   nobody can announce it, one alive speaker), an Event when its message changes; a WARNING log line whenever a
+   service starts having nobody or its reasons change;
+4. publishes the result on the status board and in the metrics.
+
+Nothing else decides who announces: the plan does. Data-plane events (conflicts, missing interfaces) arrive on
+the announcer's I/O thread through `on_dataplane_event`, which only queues them; `reconcile()` handles them on
+the control loop's thread. This module opens no socket and reads no cluster; the `l2guard speaker` command
+wires it to a source, an announcer, an Event poster and the health port.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from l2core.failstatic import held
+from l2core.model import Node
+from l2core.parse import PoolOverlap
+from l2core.plan import Plan, Status
+from l2core.reporting import ServiceEvent, announcing, interfaces_missing, ip_conflict, no_eligible_node, reporter
+from l2guard.control.health import Announcement, ApiConnection, Reconcile, SpeakerStatus, StatusBoard
+from l2guard.control.metrics import SpeakerMetrics
+from speaker.announcer import ALL_INTERFACES, AllInterfaces, Conflict, InterfaceProblem
+from speaker.announcer import Event as DataPlaneEvent
+from speaker.announcer import Status as DataPlaneStatus
+
+log = logging.getLogger(__name__)
+
+Desired = dict[str, frozenset[str] | None]  # ip -> interfaces; None: every eligible interface
+Report = Callable[[str, ServiceEvent], None]  # (service key "ns/name", event) -> post it somewhere
+MAX_QUEUED_EVENTS = 1024  # data-plane events waiting for the control loop; beyond it they are counted, not kept
+
+
+class DataPlane(Protocol):
+    def set(self, desired: Mapping[str, frozenset[str] | AllInterfaces]) -> DataPlaneStatus: ...
+
+
+@dataclass(frozen=True)
+class View:
+    """What one reconcile reads: the plan, the nodes and pool overlaps `explain` would show for it, which speakers
+    run (None: every node, as in file mode without --alive), and the API state."""
+
+    plan: Plan
+    nodes: Mapping[str, Node] = field(default_factory=dict)
+    pool_overlaps: tuple[PoolOverlap, ...] = ()
+    alive: frozenset[str] | None = None
+    synced: bool = True
+    cut_off_since: float | None = None  # wall clock; set while the API is unreachable (fail-static)
+    live: bool = False  # False in file mode: there is no API to lose
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        node: str,
+        dataplane: DataPlane | None,
+        board: StatusBoard,
+        metrics: SpeakerMetrics,
+        report: Report | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node = node
+        self._dataplane = dataplane  # None: dry-run (everything but the packets)
+        self._board = board
+        self._metrics = metrics
+        self._report = report
+        self._clock = clock
+        self._desired: Desired = {}
+        self._since: dict[str, float] = {}
+        self._contested: set[str] = set()  # IPs another node claimed while we were cut off
+        self._reported: dict[str, str] = {}  # service key -> message of the last Event posted about it
+        self._nobody: dict[str, str] = {}  # service key -> the WARNING last logged for it
+        self._synced_since: float | None = None
+        self._lock = threading.Lock()
+        self._queued: list[DataPlaneEvent] = []
+        self._dropped = 0
+        self._view: View | None = None
+        self._ip_service: dict[str, str] = {}
+        self._answering: Mapping[str, frozenset[str]] = {}  # ip -> interfaces the data plane answers on
+
+    # ------------------------------------------------------------------ called from the data plane's thread
+
+    def on_dataplane_event(self, event: DataPlaneEvent) -> None:
+        """Queue a conflict or interface problem for the next reconcile (never blocks the I/O thread)."""
+        with self._lock:
+            if len(self._queued) < MAX_QUEUED_EVENTS:
+                self._queued.append(event)
+            else:
+                self._dropped += 1
+
+    def pending_events(self) -> bool:
+        with self._lock:
+            return bool(self._queued)
+
+    # ------------------------------------------------------------------ the control loop
+
+    def reconcile(self, view: View) -> Reconcile:
+        started = time.perf_counter()
+        self._view = view
+        self._ip_service = {ip: key for key, sp in view.plan.services.items() for ip in sp.ips}
+        cut_off = view.cut_off_since is not None
+        events = self._take_events()
+        if cut_off:
+            self._contested.update(e.ip for e in events if isinstance(e, Conflict) and e.ip in self._desired)
+            desired: Desired = held(self._desired, self._contested)
+        else:
+            self._contested.clear()
+            desired = dict(view.plan.announcements(self.node))
+        if view.synced and self._synced_since is None:
+            self._synced_since = self._clock()
+        if not view.synced and not cut_off:
+            desired = dict(self._desired)  # before the first full sync nothing is known: change nothing
+        added = tuple(sorted(ip for ip in desired if ip not in self._desired))
+        removed = tuple(sorted(ip for ip in self._desired if ip not in desired))
+        self._apply(desired)
+        now = self._clock()
+        for ip in removed:
+            self._since.pop(ip, None)
+        for ip in added:
+            self._since[ip] = now
+        self._desired = desired
+        for ip in added:
+            log.info("announcing %s", ip, extra={"fields": {"event": "announce", "ip": ip, "node": self.node}})
+        for ip in removed:
+            log.info("released %s", ip, extra={"fields": {"event": "release", "ip": ip, "node": self.node}})
+        self._handle_dataplane_events(events, cut_off=cut_off)
+        if view.synced and not cut_off:
+            self._say_it(view)
+        done = Reconcile(at=now, duration_s=time.perf_counter() - started, added=added, removed=removed)
+        self._publish(view, done)
+        self._metrics.observe_reconcile(done.duration_s)
+        return done
+
+    def _take_events(self) -> list[DataPlaneEvent]:
+        with self._lock:
+            events, self._queued = self._queued, []
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            log.warning(
+                "%d data-plane events dropped: the control loop fell behind",
+                dropped,
+                extra={"fields": {"event": "dataplane-events-dropped", "count": dropped}},
+            )
+        return events
+
+    def _apply(self, desired: Desired) -> None:
+        if self._dataplane is None:
+            return
+        status = self._dataplane.set({ip: ALL_INTERFACES if v is None else v for ip, v in desired.items()})
+        self._answering = status.announcing
+
+    def _handle_dataplane_events(self, events: list[DataPlaneEvent], *, cut_off: bool) -> None:
+        for event in events:
+            key = self._ip_service.get(event.ip)
+            if isinstance(event, Conflict):
+                yielded = cut_off and event.ip in self._contested
+                self._metrics.conflict_handled("yielded" if yielded else "kept")
+                if yielded:
+                    log.warning(
+                        "yielding %s: another node claims it while this one is cut off from the API",
+                        event.ip,
+                        extra={"fields": {"event": "conflict-yield", "ip": event.ip, "mac": event.mac}},
+                    )
+                if key is not None:
+                    self._post(key, ip_conflict(event.ip, mac=event.mac, iface=event.iface), once=False)
+            elif isinstance(event, InterfaceProblem) and event.reason == "missing" and key is not None:
+                self._post(key, interfaces_missing([event.ip], self.node, [event.iface]), once=False)
+
+    def _say_it(self, view: View) -> None:
+        plan = view.plan
+        alive = view.alive if view.alive is not None else frozenset(plan.node_reasons)
+        nobody: dict[str, str] = {}
+        for key, sp in plan.services.items():
+            warning = None
+            if sp.status is Status.NOBODY:
+                warning = no_eligible_node(plan, key, nodes=view.nodes, pool_overlaps=view.pool_overlaps)
+                nobody[key] = event_message = warning.message
+                if self._nobody.get(key) != event_message:
+                    log.warning(
+                        "%s: %s",
+                        key,
+                        event_message,
+                        extra={"fields": {"event": "no-announcer", "service": key, "reason": event_message}},
+                    )
+            if reporter(sp, alive) != self.node:
+                self._reported.pop(key, None)
+                continue
+            if sp.status is Status.ANNOUNCED:
+                self._post(key, announcing(sp.ips, self.node, plan.interfaces_for(key, self.node)))
+            elif warning is not None:
+                self._post(key, warning)
+        self._nobody = nobody
+        for key in [k for k in self._reported if k not in plan.services]:
+            del self._reported[key]
+        # Only the services nobody can announce (0 eligible nodes each): the series stay bounded by what is wrong,
+        # not by the cluster's size, and computing every service's verdicts on each reconcile would cost seconds.
+        self._metrics.set_eligible_nodes(dict.fromkeys(nobody, 0))
+
+    def _post(self, key: str, event: ServiceEvent, *, once: bool = True) -> None:
+        """Post `event` about service `key` if its message differs from the last one posted about it (`once`),
+        or always (conflicts: the poster deduplicates and counts repeats)."""
+        if once and self._reported.get(key) == event.message:
+            return
+        if once:
+            self._reported[key] = event.message
+        if self._report is not None:
+            self._report(key, event)
+
+    def _publish(self, view: View, done: Reconcile) -> None:
+        def where(ip: str, wanted: frozenset[str] | None) -> tuple[str, ...]:
+            """The interfaces answering for `ip`; in dry-run those the plan names (empty: every interface)."""
+            if self._dataplane is not None:
+                return tuple(sorted(self._answering.get(ip, ())))
+            return () if wanted is None else tuple(sorted(wanted))
+
+        announced = tuple(
+            Announcement(ip, where(ip, wanted), self._since.get(ip, done.at))
+            for ip, wanted in sorted(self._desired.items())
+        )
+        self._board.publish(
+            SpeakerStatus(
+                node=self.node,
+                announced=announced,
+                synced_since=self._synced_since,
+                api=ApiConnection(view.cut_off_since) if view.live else None,
+                peers_alive=tuple(sorted(view.alive)) if view.alive is not None else (),
+                last_reconcile=done,
+                dry_run=self._dataplane is None,
+            )
+        )
+        self._metrics.set_announced(len(self._desired))
+        if view.live:
+            self._metrics.set_api_connected(view.cut_off_since is None)
