@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -23,11 +24,12 @@ from typing import Any, TextIO
 
 from l2core.diagnose import fixes
 from l2core.eligibility import REASON_TEXT, NodeVerdict, Reason
-from l2core.model import EXCLUDE_LABEL, METALLB_NAMESPACE, EligibilitySettings, LabelSemantics, Node
+from l2core.model import EXCLUDE_LABEL, Node
 from l2core.parse import ParsedCluster, build_cluster
 from l2core.plan import Plan, Status, plan
 from l2core.text import and_more
 from l2guard.loader import InputError, load_documents, parse_text
+from l2guard.settings import ELIGIBILITY_FLAGS, SharedSettings, add_shared_arguments, read_shared
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -35,6 +37,7 @@ EXIT_NOBODY = 3
 SCHEMA_VERSION = 1
 SAMPLES = ("kubeadm-single-node", "karpenter-drain")
 NODES_PER_LINE = 6
+SHARED_FLAGS = ELIGIBILITY_FLAGS  # every flag that decides eligibility, as the webhook and the speaker take them
 
 
 class UsageError(Exception):
@@ -51,21 +54,8 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' or none reads stdin")
     p.add_argument("--sample", choices=SAMPLES, help="explain a bundled sample cluster instead of FILEs")
-    p.add_argument("--ignore-exclude-lb", action="store_true", help="as the speaker flag: ignore the exclude label")
-    p.add_argument(
-        "--label-semantics",
-        choices=[s.value for s in LabelSemantics],
-        default=LabelSemantics.PRESENCE.value,
-        help="presence: any value excludes (MetalLB, default); true-only: the value 'false' does not exclude",
-    )
     p.add_argument("--alive", metavar="NODE,NODE,...", help="nodes whose speaker runs (default: every node)")
-    p.add_argument(
-        "--metallb-namespace",
-        metavar="NAMESPACE",
-        default=METALLB_NAMESPACE,
-        help=f"read IPAddressPools and L2Advertisements only from this namespace, as MetalLB does "
-        f"(default {METALLB_NAMESPACE})",
-    )
+    add_shared_arguments(p, SHARED_FLAGS)
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(run=run)
 
@@ -74,9 +64,7 @@ def _sample_text(name: str) -> str:
     return resources.files("l2guard").joinpath("samples", f"{name}.yaml").read_text(encoding="utf-8")
 
 
-def load(args: argparse.Namespace) -> ParsedCluster:
-    if not args.metallb_namespace:
-        raise UsageError("--metallb-namespace must not be empty")
+def load(args: argparse.Namespace, *, metallb_namespace: str) -> ParsedCluster:
     if args.sample:
         if args.files:
             raise UsageError("give either --sample or FILEs, not both")
@@ -85,7 +73,7 @@ def load(args: argparse.Namespace) -> ParsedCluster:
         if not args.files and sys.stdin.isatty():
             raise UsageError("no input: give FILEs, '-' for stdin, or --sample NAME")
         docs = load_documents(args.files or ["-"])
-    parsed = build_cluster(docs, metallb_namespace=args.metallb_namespace)
+    parsed = build_cluster(docs, metallb_namespace=metallb_namespace)
     # Nothing that is even a broken object of ours (only scalars, lists, other kinds): unreadable input, not a
     # cluster in which "every LoadBalancer IP has an announcer".
     if parsed.object_count == 0 and parsed.outside_namespace and all(not p.obj for p in parsed.problems):
@@ -100,10 +88,13 @@ def load(args: argparse.Namespace) -> ParsedCluster:
     return parsed
 
 
-def settings_from(args: argparse.Namespace) -> EligibilitySettings:
-    return EligibilitySettings(
-        label_semantics=LabelSemantics(args.label_semantics), ignore_exclude_label=args.ignore_exclude_lb
-    )
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SharedSettings:
+    """The shared flags explain takes, from the command line and then the environment, as every command reads
+    them. Raises UsageError with every problem on one line."""
+    settings, problems = read_shared(args, environ, SHARED_FLAGS)
+    if problems:
+        raise UsageError("; ".join(problems))
+    return settings
 
 
 def alive_from(args: argparse.Namespace, parsed: ParsedCluster) -> frozenset[str] | None:
@@ -118,13 +109,13 @@ def alive_from(args: argparse.Namespace, parsed: ParsedCluster) -> frozenset[str
 
 def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     try:
-        parsed = load(args)
+        shared = settings_from(args, os.environ)
+        parsed = load(args, metallb_namespace=shared.metallb_namespace)
         alive = alive_from(args, parsed)
     except (InputError, UsageError) as exc:
         err.write(_escaped(f"l2guard explain: {exc}") + "\n")
         return EXIT_USAGE
-    settings = settings_from(args)
-    result = plan(parsed.cluster, settings, alive=alive)
+    result = plan(parsed.cluster, shared.eligibility, alive=alive)
     if args.output == "json":
         json.dump(to_json(result, parsed, alive=alive), out, indent=2)
         out.write("\n")
@@ -188,6 +179,7 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
         "settings": {
             "labelSemantics": result.settings.label_semantics.value,
             "ignoreExcludeLabel": result.settings.ignore_exclude_label,
+            "loadBalancerClass": result.settings.load_balancer_class,
             "alive": sorted(alive) if alive is not None else None,
             "metallbNamespace": parsed.metallb_namespace,
         },
@@ -255,8 +247,10 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
     lines: list[str] = []
     s = result.settings
     mode = "ignored (--ignore-exclude-lb)" if s.ignore_exclude_label else f"label semantics {s.label_semantics}"
+    ours = f"; ours: loadBalancerClass {s.load_balancer_class}" if s.load_balancer_class is not None else ""
     lines.append(
         f"{len(result.node_reasons)} node(s), {len(result.services)} LoadBalancer service(s); exclude label: {mode}"
+        + ours
     )
     if parsed.pool_overlaps:
         lines.append(
@@ -268,7 +262,8 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         ips = ", ".join(sp.ips) or "-"
         lines.append("")
         if sp.status is Status.NOT_OURS:
-            lines.append(f"{key}  {ips}  not ours (loadBalancerClass {sp.load_balancer_class})")
+            theirs = f"loadBalancerClass {sp.load_balancer_class}" if sp.load_balancer_class else "no loadBalancerClass"
+            lines.append(f"{key}  {ips}  not ours ({theirs})")
             continue
         if sp.status is Status.NO_IP:
             lines.append(f"{key}  pending: no IP assigned yet, nothing to announce")

@@ -1,9 +1,11 @@
-"""Settings of `l2guard webhook`: command-line flags, each with an environment-variable twin, read once into one
-frozen `WebhookSettings` with `validate()`.
+"""Settings of `l2guard webhook`: its own flags, plus the shared ones from `l2guard.settings` (eligibility, cluster
+source, logging), each with an environment-variable twin, read once into one frozen `WebhookSettings` with
+`validate()`.
 
 Precedence: a flag given on the command line wins, then its variable (`--node-policy` <-> `L2GUARD_NODE_POLICY`),
-then the default. This is the only module that looks at the environment, and only through the mapping the CLI
-passes in. The label-semantics and ignore flags are named as in `l2guard explain`.
+then the default. This module never looks at the environment itself, only at the mapping the CLI passes in. The
+shared flags are defined once in `l2guard.settings`, so they mean here what they mean in `l2guard explain` and
+`l2guard speaker`.
 """
 
 from __future__ import annotations
@@ -14,65 +16,62 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from l2core.model import EligibilitySettings, LabelSemantics
+from l2core.model import METALLB_NAMESPACE, EligibilitySettings
 from l2core.policy import Mode, NodePolicy, StripScope
 from l2core.selectors import LabelSelector, parse_selector
 from l2guard.options import port_problem
+from l2guard.settings import (
+    CLUSTER_FLAGS,
+    ELIGIBILITY_FLAGS,
+    LOG_FLAGS,
+    SHARED,
+    Option,
+    SettingsError,
+    SharedSettings,
+    add_options,
+    read_options,
+    shared_from,
+)
 
-ENV_PREFIX = "L2GUARD_"
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off", ""}
+__all__ = ["SettingsError", "WebhookSettings", "add_arguments", "from_args", "parse_selector_text"]
 
+SHARED_FLAGS = ELIGIBILITY_FLAGS + CLUSTER_FLAGS + LOG_FLAGS
 
-class SettingsError(Exception):
-    """Bad settings; the message is one line."""
-
-
-def env_name(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
-
-
-# flag, type, default, help. type: str, int, float, bool, list (comma-separated).
-OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
-    ("--cert-file", "str", "", "TLS certificate chain (PEM); re-read when its content changes"),
-    ("--key-file", "str", "", "TLS private key (PEM)"),
-    ("--host", "str", "0.0.0.0", "address to listen on (both ports)"),
-    ("--port", "int", 8443, "HTTPS port for the admission endpoints"),
-    ("--health-port", "int", 8080, "plain-HTTP port for /healthz, /readyz and /metrics (0: a free port)"),
-    ("--node-policy", "str", Mode.WARN.value, "exclude-label policy on Nodes: off, warn, strip or deny"),
-    ("--metallb-namespace", "str", "metallb-system", "namespace of the MetalLB pools and advertisements"),
-    (
-        "--cluster-state",
-        "list",
-        (),
-        "files of Kubernetes objects (as for `l2guard explain`) instead of a live view",
+# The webhook's own flags; the shared ones (SHARED_FLAGS) follow them in --help.
+OWN_OPTIONS: tuple[Option, ...] = (
+    Option("--cert-file", "str", "", "TLS certificate chain (PEM); re-read when its content changes"),
+    Option("--key-file", "str", "", "TLS private key (PEM)"),
+    Option("--host", "str", "0.0.0.0", "address to listen on (both ports)"),
+    Option("--port", "int", 8443, "HTTPS port for the admission endpoints"),
+    Option("--health-port", "int", 8080, "plain-HTTP port for /healthz, /readyz and /metrics (0: a free port)"),
+    Option(
+        "--node-policy",
+        "str",
+        Mode.WARN.value,
+        "exclude-label policy on Nodes: off, warn, strip or deny",
+        choices=tuple(m.value for m in Mode),
     ),
-    ("--label-semantics", "str", LabelSemantics.PRESENCE.value, "presence (MetalLB, default) or true-only"),
-    ("--ignore-exclude-lb", "bool", False, "as the speaker flag: the announcer ignores the exclude label"),
-    ("--load-balancer-class", "str", "", "services of this loadBalancerClass are ours (default: those without one)"),
-    ("--strip-node-selector", "str", "", "strip/deny only on nodes matching this selector (kubectl syntax)"),
-    ("--strip-users", "list", (), "strip/deny only for these usernames (shell patterns, comma-separated)"),
-    ("--strip-groups", "list", (), "strip/deny only for requesters in these groups (shell patterns)"),
-    ("--exempt-users", "list", (), "never strip/deny for these usernames (shell patterns)"),
-    ("--exempt-groups", "list", (), "never strip/deny for requesters in these groups (shell patterns)"),
-    (
+    Option("--strip-node-selector", "str", "", "strip/deny only on nodes matching this selector (kubectl syntax)"),
+    Option("--strip-users", "list", (), "strip/deny only for these usernames (shell patterns, comma-separated)"),
+    Option("--strip-groups", "list", (), "strip/deny only for requesters in these groups (shell patterns)"),
+    Option("--exempt-users", "list", (), "never strip/deny for these usernames (shell patterns)"),
+    Option("--exempt-groups", "list", (), "never strip/deny for requesters in these groups (shell patterns)"),
+    Option(
         "--enforce-on-kubelets",
         "bool",
         False,
         "let strip/deny act on kubelets (group system:nodes) too; by default they only get warnings, because "
         "refusing a Node registration keeps the node out of the cluster",
     ),
-    ("--cert-reload-interval", "float", 10.0, "seconds between certificate content checks"),
-    (
+    Option("--cert-reload-interval", "float", 10.0, "seconds between certificate content checks"),
+    Option(
         "--request-timeout",
         "float",
         10.0,
         "seconds a client has to send a whole request (headers and body) before its connection is closed",
     ),
-    ("--kubeconfig", "str", "", "kubeconfig for the live view (default: in-cluster, then ~/.kube/config)"),
-    ("--log-format", "str", "auto", "auto (JSON unless stderr is a terminal), json or text"),
-    ("--log-level", "str", "info", "debug, info, warning or error"),
 )
+OPTIONS: tuple[Option, ...] = OWN_OPTIONS + tuple(SHARED[f] for f in SHARED_FLAGS)
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class WebhookSettings:
     port: int = 8443
     health_port: int = 8080
     node_policy: Mode = Mode.WARN
-    metallb_namespace: str = "metallb-system"
+    metallb_namespace: str = METALLB_NAMESPACE
     cluster_state: tuple[str, ...] = ()
     eligibility: EligibilitySettings = field(default_factory=EligibilitySettings)
     scope: StripScope = field(default_factory=StripScope)
@@ -97,8 +96,19 @@ class WebhookSettings:
     def policy(self) -> NodePolicy:
         return NodePolicy(self.node_policy, self.scope, self.eligibility)
 
+    @property
+    def shared(self) -> SharedSettings:
+        return SharedSettings(
+            eligibility=self.eligibility,
+            metallb_namespace=self.metallb_namespace,
+            kubeconfig=self.kubeconfig,
+            cluster_state=self.cluster_state,
+            log_format=self.log_format,
+            log_level=self.log_level,
+        )
+
     def validate(self) -> list[str]:
-        errors = list(self.eligibility.validate())
+        errors = self.shared.validate()
         if not self.cert_file or not self.key_file:
             errors.append("--cert-file and --key-file are required (the API server only calls webhooks over HTTPS)")
         for name, port in (("--port", self.port), ("--health-port", self.health_port)):
@@ -107,16 +117,10 @@ class WebhookSettings:
                 errors.append(problem)
         if self.port and self.port == self.health_port:
             errors.append("--port and --health-port must differ")
-        if not self.metallb_namespace:
-            errors.append("--metallb-namespace must not be empty")
         if not 0.1 <= self.cert_reload_interval <= 3600:
             errors.append("--cert-reload-interval must be between 0.1 and 3600 seconds")
         if not 0.1 <= self.request_timeout <= 600:
             errors.append("--request-timeout must be between 0.1 and 600 seconds")
-        if self.log_format not in ("auto", "json", "text"):
-            errors.append("--log-format must be auto, json or text")
-        if self.log_level not in ("debug", "info", "warning", "error"):
-            errors.append("--log-level must be debug, info, warning or error")
         return errors
 
 
@@ -165,79 +169,31 @@ def parse_selector_text(text: str) -> LabelSelector:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags only; defaults are applied in `from_args` so that the environment can sit between them."""
-    for flag, typ, _default, help_text in OPTIONS:
-        text = f"{help_text} [env {env_name(flag)}]"
-        metavar = flag.lstrip("-").upper().replace("-", "_")
-        if typ == "bool":  # --x and --no-x, so a flag can also switch off what the environment switched on
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif typ == "list":  # repeatable and comma-separated: --cluster-state a.yaml --cluster-state b.yaml,c.yaml
-            parser.add_argument(flag, action="append", default=None, metavar=metavar, help=text)
-        else:
-            parser.add_argument(flag, default=None, metavar=metavar, help=text)
-
-
-def _convert(source: str, typ: str, value: str | list[str]) -> Any:
-    """Convert one setting's text; `source` names where it came from (the flag or the environment variable)."""
-    if typ == "list":
-        parts = value if isinstance(value, list) else [value]
-        return tuple(v.strip() for part in parts for v in part.split(",") if v.strip())
-    assert isinstance(value, str)
-    if typ == "int":
-        try:
-            return int(value)
-        except ValueError:
-            raise SettingsError(f"{source}: {value!r} is not an integer") from None
-    if typ == "float":
-        try:
-            return float(value)
-        except ValueError:
-            raise SettingsError(f"{source}: {value!r} is not a number") from None
-    if typ == "bool":
-        word = value.strip().lower()
-        if word in TRUE_WORDS:
-            return True
-        if word in FALSE_WORDS:
-            return False
-        raise SettingsError(f"{source}: {value!r} is not true or false")
-    return value
+    """The webhook's flags, then the shared ones; defaults are applied in `from_args`."""
+    add_options(parser, OPTIONS)
 
 
 def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> WebhookSettings:
-    """Flags, then environment, then defaults, into one frozen object. Raises SettingsError (one line)."""
-    values: dict[str, Any] = {}
-    for flag, typ, default, _help in OPTIONS:
-        attr = flag.lstrip("-").replace("-", "_")
-        given = getattr(args, attr, None)
-        if given is not None:
-            values[attr] = given if typ == "bool" else _convert(flag, typ, given)
-        elif env_name(flag) in environ:
-            values[attr] = _convert(env_name(flag), typ, environ[env_name(flag)])
-        else:
-            values[attr] = default
-    try:
-        mode = Mode(values["node_policy"])
-    except ValueError:
-        raise SettingsError("--node-policy must be off, warn, strip or deny") from None
-    try:
-        semantics = LabelSemantics(values["label_semantics"])
-    except ValueError:
-        raise SettingsError("--label-semantics must be presence or true-only") from None
-    selector = parse_selector_text(values["strip_node_selector"]) if values["strip_node_selector"] else None
+    """Flags, then environment, then defaults, into one frozen object. Raises SettingsError with every problem,
+    on one line."""
+    values, errors = read_options(args, environ, OPTIONS)
+    selector = None
+    if values["strip_node_selector"]:
+        try:
+            selector = parse_selector_text(values["strip_node_selector"])
+        except SettingsError as exc:
+            errors.append(str(exc))
+    shared = shared_from(values)
     settings = WebhookSettings(
         cert_file=values["cert_file"],
         key_file=values["key_file"],
         host=values["host"],
         port=values["port"],
         health_port=values["health_port"],
-        node_policy=mode,
-        metallb_namespace=values["metallb_namespace"],
-        cluster_state=tuple(values["cluster_state"]),
-        eligibility=EligibilitySettings(
-            label_semantics=semantics,
-            ignore_exclude_label=bool(values["ignore_exclude_lb"]),
-            load_balancer_class=values["load_balancer_class"] or None,
-        ),
+        node_policy=Mode(values["node_policy"]),
+        metallb_namespace=shared.metallb_namespace,
+        cluster_state=shared.cluster_state,
+        eligibility=shared.eligibility,
         scope=StripScope(
             node_selector=selector,
             users=values["strip_users"],
@@ -248,11 +204,11 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> WebhookSe
         ),
         cert_reload_interval=values["cert_reload_interval"],
         request_timeout=values["request_timeout"],
-        kubeconfig=values["kubeconfig"],
-        log_format=values["log_format"],
-        log_level=values["log_level"],
+        kubeconfig=shared.kubeconfig,
+        log_format=shared.log_format,
+        log_level=shared.log_level,
     )
-    errors = settings.validate()
+    errors += settings.validate()
     if errors:
         raise SettingsError("; ".join(errors))
     return settings
