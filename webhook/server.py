@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Generator
@@ -25,6 +23,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from l2guard.listen import bind
 from webhook.app import AppState, create_app, create_health_app
 from webhook.tls import CertReloader
 
@@ -110,38 +109,6 @@ class BoundedRequestProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-class BindError(OSError):
-    """A listening socket cannot be bound; `port` says which one, the message is one line."""
-
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        super().__init__(f"cannot listen on {host}:{port}: {reason}")
-        self.host = host
-        self.port = port
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking socket. Raises BindError naming the address and the cause (in use, not local)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            reason = "the port is already in use by another process"
-        elif exc.errno == errno.EACCES:
-            reason = "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)"
-        elif exc.errno == errno.EADDRNOTAVAIL:
-            reason = "the address is not one of this host's"
-        else:
-            reason = str(exc.strerror or exc)
-        raise BindError(host, port, reason) from exc
-    sock.setblocking(False)
-    return sock
-
-
 class WebhookServer:
     """Both servers plus the certificate reloader. `run()` serves until `stop()` (thread-safe) or a signal."""
 
@@ -149,8 +116,8 @@ class WebhookServer:
         self.state = state
         self.reloader = reloader
         settings = state.settings
-        self.https_socket = bind(settings.host, settings.port)
-        self.health_socket = bind(settings.host, settings.health_port)
+        self.https_socket = bind(settings.host, settings.port, backlog=1024)
+        self.health_socket = bind(settings.host, settings.health_port, backlog=1024)
         self.port: int = self.https_socket.getsockname()[1]
         self.health_port: int = self.health_socket.getsockname()[1]
 

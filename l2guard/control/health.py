@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import socket
@@ -39,6 +38,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from l2guard.listen import bind
 
 log = logging.getLogger(__name__)
 
@@ -103,39 +104,6 @@ class StatusBoard:
     @property
     def current(self) -> SpeakerStatus:
         return self._current
-
-
-class BindError(OSError):
-    """A listening socket cannot be bound; `port` says which one, the message is one line (as webhook.server's)."""
-
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        super().__init__(f"cannot listen on {host}:{port}: {reason}")
-        self.host = host
-        self.port = port
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking socket. Raises BindError naming the address and the cause (in use, not local)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        # Not SO_REUSEPORT: a second listener on the port must fail, not share it.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            reason = "the port is already in use by another process"
-        elif exc.errno == errno.EACCES:
-            reason = "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)"
-        elif exc.errno == errno.EADDRNOTAVAIL:
-            reason = "the address is not one of this host's"
-        else:
-            reason = str(exc.strerror or exc)
-        raise BindError(host, port, reason) from exc
-    sock.setblocking(False)
-    return sock
 
 
 def _iso(wall: float) -> str:

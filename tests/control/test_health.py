@@ -19,12 +19,12 @@ from prometheus_client import CollectorRegistry
 from l2guard.control.health import (
     Announcement,
     ApiConnection,
-    BindError,
     HealthServer,
     Reconcile,
     SpeakerStatus,
     StatusBoard,
 )
+from l2guard.listen import BindError
 
 # 1_700_000_000 is 2023-11-14T22:13:20Z; the ISO strings below are written out by hand from it.
 T0 = 1_700_000_000.0
