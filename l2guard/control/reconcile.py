@@ -189,9 +189,8 @@ class Reconciler:
                 nobody[key] = event_message = warning.message
                 if self._nobody.get(key) != event_message:
                     log.warning(
-                        "%s: %s",
+                        "no node announces %s",
                         key,
-                        event_message,
                         extra={"fields": {"event": "no-announcer", "service": key, "reason": event_message}},
                     )
             if reporter(sp, alive) != self.node:

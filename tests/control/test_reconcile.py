@@ -132,7 +132,8 @@ def test_the_only_node_excluded_means_nobody_and_one_warning_from_one_speaker(ca
     )
     lines = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "no-announcer"]
     assert len(lines) == 2  # once per speaker, not once per reconcile
-    assert all(r.levelno == logging.WARNING and "default/web" in r.getMessage() for r in lines)
+    assert all(r.levelno == logging.WARNING and r.getMessage() == "no node announces default/web" for r in lines)
+    assert all(r.fields["reason"] == warnings[0][1].message for r in lines)  # type: ignore[attr-defined]
 
 
 def test_fail_static_keeps_what_was_announced_and_yields_an_ip_another_node_claims() -> None:
