@@ -202,3 +202,19 @@ def test_the_log_format_and_its_twin_mean_the_same_in_the_webhook_and_announce(
 ) -> None:
     assert _webhook(argv, environ).log_format == expected
     assert _announce_log_format(argv, environ) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "kubeconfig", "context"),
+    [
+        (["--live"], {}, "", ""),
+        (["--live", "--kubeconfig", "/etc/k.yaml", "--context", "prod"], {}, "/etc/k.yaml", "prod"),
+        (["--live"], {"L2GUARD_KUBECONFIG": "/etc/k.yaml", "L2GUARD_CONTEXT": "prod"}, "/etc/k.yaml", "prod"),
+        (["--live", "--context", "dev"], {"L2GUARD_CONTEXT": "prod"}, "", "dev"),
+    ],
+)
+def test_explain_live_reads_kubeconfig_and_context_from_the_shared_table(
+    argv: list[str], environ: dict[str, str], kubeconfig: str, context: str
+) -> None:
+    settings = _explain(argv, environ)
+    assert (settings.kubeconfig, settings.context) == (kubeconfig, context)
