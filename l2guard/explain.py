@@ -1,9 +1,10 @@
 """`l2guard explain`: why is (or isn't) each LoadBalancer IP announced, and what would fix it.
 
-Reads Kubernetes objects (files or stdin), asks the core for the plan, and renders it as a short table or as the
-stable JSON documented in the README. Exit status: 0 when every LoadBalancer service that is ours has an
-announcer, 3 when at least one has none (or MetalLB would refuse the configuration, so none is announced from it),
-2 for unreadable input or bad usage.
+Reads Kubernetes objects (files or stdin; `--live`, the live cluster through `--kubeconfig` and `--context`, is
+parsed and checked here, and refused until the live read is wired in), asks the core for the plan, and renders it
+as a short table or as the stable JSON documented in the README. Exit status: 0 when every LoadBalancer service
+that is ours has an announcer, 3 when at least one has none (or MetalLB would refuse the configuration, so none is
+announced from it), 2 for unreadable input or bad usage.
 
 This module renders; it decides nothing. Eligibility, election and remedies come from `l2core`.
 
@@ -37,7 +38,8 @@ EXIT_NOBODY = 3
 SCHEMA_VERSION = 1
 SAMPLES = ("kubeadm-single-node", "karpenter-drain")
 NODES_PER_LINE = 6
-SHARED_FLAGS = ELIGIBILITY_FLAGS  # every flag that decides eligibility, as the webhook and the speaker take them
+# Every flag that decides eligibility, as the webhook and the speaker take them, and the live source's.
+SHARED_FLAGS = (*ELIGIBILITY_FLAGS, "--kubeconfig", "--context")
 
 
 class UsageError(Exception):
@@ -54,6 +56,12 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' or none reads stdin")
     p.add_argument("--sample", choices=SAMPLES, help="explain a bundled sample cluster instead of FILEs")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="read the live cluster (speaker Leases included) instead of FILEs, through --kubeconfig and --context "
+        "as kubectl does",
+    )
     p.add_argument("--alive", metavar="NODE,NODE,...", help="nodes whose speaker runs (default: every node)")
     add_shared_arguments(p, SHARED_FLAGS)
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
@@ -65,6 +73,8 @@ def _sample_text(name: str) -> str:
 
 
 def load(args: argparse.Namespace, *, metallb_namespace: str) -> ParsedCluster:
+    if args.live:  # the seam for the live read through l2guard.kube (settings_from has checked the flags)
+        raise UsageError("--live: this build cannot read the live cluster yet; use FILEs from kubectl get -o json")
     if args.sample:
         if args.files:
             raise UsageError("give either --sample or FILEs, not both")
@@ -90,11 +100,30 @@ def load(args: argparse.Namespace, *, metallb_namespace: str) -> ParsedCluster:
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SharedSettings:
     """The shared flags explain takes, from the command line and then the environment, as every command reads
-    them. Raises UsageError with every problem on one line."""
+    them, and the choice of input checked. Raises UsageError with every problem on one line."""
     settings, problems = read_shared(args, environ, SHARED_FLAGS)
+    problems += _source_problems(args)
     if problems:
         raise UsageError("; ".join(problems))
     return settings
+
+
+def _source_problems(args: argparse.Namespace) -> list[str]:
+    """One input: FILEs (or stdin), --sample, or --live. --kubeconfig and --context on the command line choose the
+    live cluster, so they need --live; their environment twins may be set for other commands and are ignored."""
+    problems = []
+    if args.live and (args.files or args.sample):
+        problems.append("--live reads the cluster: give it without FILEs or --sample")
+    given = {
+        flag: value
+        for flag, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context))
+        if value is not None
+    }
+    if given and not args.live:
+        verb = "chooses" if len(given) == 1 else "choose"
+        problems.append(f"{' and '.join(given)} {verb} the live cluster: add --live")
+    problems += [f"{flag} must not be empty" for flag, value in given.items() if not value]
+    return problems
 
 
 def alive_from(args: argparse.Namespace, parsed: ParsedCluster) -> frozenset[str] | None:

@@ -98,7 +98,13 @@ SHARED: Mapping[str, Option] = {
             METALLB_NAMESPACE,
             "read IPAddressPools and L2Advertisements only from this namespace, as MetalLB does",
         ),
-        Option("--kubeconfig", "str", "", "kubeconfig for the live view (default: in-cluster, then ~/.kube/config)"),
+        Option(
+            "--kubeconfig",
+            "str",
+            "",
+            "kubeconfig for the live view (default: in-cluster, then $KUBECONFIG or ~/.kube/config)",
+        ),
+        Option("--context", "str", "", "kubeconfig context for the live view (default: its current context)"),
         Option(
             "--cluster-state",
             "list",
@@ -117,7 +123,7 @@ SHARED: Mapping[str, Option] = {
 }
 
 ELIGIBILITY_FLAGS = ("--label-semantics", "--ignore-exclude-lb", "--load-balancer-class", "--metallb-namespace")
-CLUSTER_FLAGS = ("--kubeconfig", "--cluster-state")
+CLUSTER_FLAGS = ("--kubeconfig", "--cluster-state")  # --context is not here: only explain --live honours it yet
 LOG_FLAGS = ("--log-format", "--log-level")
 
 
@@ -128,6 +134,7 @@ class SharedSettings:
     eligibility: EligibilitySettings = field(default_factory=EligibilitySettings)
     metallb_namespace: str = METALLB_NAMESPACE
     kubeconfig: str = ""
+    context: str = ""
     cluster_state: tuple[str, ...] = ()
     log_format: str = "auto"
     log_level: str = "info"
@@ -234,6 +241,7 @@ def shared_from(values: Mapping[str, Any]) -> SharedSettings:
         ),
         metallb_namespace=get("--metallb-namespace"),
         kubeconfig=get("--kubeconfig"),
+        context=get("--context"),
         cluster_state=tuple(get("--cluster-state")),
         log_format=get("--log-format"),
         log_level=get("--log-level"),

@@ -7,8 +7,10 @@ and demos use it to drive the data plane from outside. It reuses :class:`speaker
 This module must not hold packet logic or read Kubernetes. Bad input (an address no host can own, an
 interface this node does not have, a port out of range) and missing privileges end with one line on
 stderr and exit status 2, never a traceback. Every check runs before anything is sent. Events (conflicts,
-interface problems) reach the operator once, as the announcer's own log lines, formatted as the webhook's
-(`webhook.logs`: text in a terminal, JSON lines otherwise, structured fields kept).
+interface problems) reach the operator once, as the announcer's own log lines, formatted as every l2guard
+command's (`l2guard.logs`: text in a terminal, JSON lines otherwise, structured fields kept; `--log-format` and its
+twin `L2GUARD_LOG_FORMAT` come from the shared table in `l2guard.settings`). The CLI glue is the only part of
+`speaker/` that imports `l2guard`; the data plane imports neither it nor anything that reads the cluster.
 
 The lead wires :func:`add_parser` and :func:`run` into ``l2guard/cli.py``; ``python -m
 speaker.announce_cli`` runs the same command stand-alone.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import re
 import signal
 import socket
@@ -29,10 +32,11 @@ from types import FrameType
 from typing import Any, TextIO
 
 from l2core.text import and_more
+from l2guard import logs
 from l2guard.options import port_problem
+from l2guard.settings import add_shared_arguments, read_shared
 from speaker.announcer import ALL_INTERFACES, DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer
 from speaker.interfaces import DEFAULT_EXCLUDE, scan_links
-from webhook import logs
 
 PROG = "l2guard announce"
 EXIT_USAGE = 2
@@ -40,6 +44,7 @@ EXIT_CRASHED = 1
 MAX_LISTED_INTERFACES = 20  # a node with hundreds of CNI veths still gets a one-line refusal
 MAX_BURST_SECONDS = 3600.0
 MIN_BURST_INTERVAL = 0.01  # a smaller interval would flood the LAN with gratuitous frames
+SHARED_FLAGS = ("--log-format",)  # the level stays -v: warnings only by default, every takeover with -v
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,12 +68,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT", help="serve Prometheus /metrics")
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR")
     p.add_argument("--json", action="store_true", help="print the exit counters as JSON")
-    p.add_argument(
-        "--log-format",
-        choices=("auto", "json", "text"),
-        default="auto",
-        help="log lines as JSON or text; auto: text in a terminal, JSON otherwise (as the webhook)",
-    )
+    add_shared_arguments(p, SHARED_FLAGS)
     p.add_argument("--verbose", "-v", action="store_true", help="log every takeover and release")
 
 
@@ -157,6 +157,9 @@ def _interface_problem(names: Sequence[str]) -> str | None:
 def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the command; returns the exit status. (`out`/`err` match the `l2guard` dispatcher; output goes to the
     process's own stdout and stderr, which signal handling and the exit counters rely on.)"""
+    shared, problems = read_shared(args, os.environ, SHARED_FLAGS)
+    if problems:
+        return _fail("; ".join(problems))
     ips, problem = _parse_ips(args.ips)
     if problem is not None:
         return _fail(problem)
@@ -176,7 +179,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
     problem = _interface_problem(args.interface) or _check_raw_sockets()
     if problem is not None:
         return _fail(problem)
-    logs.setup(args.log_format, "info" if args.verbose else "warning")
+    logs.setup(shared.log_format, "info" if args.verbose else "warning")
 
     stop = threading.Event()
 

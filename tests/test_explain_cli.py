@@ -436,3 +436,36 @@ def test_the_pure_python_fallback_reads_yaml_as_libyaml_does(sample: str) -> Non
     without = l2guard_capped("explain", "--sample", sample, "-o", "json", libyaml=False)
     assert with_c.returncode == without.returncode == 3, with_c.stderr + without.stderr
     assert json.loads(with_c.stdout) == json.loads(without.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--live", "cluster.yaml"], "--live reads the cluster: give it without FILEs or --sample"),
+        (["--live", "--sample", "kubeadm-single-node"], "--live reads the cluster: give it without FILEs or --sample"),
+        (["--kubeconfig", "k.yaml", "--sample", "kubeadm-single-node"], "--kubeconfig chooses the live cluster: add"),
+        (
+            ["--kubeconfig", "k.yaml", "--context", "prod", "--sample", "kubeadm-single-node"],
+            "--kubeconfig and --context choose the live cluster: add --live",
+        ),
+        (["--live", "--context", ""], "--context must not be empty"),
+        (["--live", "--kubeconfig", ""], "--kubeconfig must not be empty"),
+    ],
+)
+def test_live_and_files_are_one_or_the_other_with_one_line(args: list[str], message: str) -> None:
+    proc = l2guard("explain", *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_the_kubeconfig_twin_set_for_other_commands_does_not_stop_explain_from_reading_files() -> None:
+    env = dict(os.environ, L2GUARD_KUBECONFIG="/nonexistent/kubeconfig", L2GUARD_CONTEXT="prod")
+    proc = subprocess.run(
+        [sys.executable, "-m", "l2guard.cli", "explain", "--sample", "kubeadm-single-node", "--ignore-exclude-lb"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr

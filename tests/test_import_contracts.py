@@ -90,3 +90,13 @@ def test_the_core_calls_no_builtin_io() -> None:
             node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         }
         assert not calls & banned, f"{path.relative_to(ROOT)} calls {sorted(calls & banned)}"
+
+
+def test_the_speakers_data_plane_imports_no_command_or_webhook_code() -> None:
+    """The data plane never reads the cluster; of `speaker/`, only the `announce` command's glue imports `l2guard`
+    (its settings table and logging set-up)."""
+    glue = {"speaker/announce_cli.py"}
+    for path in modules("speaker"):
+        rel = path.relative_to(ROOT).as_posix()
+        banned = {"webhook", "kubernetes"} | ({"l2guard"} if rel not in glue else set())
+        assert not imports(path) & banned, f"{rel} imports {sorted(imports(path) & banned)}"

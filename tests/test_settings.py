@@ -176,3 +176,45 @@ def test_explain_table_names_the_class_it_judges_by(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"ours: loadBalancerClass {CLASS}" in proc.stdout.splitlines()[0]
     assert "default/plain  192.0.2.10  not ours (no loadBalancerClass)" in proc.stdout
+
+
+def _announce_log_format(argv: list[str], environ: dict[str, str]) -> str:
+    from l2guard.settings import read_shared
+    from speaker import announce_cli
+
+    args = build_parser("announce").parse_args(["announce", *argv, "192.0.2.1"])
+    settings, problems = read_shared(args, environ, announce_cli.SHARED_FLAGS)
+    assert problems == []
+    return settings.log_format
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        ([], {}, "auto"),
+        (["--log-format", "json"], {}, "json"),
+        ([], {"L2GUARD_LOG_FORMAT": "text"}, "text"),
+        (["--log-format", "json"], {"L2GUARD_LOG_FORMAT": "text"}, "json"),
+    ],
+)
+def test_the_log_format_and_its_twin_mean_the_same_in_the_webhook_and_announce(
+    argv: list[str], environ: dict[str, str], expected: str
+) -> None:
+    assert _webhook(argv, environ).log_format == expected
+    assert _announce_log_format(argv, environ) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "kubeconfig", "context"),
+    [
+        (["--live"], {}, "", ""),
+        (["--live", "--kubeconfig", "/etc/k.yaml", "--context", "prod"], {}, "/etc/k.yaml", "prod"),
+        (["--live"], {"L2GUARD_KUBECONFIG": "/etc/k.yaml", "L2GUARD_CONTEXT": "prod"}, "/etc/k.yaml", "prod"),
+        (["--live", "--context", "dev"], {"L2GUARD_CONTEXT": "prod"}, "", "dev"),
+    ],
+)
+def test_explain_live_reads_kubeconfig_and_context_from_the_shared_table(
+    argv: list[str], environ: dict[str, str], kubeconfig: str, context: str
+) -> None:
+    settings = _explain(argv, environ)
+    assert (settings.kubeconfig, settings.context) == (kubeconfig, context)

@@ -17,9 +17,9 @@ from typing import Any, TextIO
 
 import uvloop
 
+from l2guard import logs
 from l2guard.listen import BindError
 from l2guard.loader import InputError, load_documents
-from webhook import logs
 from webhook.app import AppState
 from webhook.metrics import Metrics
 from webhook.server import WebhookServer
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
         err.write(f"l2guard webhook: {exc}\n")
         return EXIT_USAGE
     logs.setup(settings.log_format, settings.log_level)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # one line per request is too many
     try:
         server, source = build(settings)
     except BindError as exc:

@@ -58,7 +58,7 @@ def main() -> int:
     ap.add_argument("--log-json", action="store_true", help="log JSON lines with their fields to stderr")
     args = ap.parse_args()
     if args.log_json:
-        from webhook import logs
+        from l2guard import logs
 
         logs.setup("json", "info")
     ann = Announcer(

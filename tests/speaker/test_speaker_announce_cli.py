@@ -12,7 +12,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,10 +20,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def announce(*args: str, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
-    """`l2guard announce ARGS` through the `l2guard` dispatcher, as an operator runs it."""
+def announce(
+    *args: str, prefix: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`l2guard announce ARGS` through the `l2guard` dispatcher, as an operator runs it (`environ` is added to
+    this process's environment, without its L2GUARD_ variables)."""
     argv = [*prefix, sys.executable, "-m", "l2guard.cli", "announce", *args]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("L2GUARD_")}
+    env.update(environ or {}, PYTHONPATH=str(REPO))
     return subprocess.run(argv, capture_output=True, text=True, timeout=15, cwd=REPO, env=env, check=False)
 
 
@@ -93,6 +97,21 @@ def test_announce_refuses_burst_timing_that_would_never_end_or_flood(flag: str, 
     assert_refused(announce(flag, value, "--interface", "lo", "192.0.2.100"), line)
 
 
+@pytest.mark.parametrize(
+    ("argv", "environ", "line"),
+    [
+        (["--log-format", "xml"], {}, "--log-format must be auto, json or text, not 'xml'"),
+        ([], {"L2GUARD_LOG_FORMAT": "xml"}, "L2GUARD_LOG_FORMAT must be auto, json or text, not 'xml'"),
+    ],
+)
+def test_announce_reads_the_shared_log_format_and_its_twin_as_every_command(
+    argv: list[str], environ: dict[str, str], line: str
+) -> None:
+    # The twin was ignored before the shared table (issue 8, part 1); the interface check would have answered.
+    res = announce(*argv, "--interface", "l2g-nosuch0", "192.0.2.100", environ=environ)
+    assert_refused(res, line)
+
+
 @pytest.mark.root
 def test_announce_logs_each_event_once_as_a_structured_line(need_root: None) -> None:
     ns = f"l2cli-{secrets.token_hex(3)}"
@@ -140,6 +159,6 @@ def test_announce_logs_each_event_once_as_a_structured_line(need_root: None) -> 
     assert lines[-1] == "l2guard announce: announcing 192.0.2.100 on no interface\n", text
     about_lan0 = [line for line in text.splitlines() if "lan0" in line]
     assert len(about_lan0) == 1, text  # once: not a log line plus a CLI line
-    record = json.loads(about_lan0[0])  # the webhook's JSON format, which keeps the structured fields
+    record = json.loads(about_lan0[0])  # l2guard.logs' JSON format, which keeps the structured fields
     assert (record["level"], record["logger"]) == ("warning", "speaker.announcer"), record
     assert json.loads(out)["stopped"] is True

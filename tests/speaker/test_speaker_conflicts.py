@@ -1,7 +1,7 @@
 """Conflict reports under a flood of spoofed claims: bounded log lines, every conflict still counted.
 
 The review sent gratuitous ARPs claiming the VIP from 4,096 spoofed MACs; the per-MAC limit let 85,000 log lines
-through in 10 s. Here the client sends 4,096 such frames (speaker_crafted.py), node-a logs JSON lines (webhook.logs
+through in 10 s. Here the client sends 4,096 such frames (speaker_crafted.py), node-a logs JSON lines (l2guard.logs
 via speaker_node.py --log-json) and reports to its status; the test counts what was written (issue 7, item 5).
 The pure limiter is checked with literal times.
 """

@@ -1,6 +1,6 @@
 """The speaker's log lines as an operator's log pipeline sees them: JSON with structured fields.
 
-node-a runs with ``--log-json`` (webhook.logs' JSON formatter, as in the cluster) through a takeover, a missing
+node-a runs with ``--log-json`` (l2guard.logs' JSON formatter, as in the cluster) through a takeover, a missing
 interface and a release. Every line from the speaker's modules carries its fields (event, ip, iface, reason, ...)
 in the JSON document, and its message is plain text: no ``event=...`` or ``key=value`` (issue 7, item 7).
 """
