@@ -37,6 +37,7 @@ COMMANDS = {
     "explain": ("l2guard.explain", "explain which node announces each LoadBalancer IP, or why none does"),
     "webhook": ("webhook.cli", "serve the admission webhook (HTTPS)"),
     "announce": ("speaker.announce_cli", "answer ARP/NDP for IPs on this node until interrupted"),
+    "speaker": ("l2guard.control.command", "announce the LoadBalancer IPs this node wins (the DaemonSet's command)"),
 }
 
 

@@ -30,3 +30,9 @@ def test_the_readme_lists_every_explain_flag() -> None:
     section = section[: section.index("\n## ", 1)]
     missing = sorted(f for f in _long_flags("explain") if f"`{f}" not in section)
     assert missing == []
+
+
+def test_docs_speaker_md_lists_every_speaker_flag() -> None:
+    text = (ROOT / "docs" / "speaker.md").read_text()
+    missing = sorted(f for f in _long_flags("speaker") if f"`{f}" not in text)
+    assert missing == []

@@ -1,0 +1,321 @@
+"""`l2guard speaker`: one per node (a DaemonSet). Reads the cluster, decides with the same core as the webhook and
+`explain`, and answers ARP/NDP for exactly the IPs its node wins.
+
+State source:
+- file mode (`--cluster-state FILE...`, the same input as `explain`, with `--alive` as there): the files are
+  re-read when their content changes (checked every `--poll-interval` seconds), and each change is planned from
+  scratch, as `explain` plans it;
+- live mode (in-cluster config or `--kubeconfig`): not wired yet in this command (see the control-plane issue);
+  it exits 2 saying so.
+
+`--dry-run` (shadow mode) does everything but the packets: it computes, logs and serves on the health port what it
+would announce. Every flag has an environment twin (`--node-name` <-> `L2GUARD_NODE_NAME`, filled from the
+downward API in the DaemonSet). Bad settings, unreadable files and missing privileges end with one line and exit
+2; SIGTERM and SIGINT stop announcing first, then end the process with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from l2core.model import EligibilitySettings
+from l2core.parse import build_cluster
+from l2core.plan import plan
+from l2core.reporting import ServiceEvent
+from l2guard import logs
+from l2guard.control.health import HealthServer, SpeakerStatus, StatusBoard
+from l2guard.control.metrics import SpeakerMetrics
+from l2guard.control.reconcile import Reconciler, View
+from l2guard.listen import BindError
+from l2guard.loader import InputError, load_documents
+from l2guard.options import port_problem
+from l2guard.settings import (
+    CLUSTER_FLAGS,
+    ELIGIBILITY_FLAGS,
+    LOG_FLAGS,
+    Option,
+    SharedSettings,
+    add_options,
+    add_shared_arguments,
+    read_options,
+    read_shared,
+)
+from speaker.announcer import DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer
+from speaker.announcer import Event as DataPlaneEvent
+from speaker.interfaces import DEFAULT_EXCLUDE
+from speaker.metrics import SpeakerCollector
+
+log = logging.getLogger(__name__)
+
+PROG = "l2guard speaker"
+EXIT_USAGE = 2
+MAX_STATE_BYTES = 64 * 1024 * 1024  # a cluster-state file larger than this is refused, not read
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--node-name", "str", "", "this node's name (in the DaemonSet: the downward API's spec.nodeName)"),
+    Option("--alive", "str", "", "file mode: nodes whose speaker runs, comma-separated (default: every node)"),
+    Option("--namespace", "str", "l2guard-system", "namespace of the speakers' Leases and Events"),
+    Option("--health-address", "str", "0.0.0.0", "address of the health port"),
+    Option("--health-port", "int", 7473, "plain-HTTP port for /healthz, /readyz, /status and /metrics"),
+    Option("--lease-duration", "float", 6.0, "seconds a speaker's Lease lasts without renewal"),
+    Option("--lease-renew-interval", "float", 2.0, "seconds between Lease renewals"),
+    Option(
+        "--exclude-interfaces",
+        "str",
+        DEFAULT_EXCLUDE,
+        "regular expression of interface names never used for 'all interfaces' (CNI and virtual devices)",
+    ),
+    Option("--burst-interval", "float", DEFAULT_BURST_INTERVAL, "seconds between takeover announcements"),
+    Option("--burst-duration", "float", DEFAULT_BURST_DURATION, "seconds a takeover burst lasts"),
+    Option("--poll-interval", "float", 1.0, "file mode: seconds between checks of the cluster-state files"),
+    Option("--dry-run", "bool", False, "shadow mode: compute, log and serve what would be announced; send nothing"),
+)
+
+
+@dataclass(frozen=True)
+class SpeakerSettings:
+    shared: SharedSettings
+    node_name: str
+    alive: frozenset[str] | None
+    namespace: str
+    health_address: str
+    health_port: int
+    lease_duration: float
+    lease_renew_interval: float
+    exclude_interfaces: str
+    burst_interval: float
+    burst_duration: float
+    poll_interval: float
+    dry_run: bool
+
+    @property
+    def eligibility(self) -> EligibilitySettings:
+        return self.shared.eligibility
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "speaker",
+        help="announce this node's LoadBalancer IPs (ARP/NDP), as a DaemonSet or from a cluster-state file",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    add_options(p, OPTIONS)
+    add_shared_arguments(p, ELIGIBILITY_FLAGS + CLUSTER_FLAGS + LOG_FLAGS)
+    p.set_defaults(run=run)
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[SpeakerSettings | None, list[str]]:
+    shared, problems = read_shared(args, environ, ELIGIBILITY_FLAGS + CLUSTER_FLAGS + LOG_FLAGS)
+    values, own = read_options(args, environ, OPTIONS)
+    problems += own
+    if not values["node_name"]:
+        problems.append("--node-name is required (L2GUARD_NODE_NAME; in the DaemonSet from spec.nodeName)")
+    if (p := port_problem("--health-port", values["health_port"])) is not None:
+        problems.append(p)
+    for flag in ("--lease-duration", "--lease-renew-interval", "--burst-interval", "--poll-interval"):
+        dest = flag.lstrip("-").replace("-", "_")
+        if not 0.01 <= values[dest] <= 3600:
+            problems.append(f"{flag} must be between 0.01 and 3600 seconds")
+    if not 0 <= values["burst_duration"] <= 3600:
+        problems.append("--burst-duration must be between 0 and 3600 seconds")
+    if values["lease_renew_interval"] >= values["lease_duration"]:
+        problems.append("--lease-renew-interval must be shorter than --lease-duration")
+    try:
+        re.compile(values["exclude_interfaces"])
+    except re.error as exc:
+        problems.append(f"--exclude-interfaces is not a regular expression: {exc}")
+    alive = frozenset(n.strip() for n in values["alive"].split(",") if n.strip()) if values["alive"] else None
+    if problems:
+        return None, problems
+    return (
+        SpeakerSettings(
+            shared=shared,
+            node_name=values["node_name"],
+            alive=alive,
+            namespace=values["namespace"],
+            health_address=values["health_address"],
+            health_port=values["health_port"],
+            lease_duration=values["lease_duration"],
+            lease_renew_interval=values["lease_renew_interval"],
+            exclude_interfaces=values["exclude_interfaces"],
+            burst_interval=values["burst_interval"],
+            burst_duration=values["burst_duration"],
+            poll_interval=values["poll_interval"],
+            dry_run=bool(values["dry_run"]),
+        ),
+        [],
+    )
+
+
+class FileState:
+    """The cluster-state files, re-read when their content changes. `poll()` returns a new View, or None when
+    nothing changed; a file that stops parsing keeps the last good view (one bad edit never withdraws IPs)."""
+
+    def __init__(self, settings: SpeakerSettings) -> None:
+        self._settings = settings
+        self._digest = b""
+        self._refused = b""
+        self.problem: str | None = None  # why the last read was refused, while it is
+
+    def _digest_now(self) -> bytes:
+        h = hashlib.sha256()
+        for name in self._settings.shared.cluster_state:
+            path = Path(name)
+            if path.stat().st_size > MAX_STATE_BYTES:
+                raise InputError(f"{name}: larger than {MAX_STATE_BYTES // (1024 * 1024)} MiB")
+            h.update(path.read_bytes())
+        return h.digest()
+
+    def poll(self) -> View | None:
+        """A new View when the files changed and read well; None when unchanged, or unreadable (logged once per
+        distinct problem: the last good view stays)."""
+        try:
+            return self.read()
+        except (InputError, OSError) as exc:
+            reason = str(exc)
+            if reason != self.problem:
+                log.warning(
+                    "cluster state unreadable, keeping the last good one: %s",
+                    reason,
+                    extra={"fields": {"event": "cluster-state-stale", "reason": reason}},
+                )
+            self.problem = reason
+            return None
+
+    def read(self) -> View | None:
+        """As `poll()`, but raising InputError or OSError for unreadable files (the first read, at start)."""
+        digest = self._digest_now()
+        if digest in (self._digest, self._refused):
+            return None  # unchanged, or the same content that was refused already
+        try:
+            docs = load_documents(self._settings.shared.cluster_state)
+        except InputError:
+            self._refused = digest
+            raise
+        self._digest, self._refused, self.problem = digest, b"", None
+        parsed = build_cluster(docs, metallb_namespace=self._settings.shared.metallb_namespace)
+        for problem in parsed.problems:
+            log.warning(
+                "cluster state object skipped: %s",
+                problem,
+                extra={"fields": {"event": "cluster-state-problem", "reason": str(problem)}},
+            )
+        alive = self._settings.alive
+        return View(
+            plan(parsed.cluster, self._settings.eligibility, alive=alive),
+            nodes=parsed.cluster.nodes,
+            pool_overlaps=tuple(parsed.pool_overlaps),
+            alive=alive,
+        )
+
+
+def _log_event(key: str, event: ServiceEvent) -> None:
+    """File mode has no API to post Events to: the Event goes to the log, at its level."""
+    level = logging.WARNING if event.type.value == "Warning" else logging.INFO
+    log.log(
+        level,
+        "event on %s: %s",
+        key,
+        event.message,
+        extra={"fields": {"event": "service-event", "service": key, "reason": event.reason}},
+    )
+
+
+def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str, str] | None = None) -> int:
+    settings, problems = settings_from(args, dict(os.environ) if environ is None else environ)
+    if settings is None:
+        for problem in problems:
+            err.write(f"{PROG}: {problem}\n")
+        return EXIT_USAGE
+    logs.setup(settings.shared.log_format, settings.shared.log_level)
+    if not settings.shared.cluster_state:
+        err.write(f"{PROG}: live mode is not available yet; give --cluster-state FILE (file mode)\n")
+        return EXIT_USAGE
+    state = FileState(settings)
+    try:
+        first = state.read()
+    except (InputError, OSError) as exc:
+        err.write(f"{PROG}: cannot read the cluster state: {exc}\n")
+        return EXIT_USAGE
+    assert first is not None  # the first read always sees a change
+    if settings.alive is not None and (unknown := sorted(settings.alive - first.plan.node_reasons.keys())):
+        err.write(f"{PROG}: --alive names node(s) not in the cluster state: {', '.join(unknown)}\n")
+        return EXIT_USAGE
+    return _serve(settings, state, first, err=err)
+
+
+def _serve(settings: SpeakerSettings, state: FileState, first: View, *, err: TextIO) -> int:
+    metrics = SpeakerMetrics()
+    board = StatusBoard(SpeakerStatus(node=settings.node_name, dry_run=settings.dry_run))
+    wake, stop = threading.Event(), threading.Event()
+
+    def on_dataplane_event(event: DataPlaneEvent) -> None:  # on the announcer's I/O thread: queue and wake
+        reconciler.on_dataplane_event(event)
+        wake.set()
+
+    announcer = None
+    if not settings.dry_run:
+        announcer = Announcer(
+            exclude=settings.exclude_interfaces,
+            burst_interval=settings.burst_interval,
+            burst_duration=settings.burst_duration,
+            on_event=on_dataplane_event,
+        )
+        metrics.registry.register(SpeakerCollector(announcer.counters))
+    reconciler = Reconciler(
+        node=settings.node_name, dataplane=announcer, board=board, metrics=metrics, report=_log_event
+    )
+    health = HealthServer(board, metrics.registry, host=settings.health_address, port=settings.health_port)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping on %s", signal.Signals(signum).name, extra={"fields": {"event": "stop"}})
+        stop.set()
+        wake.set()
+
+    try:
+        health.start()
+        if announcer is not None:
+            announcer.start()
+    except BindError as exc:
+        err.write(f"{PROG}: {exc} (set another with --health-port)\n")
+        return EXIT_USAGE
+    except PermissionError as exc:
+        health.stop()
+        err.write(f"{PROG}: cannot open raw sockets ({exc}); run as root or with CAP_NET_RAW, or use --dry-run\n")
+        return EXIT_USAGE
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    log.info(
+        "speaker started",
+        extra={"fields": {"event": "start", "node": settings.node_name, "port": health.port, "mode": "file"}},
+    )
+    try:
+        view = first
+        reconciler.reconcile(view)
+        while not stop.is_set():
+            wake.wait(settings.poll_interval)
+            wake.clear()
+            if stop.is_set():
+                break
+            changed = state.poll()
+            if changed is not None:
+                view = changed
+            if changed is not None or reconciler.pending_events():
+                reconciler.reconcile(view)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if announcer is not None:
+            announcer.stop()  # stop answering first: the next node takes over with its own burst
+        health.stop()
+    log.info("speaker stopped", extra={"fields": {"event": "stopped", "node": settings.node_name}})
+    return 0
