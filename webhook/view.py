@@ -151,9 +151,10 @@ class ClusterView:
 
     # ----- live mode ------------------------------------------------------------------------------------------
 
-    def replace_kind(self, kind: Kind, items: Iterable[Mapping[str, Any]]) -> None:
+    def replace_kind(self, kind: str, items: Iterable[Mapping[str, Any]]) -> None:
         """A full list of one kind (initial list or re-list after 410 Gone). The view becomes synced once every
         kind has been listed; until then nothing is planned."""
+        kind = Kind(kind)
         store = _parse_all(kind, items)
         with self._lock:
             old = self._store(kind)
@@ -166,13 +167,14 @@ class ClusterView:
                 self._planner = Planner(self._cluster(), self.settings)
             self._publish()
 
-    def apply(self, events: Iterable[tuple[Kind, str, Mapping[str, Any]]]) -> int:
+    def apply(self, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> int:
         """Apply watch events (kind, ADDED|MODIFIED|DELETED, object) in order and publish once. Returns how many
         changed something. Objects that do not parse are treated as deleted (the planner never sees them)."""
         changed = 0
         with self._lock:
             config_changed = False
-            for kind, event_type, raw in events:
+            for name, event_type, raw in events:
+                kind = Kind(name)
                 key = _key(raw)
                 if key is None:
                     continue
@@ -195,6 +197,10 @@ class ClusterView:
             if changed:
                 self._publish()
         return changed
+
+    def tick(self) -> float | None:
+        """The source's idle call: nothing in this view changes with time."""
+        return None
 
     # ----- internals ------------------------------------------------------------------------------------------
 
