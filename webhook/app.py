@@ -26,13 +26,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from l2guard.view import ClusterView
 from webhook import handlers
 from webhook.handlers import NodeEndpoint, Outcome
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.review import MAX_BODY, BadReview, error_body, parse_review, request_timeout
 from webhook.review import Request as Review
 from webhook.settings import WebhookSettings
-from webhook.view import ClusterView
 
 log = logging.getLogger(__name__)
 

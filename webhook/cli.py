@@ -18,13 +18,13 @@ from typing import Any, TextIO
 import uvloop
 
 from l2guard.loader import InputError, load_documents
+from l2guard.view import ClusterView
 from webhook import logs
 from webhook.app import AppState
 from webhook.metrics import Metrics
 from webhook.server import BindError, WebhookServer
 from webhook.settings import SettingsError, WebhookSettings, add_arguments, from_args
 from webhook.tls import CertReloader, TLSError
-from webhook.view import ClusterView
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from l2core.plan import Status, plan
 from l2guard.kube.errors import KubeError
 from l2guard.kube.resources import NODE, POOL
 from l2guard.kube.source import LIVE_MAX_PAGES, KubeSource
+from l2guard.view import ClusterView
 from tests.kube.scripts import ADS, NODES, POOLS, SERVICES, pool_object, pools_page, scripts, source
 from tests.webhook.apidouble import APIDouble, list_reply, watch_reply
-from webhook.view import ClusterView
 
 
 class Recorder:

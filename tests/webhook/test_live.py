@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from l2core.model import EligibilitySettings
+from l2guard.view import ClusterView
 from tests.kube.scripts import NODES, POOLS, scripts, source
 from webhook.app import MUTATE_NODE, VALIDATE_POOL
 from webhook.settings import WebhookSettings
-from webhook.view import ClusterView
 
 from .apidouble import APIDouble, Reply, list_reply, watch_reply
 from .conftest import API, captured, pool_object

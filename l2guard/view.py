@@ -1,13 +1,15 @@
-"""The webhook's cluster view: the latest immutable snapshot of nodes, services, slices, pools and advertisements,
-with the planner's plan and the index the impact analysis needs.
+"""The cluster view: the latest immutable snapshot of nodes, services, slices, pools and advertisements, with the
+planner's plan and the index the impact analysis needs. The webhook, the speaker and `explain --live` consume it.
 
-Writers (the file loader, or the kube adapter's applier thread) change objects and publish a new `Snapshot`;
-readers (admission requests on the event loop) take `view.snapshot`, a single reference read, and never wait for a
-writer. The plan is kept current by one live `l2core.plan.Planner` (a full replan of 10k services takes ~1.5 s;
-events are applied incrementally), and each published snapshot's `PlanIndex` is warmed by the writer so that the
-first request after an update does not pay for it.
+Writers (the file loader, or the list+watch source's applier thread, for which the view is the sink) change
+objects and publish a new `Snapshot`; readers (admission requests on the event loop, the speaker's reconcile loop)
+take `view.snapshot`, a single reference read, and never wait for a writer. The plan is kept current by one live
+`l2core.plan.Planner` (a full replan of 10k services takes ~1.5 s; events are applied incrementally), and each
+published snapshot's `PlanIndex` is warmed by the writer so that the first request after an update does not pay
+for it.
 
-This module knows neither the kubernetes client nor HTTP: events arrive as plain dicts.
+This module knows neither the kubernetes client nor HTTP nor the webhook: events arrive as plain dicts, with the
+kind as its Kubernetes name ("Node", ...).
 """
 
 from __future__ import annotations

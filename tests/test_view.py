@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 from l2core.model import EligibilitySettings
-from webhook.view import ClusterView
-
-from .conftest import API, api_documents, pool_object
+from l2guard.view import ClusterView
+from tests.webhook.conftest import API, api_documents, pool_object
 
 
 def test_with_config_replaces_pools_and_advertisements_and_keeps_the_rest() -> None:
