@@ -8,6 +8,17 @@ take `view.snapshot`, a single reference read, and never wait for a writer. The 
 published snapshot's `PlanIndex` is warmed by the writer so that the first request after an update does not pay
 for it.
 
+Speaker liveness: the view also holds the speakers' Leases (`l2guard-speaker-<node>` in our namespace, the kind
+"Lease") in an `l2core.liveness.Liveness`, observed on the view's monotonic clock (`clock`, injected), and gives
+the planner the speakers whose lease is alive (`Planner.set_alive`), so that the webhook's warnings and the
+speaker's election count only speakers that run. The snapshot says which (`Snapshot.alive`). Rule when no speaker
+Lease exists at all (the webhook deployed beside MetalLB's own speaker, or before any l2guard speaker started):
+every node counts as alive, as if liveness were unknown; once one speaker Lease exists, only alive leases count
+(a released lease, written by a speaker that stopped cleanly, counts as not alive, it does not fall back).
+Expiries happen without any event: `tick()` (the source's applier calls it when idle, or the owner does)
+re-judges at the clock's now and returns the seconds until the next expiry. `freeze()`/`thaw()` keep the alive
+set while the owner is cut off from the API server (fail-static; see `Liveness.freeze`).
+
 This module knows neither the kubernetes client nor HTTP nor the webhook: events arrive as plain dicts, with the
 kind as its Kubernetes name ("Node", ...).
 """
@@ -15,12 +26,14 @@ kind as its Kubernetes name ("Node", ...).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from l2core.liveness import LeaseRecord, Liveness, node_of_lease
 from l2core.model import (
     METALLB_NAMESPACE,
     Cluster,
@@ -51,8 +64,10 @@ class Kind(StrEnum):
     ENDPOINT_SLICE = "EndpointSlice"
     POOL = "IPAddressPool"
     ADVERTISEMENT = "L2Advertisement"
+    LEASE = "Lease"  # speaker liveness (coordination.k8s.io/v1), in our namespace
 
 
+CLUSTER_KINDS = (Kind.NODE, Kind.SERVICE, Kind.ENDPOINT_SLICE, Kind.POOL, Kind.ADVERTISEMENT)
 ALL_KINDS = tuple(Kind)
 
 
@@ -63,6 +78,9 @@ class Snapshot:
     index: PlanIndex
     synced: bool
     version: int
+    # The nodes whose speaker lease is alive, as the plan was made with; None when no speaker lease exists at all
+    # (every node counts as alive: see the module docstring) or in file mode.
+    alive: frozenset[str] | None = None
     # Impacts already computed on this snapshot, by (node, labels, NetworkUnavailable): a loop re-adding the label
     # costs one analysis per snapshot, not one per attempt. Dies with the snapshot; bounded by the caller.
     impacts: dict[tuple[Any, ...], Impact] = field(default_factory=dict, compare=False, repr=False)
@@ -113,8 +131,18 @@ class ClusterView:
     """The current snapshot, and the one writer API that replaces it. Writers must be serialized by the caller
     (one applier thread, or the file loader before serving); a lock guards against accidents, not contention."""
 
-    def __init__(self, settings: EligibilitySettings) -> None:
+    def __init__(
+        self,
+        settings: EligibilitySettings,
+        *,
+        kinds: Iterable[str] = ALL_KINDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`kinds`: what the live source lists; the view is synced once each of them has been listed (leave Lease
+        out when nothing lists leases). `clock`: the monotonic clock lease renewals are observed on."""
         self.settings = settings
+        self.kinds = frozenset(Kind(k) for k in kinds)
+        self._clock = clock
         self._lock = threading.Lock()
         self._nodes: dict[str, Node] = {}
         self._services: dict[str, Service] = {}
@@ -122,6 +150,9 @@ class ClusterView:
         self._pools: dict[str, IPAddressPool] = {}
         self._ads: dict[str, L2Advertisement] = {}
         self._listed: set[Kind] = set()
+        self._liveness = Liveness()
+        self._lease_nodes: set[str] = set()  # nodes whose speaker lease exists (held or released)
+        self._alive: frozenset[str] | None = None  # what the planner was told
         self._planner: Planner | None = None
         self._version = 0
         empty = Planner(Cluster(), settings)
@@ -147,7 +178,7 @@ class ClusterView:
             self._nodes, self._services = dict(c.nodes), dict(c.services)
             self._slices, self._pools, self._ads = dict(c.endpoint_slices), dict(c.pools), dict(c.advertisements)
             self._listed = set(ALL_KINDS)
-            self._planner = Planner(self._cluster(), self.settings)
+            self._planner = Planner(self._cluster(), self.settings, alive=self._alive)
             self._publish()
         return parsed
 
@@ -157,6 +188,13 @@ class ClusterView:
         """A full list of one kind (initial list or re-list after 410 Gone). The view becomes synced once every
         kind has been listed; until then nothing is planned."""
         kind = Kind(kind)
+        if kind is Kind.LEASE:
+            with self._lock:
+                self._replace_leases(items, self._clock())
+                self._listed.add(kind)
+                self._start_planner()
+                self._publish()
+            return
         store = _parse_all(kind, items)
         with self._lock:
             old = self._store(kind)
@@ -165,8 +203,7 @@ class ClusterView:
             old.clear()
             old.update(store)
             self._listed.add(kind)
-            if self._planner is None and self._listed >= set(ALL_KINDS):
-                self._planner = Planner(self._cluster(), self.settings)
+            self._start_planner()
             self._publish()
 
     def apply(self, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> int:
@@ -175,8 +212,13 @@ class ClusterView:
         changed = 0
         with self._lock:
             config_changed = False
+            leases_changed = False
+            now = self._clock()
             for name, event_type, raw in events:
                 kind = Kind(name)
+                if kind is Kind.LEASE:
+                    leases_changed |= self._lease_event(event_type, raw, now)
+                    continue
                 key = _key(raw)
                 if key is None:
                     continue
@@ -196,13 +238,76 @@ class ClusterView:
                 changed += 1
             if config_changed and self._planner is not None:
                 self._planner.replace_config(self._pools, self._ads)
+            if leases_changed and self._judge_alive(now):
+                changed += 1
             if changed:
                 self._publish()
         return changed
 
     def tick(self) -> float | None:
-        """The source's idle call: nothing in this view changes with time."""
-        return None
+        """Re-judge speaker liveness at the clock's now (a lease expires without any event) and publish if the
+        alive set changed. Returns the seconds until the next expiry, when to call again if no event comes first
+        (None: no alive lease will expire, or frozen). The source's applier calls it; the owner may too."""
+        with self._lock:
+            now = self._clock()
+            if self._judge_alive(now):
+                self._publish()
+            expiry = self._liveness.next_expiry(now)
+        return None if expiry is None else max(0.0, expiry - now)
+
+    def freeze(self) -> None:
+        """Cut off from the API server: keep the alive set as it is now until `thaw()` (fail-static)."""
+        with self._lock:
+            self._liveness.freeze(self._clock())
+
+    def thaw(self) -> None:
+        """Back in contact: every known lease gets a full duration from now to show a renewal."""
+        with self._lock:
+            now = self._clock()
+            self._liveness.thaw(now)
+            if self._judge_alive(now):
+                self._publish()
+
+    # ----- liveness (under the lock) ----------------------------------------------------------------------------
+
+    def _lease_event(self, event_type: str, raw: Mapping[str, Any], now: float) -> bool:
+        lease = _lease(raw)
+        if lease is None:
+            return False
+        node, record = lease
+        if event_type == "DELETED":
+            self._liveness.forget(node)
+            self._lease_nodes.discard(node)
+        else:
+            self._liveness.observe(node, record, now)
+            self._lease_nodes.add(node)
+        return True
+
+    def _replace_leases(self, items: Iterable[Mapping[str, Any]], now: float) -> None:
+        seen: set[str] = set()
+        for raw in items:
+            lease = _lease(raw)
+            if lease is not None:
+                self._liveness.observe(lease[0], lease[1], now)
+                seen.add(lease[0])
+        for node in self._lease_nodes - seen:
+            self._liveness.forget(node)
+        self._lease_nodes = seen
+        self._judge_alive(now)
+
+    def _judge_alive(self, now: float) -> bool:
+        """Tell the planner who is alive now; True when that changed."""
+        alive = self._liveness.alive(now) if self._lease_nodes else None
+        if alive == self._alive:
+            return False
+        self._alive = alive
+        if self._planner is not None:
+            self._planner.set_alive(alive)
+        return True
+
+    def _start_planner(self) -> None:
+        if self._planner is None and self._listed >= self.kinds:
+            self._planner = Planner(self._cluster(), self.settings, alive=self._alive)
 
     # ----- internals ------------------------------------------------------------------------------------------
 
@@ -261,12 +366,22 @@ class ClusterView:
         self._version += 1
         if self._planner is None:
             self._snapshot = Snapshot(
-                _frozen(self._cluster()), self._snapshot.plan, self._snapshot.index, synced=False, version=self._version
+                _frozen(self._cluster()),
+                self._snapshot.plan,
+                self._snapshot.index,
+                synced=False,
+                version=self._version,
+                alive=self._alive,
             )
             return
         plan = self._planner.plan
         self._snapshot = Snapshot(
-            _frozen(self._cluster()), plan, _warm(PlanIndex(plan)), synced=True, version=self._version
+            _frozen(self._cluster()),
+            plan,
+            _warm(PlanIndex(plan)),
+            synced=True,
+            version=self._version,
+            alive=self._alive,
         )
 
 
@@ -296,6 +411,25 @@ def _parse_all(kind: Kind, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]
         if obj is not None:
             store[obj[0]] = obj[1]
     return store
+
+
+def _lease(raw: Mapping[str, Any]) -> tuple[str, LeaseRecord] | None:
+    """(node, record) for a speaker's Lease; None for any other Lease (the namespace holds others too)."""
+    meta = raw.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    node = node_of_lease(name) if isinstance(name, str) else None
+    if node is None or not isinstance(meta, Mapping):
+        return None
+    spec = raw.get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
+    holder, renew, duration = spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseDurationSeconds")
+    rv = meta.get("resourceVersion")
+    return node, LeaseRecord(
+        holder=holder if isinstance(holder, str) else "",
+        renew_time=renew if isinstance(renew, str) else None,
+        duration_seconds=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+        resource_version=rv if isinstance(rv, str) else "",
+    )
 
 
 def kind_for(raw: Mapping[str, Any]) -> Kind | None:

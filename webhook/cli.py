@@ -81,14 +81,14 @@ def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple
         from l2guard.kube.client import KubeconfigError, make_api_client
         from l2guard.kube.source import KubeSource
 
-        kinds = (table.NODE, table.SERVICE, table.ENDPOINT_SLICE, table.POOL, table.ADVERTISEMENT)
         try:
             api = make_api_client(settings.kubeconfig)
         except KubeconfigError as exc:  # imported here: file mode never loads the kubernetes client
             raise SettingsError(str(exc)) from exc
         source = KubeSource(
             view,
-            table.resources(api, metallb_namespace=settings.metallb_namespace, namespace="", kinds=kinds),
+            # Leases too: the view counts only speakers whose lease is alive (every node while none exists).
+            table.resources(api, metallb_namespace=settings.metallb_namespace, namespace=table.DEFAULT_NAMESPACE),
             on_error=lambda resource, _: metrics.watch_errors.labels(resource).inc(),
         )
     state = AppState(

@@ -23,6 +23,7 @@ POOL = "IPAddressPool"
 ADVERTISEMENT = "L2Advertisement"
 LEASE = "Lease"
 KINDS = (NODE, SERVICE, ENDPOINT_SLICE, POOL, ADVERTISEMENT, LEASE)
+DEFAULT_NAMESPACE = "l2guard-system"  # where the speakers' Leases live unless the settings say otherwise
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from l2guard.kube.resources import ADVERTISEMENT, ENDPOINT_SLICE, NODE, POOL, SERVICE, resources
+from l2guard.kube.resources import KINDS, resources
 from l2guard.kube.source import KubeSource, Sink
 from tests.webhook.apidouble import APIDouble, Reply, list_reply, too_old_list, watch_reply
 
@@ -21,7 +21,6 @@ SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
 POOLS = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools"
 ADS = "/apis/metallb.io/v1beta1/namespaces/metallb-system/l2advertisements"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/l2guard-system/leases"
-CLUSTER_KINDS = (NODE, SERVICE, ENDPOINT_SLICE, POOL, ADVERTISEMENT)
 
 
 def scripts(*, services_fail_first: bool = False) -> dict[tuple[str, bool], list[Reply]]:
@@ -39,10 +38,13 @@ def scripts(*, services_fail_first: bool = False) -> dict[tuple[str, bool], list
         (POOLS, True): [watch_reply()],
         (ADS, False): [list_reply("list-l2advertisements.json")],
         (ADS, True): [watch_reply()],
+        # The captured leases are MetalLB's (`speaker-worker-1`), no l2guard speaker's: liveness stays unknown.
+        (LEASES, False): [list_reply("list-leases.json")],
+        (LEASES, True): [watch_reply()],
     }
 
 
-def source(double: APIDouble, sink: Sink, *, kinds: tuple[str, ...] = CLUSTER_KINDS, **options: Any) -> KubeSource:
+def source(double: APIDouble, sink: Sink, *, kinds: tuple[str, ...] = KINDS, **options: Any) -> KubeSource:
     api = k8s.ApiClient(k8s.Configuration(host=double.url))
     table = resources(api, metallb_namespace="metallb-system", namespace="l2guard-system", kinds=kinds)
     return KubeSource(sink, table, backoff=(0.01, 0.05), watch_timeout=5, **options)
@@ -60,4 +62,19 @@ def pools_page(pools: list[dict[str, Any]], more: str) -> Reply:
     body = json.loads((API_DATA / "list-ipaddresspools.json").read_text())
     body["items"] = pools
     body["metadata"]["continue"] = more
+    return Reply(body=json.dumps(body).encode())
+
+
+def speaker_lease(node: str, rv: str, *, holder: str | None = None, duration: int = 6) -> dict[str, Any]:
+    """The captured Lease create response, renamed for `node`'s speaker, at resourceVersion `rv`."""
+    lease = json.loads((API_DATA / "lease-create-response.json").read_text())
+    lease["metadata"].update(name=f"l2guard-speaker-{node}", namespace="l2guard-system", resourceVersion=rv)
+    lease["spec"].update(holderIdentity=node if holder is None else holder, leaseDurationSeconds=duration)
+    return dict(lease)
+
+
+def leases_list(*leases: dict[str, Any]) -> Reply:
+    """The captured Lease list holding these leases instead of MetalLB's."""
+    body = json.loads((API_DATA / "list-leases.json").read_text())
+    body["items"] = list(leases)
     return Reply(body=json.dumps(body).encode())

@@ -8,7 +8,7 @@ from typing import Any
 
 from l2core.model import EligibilitySettings
 from l2guard.view import ClusterView
-from tests.kube.scripts import NODES, POOLS, scripts, source
+from tests.kube.scripts import LEASES, NODES, POOLS, leases_list, scripts, source, speaker_lease
 from webhook.app import MUTATE_NODE, VALIDATE_POOL
 from webhook.settings import WebhookSettings
 
@@ -16,9 +16,9 @@ from .apidouble import APIDouble, Reply, list_reply, watch_reply
 from .conftest import API, captured, pool_object
 
 
-def test_webhook_answers_from_the_live_view(serve) -> None:  # type: ignore[no-untyped-def]
+def _exclude_worker_1(serve, replies: dict[tuple[str, bool], list[Reply]]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The warnings of the review that puts the exclude label on worker-1, answered from the live view."""
     view = ClusterView(EligibilitySettings())
-    replies = scripts()
     replies[(NODES, True)] = [watch_reply(hold=5)]  # stay on the first list: worker-1 owns default/web
     replies[(NODES, False)] = [list_reply("list-nodes.json")]
     with APIDouble(replies) as double:
@@ -32,7 +32,20 @@ def test_webhook_answers_from_the_live_view(serve) -> None:  # type: ignore[no-u
             resp = running.review(MUTATE_NODE, captured("node-label-exclude-empty"))["response"]
         finally:
             src.stop()
-    assert resp["warnings"][1] == "LoadBalancer 192.0.2.100 (default/web) moves from worker-1 to worker-2"
+    return list(resp["warnings"])
+
+
+def test_webhook_answers_from_the_live_view(serve) -> None:  # type: ignore[no-untyped-def]
+    warnings = _exclude_worker_1(serve, scripts())  # no l2guard speaker lease: every node counts as alive
+    assert warnings[1] == "LoadBalancer 192.0.2.100 (default/web) moves from worker-1 to worker-2"
+
+
+def test_the_webhook_warnings_count_only_speakers_that_run(serve) -> None:  # type: ignore[no-untyped-def]
+    """worker-2 would take the IP over, but only worker-1's speaker holds a lease: nobody is left to announce."""
+    replies = scripts()
+    replies[(LEASES, False)] = [leases_list(speaker_lease("worker-1", "900"))]
+    warnings = _exclude_worker_1(serve, replies)
+    assert warnings[1] == "LoadBalancer 192.0.2.100 (default/web) will have NO announcing node"
 
 
 def _pools_with(*pools: dict[str, Any]) -> Reply:
