@@ -19,12 +19,19 @@ Expiries happen without any event: `tick()` (the source's applier calls it when 
 re-judges at the clock's now and returns the seconds until the next expiry. `freeze()`/`thaw()` keep the alive
 set while the owner is cut off from the API server (fail-static; see `Liveness.freeze`).
 
+One bad edit never withdraws IPs: an object that stops parsing (a pool edited into an invalid one) keeps its last
+valid version in the plan, as MetalLB keeps its last good configuration, and is recorded as stale in the snapshot
+(`Snapshot.stale`: kind, key, the problem, since when on the view's clock), with one WARNING log line per change
+of its problem. A later valid version clears it; a DELETE still deletes. An object that never parsed has nothing to
+keep and is recorded the same way (`kept=False`).
+
 This module knows neither the kubernetes client nor HTTP nor the webhook: events arrive as plain dicts, with the
 kind as its Kubernetes name ("Node", ...).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -56,6 +63,13 @@ from l2core.parse import (
 from l2core.parse import parse_service as _parse_service
 from l2core.plan import Plan, PlanIndex, Planner
 from l2core.policy import Impact
+from l2core.problems import Problem
+
+log = logging.getLogger(__name__)
+
+MAX_PROBLEM_TEXT = 500  # characters of an object's problems kept in its stale record
+# The log field naming a stale object, by kind (the shared vocabulary); other kinds use "object".
+_LOG_FIELD = {"Node": "node", "Service": "service", "IPAddressPool": "pool"}
 
 
 class Kind(StrEnum):
@@ -71,6 +85,17 @@ CLUSTER_KINDS = (Kind.NODE, Kind.SERVICE, Kind.ENDPOINT_SLICE, Kind.POOL, Kind.A
 ALL_KINDS = tuple(Kind)
 
 
+@dataclass(frozen=True, slots=True)
+class StaleObject:
+    """An object whose latest version does not parse: the plan keeps its last valid version (if any)."""
+
+    kind: str  # "IPAddressPool", ...
+    key: str  # "metallb-system/lan"; a Node's name
+    problem: str  # why the latest version is refused, one line
+    since: float  # when it was first seen invalid, on the view's clock
+    kept: bool  # a last valid version stays in the plan (False: it never parsed, nothing is planned for it)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     cluster: Cluster
@@ -81,6 +106,8 @@ class Snapshot:
     # The nodes whose speaker lease is alive, as the plan was made with; None when no speaker lease exists at all
     # (every node counts as alive: see the module docstring) or in file mode.
     alive: frozenset[str] | None = None
+    # Objects whose latest version does not parse, by (kind, key); the gauge of stale objects is its length.
+    stale: Mapping[tuple[str, str], StaleObject] = field(default_factory=lambda: MappingProxyType({}))
     # Impacts already computed on this snapshot, by (node, labels, NetworkUnavailable): a loop re-adding the label
     # costs one analysis per snapshot, not one per attempt. Dies with the snapshot; bounded by the caller.
     impacts: dict[tuple[Any, ...], Impact] = field(default_factory=dict, compare=False, repr=False)
@@ -153,6 +180,7 @@ class ClusterView:
         self._liveness = Liveness()
         self._lease_nodes: set[str] = set()  # nodes whose speaker lease exists (held or released)
         self._alive: frozenset[str] | None = None  # what the planner was told
+        self._stale: dict[tuple[str, str], StaleObject] = {}
         self._planner: Planner | None = None
         self._version = 0
         empty = Planner(Cluster(), settings)
@@ -195,9 +223,24 @@ class ClusterView:
                 self._start_planner()
                 self._publish()
             return
-        store = _parse_all(kind, items)
+        store: dict[str, Any] = {}
+        invalid: dict[str, str] = {}
+        for raw in items:
+            parsed, problems = _parse(kind, raw)
+            if parsed is not None:
+                store[parsed[0]] = parsed[1]
+                invalid.pop(parsed[0], None)
+            elif (key := _key(raw)) is not None:
+                invalid[key] = _problem_text(problems)
         with self._lock:
             old = self._store(kind)
+            now = self._clock()
+            for key, problem in invalid.items():
+                if key not in store and key in old:
+                    store[key] = old[key]  # keep the last valid version
+                self._mark_stale(kind, key, problem, kept=key in store, now=now)
+            for kind_key in [k for k in self._stale if k[0] == kind and k[1] not in invalid]:
+                self._clear_stale(kind, kind_key[1], deleted=kind_key[1] not in store)
             if self._planner is not None:
                 self._apply_replace(kind, old, store)
             old.clear()
@@ -208,7 +251,8 @@ class ClusterView:
 
     def apply(self, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> int:
         """Apply watch events (kind, ADDED|MODIFIED|DELETED, object) in order and publish once. Returns how many
-        changed something. Objects that do not parse are treated as deleted (the planner never sees them)."""
+        changed something. An object that does not parse keeps its last valid version and is recorded as stale
+        (see the module docstring)."""
         changed = 0
         with self._lock:
             config_changed = False
@@ -223,13 +267,18 @@ class ClusterView:
                 if key is None:
                     continue
                 store = self._store(kind)
-                parsed = None if event_type == "DELETED" else _parse(kind, raw)
-                if parsed is None:
+                if event_type == "DELETED":
+                    changed += self._clear_stale(kind, key, deleted=True)
                     if store.pop(key, None) is None:
                         continue
                     if self._planner is not None:
                         config_changed |= self._planner_delete(kind, key)
                 else:
+                    parsed, problems = _parse(kind, raw)
+                    if parsed is None:
+                        changed += self._mark_stale(kind, key, _problem_text(problems), kept=key in store, now=now)
+                        continue
+                    changed += self._clear_stale(kind, key)
                     if store.get(key) == parsed[1]:
                         continue
                     store[key] = parsed[1]
@@ -267,6 +316,35 @@ class ClusterView:
             self._liveness.thaw(now)
             if self._judge_alive(now):
                 self._publish()
+
+    # ----- stale objects (under the lock) ------------------------------------------------------------------------
+
+    def _mark_stale(self, kind: Kind, key: str, problem: str, *, kept: bool, now: float) -> bool:
+        """Record `key` as stale; True (and one WARNING) when that is news or its problem changed."""
+        seen = self._stale.get((kind, key))
+        if seen is not None and (seen.problem, seen.kept) == (problem, kept):
+            return False
+        since = seen.since if seen is not None else now
+        self._stale[(kind, key)] = StaleObject(kind.value, key, problem, since, kept)
+        what = "keeping its last valid version" if kept else "it has no valid version to keep"
+        fields = {"event": "object-stale", "kind": kind.value, _LOG_FIELD.get(kind.value, "object"): key}
+        log.warning(
+            "%s %s is invalid, %s: %s",
+            kind.value,
+            key,
+            what,
+            problem,
+            extra={"fields": fields | {"reason": problem}},
+        )
+        return True
+
+    def _clear_stale(self, kind: Kind, key: str, *, deleted: bool = False) -> bool:
+        """Forget that `key` was stale (valid again, or deleted); True when it was."""
+        if self._stale.pop((kind, key), None) is None:
+            return False
+        fields = {"event": "object-stale-cleared", "kind": kind.value, _LOG_FIELD.get(kind.value, "object"): key}
+        log.info("%s %s is %s", kind.value, key, "deleted" if deleted else "valid again", extra={"fields": fields})
+        return True
 
     # ----- liveness (under the lock) ----------------------------------------------------------------------------
 
@@ -372,6 +450,7 @@ class ClusterView:
                 synced=False,
                 version=self._version,
                 alive=self._alive,
+                stale=MappingProxyType(dict(self._stale)),
             )
             return
         plan = self._planner.plan
@@ -382,35 +461,42 @@ class ClusterView:
             synced=True,
             version=self._version,
             alive=self._alive,
+            stale=MappingProxyType(dict(self._stale)),
         )
 
 
-def _parse(kind: Kind, raw: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """(key, object) for a valid object of `kind`, else None."""
+def _parse(kind: Kind, raw: Mapping[str, Any]) -> tuple[tuple[str, Any] | None, list[Problem]]:
+    """(key, object) for a valid object of `kind`, else None; and the parser's problems."""
     if kind is Kind.NODE:
-        node, _ = parse_node(raw)
-        return (node.name, node) if node else None
+        node, problems = parse_node(raw)
+        return ((node.name, node) if node else None), problems
     if kind is Kind.SERVICE:
-        svc, _ = _parse_service(raw)
-        return (svc.key, svc) if svc else None
+        svc, problems = _parse_service(raw)
+        return ((svc.key, svc) if svc else None), problems
     if kind is Kind.ENDPOINT_SLICE:
-        eps, _ = parse_endpoint_slice(raw)
-        return (f"{eps.namespace}/{eps.name}", eps) if eps else None
+        eps, problems = parse_endpoint_slice(raw)
+        return ((f"{eps.namespace}/{eps.name}", eps) if eps else None), problems
     if kind is Kind.POOL:
-        pool, _ = parse_pool(raw)
-        return (f"{pool.namespace}/{pool.name}", pool) if pool else None
-    ad, _ = parse_advertisement(raw)
-    return (ad.key, ad) if ad else None
+        pool, problems = parse_pool(raw)
+        return ((f"{pool.namespace}/{pool.name}", pool) if pool else None), problems
+    ad, problems = parse_advertisement(raw)
+    return ((ad.key, ad) if ad else None), problems
 
 
 def _parse_all(kind: Kind, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """key -> object for the valid objects of a full list of `kind` (the later of two with one key wins)."""
     store: dict[str, Any] = {}
     for raw in items:
-        obj = _parse(kind, raw)
+        obj, _ = _parse(kind, raw)
         if obj is not None:
             store[obj[0]] = obj[1]
     return store
+
+
+def _problem_text(problems: list[Problem]) -> str:
+    """One line for a stale record and its log line: the problems joined, bounded."""
+    text = " ".join("; ".join(str(p) for p in problems).split()) or "does not parse"
+    return text if len(text) <= MAX_PROBLEM_TEXT else text[: MAX_PROBLEM_TEXT - 3] + "..."
 
 
 def _lease(raw: Mapping[str, Any]) -> tuple[str, LeaseRecord] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from l2core.model import EligibilitySettings
@@ -111,3 +112,60 @@ def test_a_relist_without_a_lease_forgets_it() -> None:
     view = live_view(Clock(), [speaker_lease("worker-1", "10"), speaker_lease("worker-2", "11")])
     view.replace_kind("Lease", [speaker_lease("worker-2", "11")])
     assert view.snapshot.alive == {"worker-2"}
+
+
+# ----- one bad edit never withdraws IPs (issue 8, part 1) -------------------------------------------------------
+
+
+def test_a_pool_edited_into_an_invalid_one_keeps_announcing_from_its_last_good_version(caplog) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    view = live_view(clock, [])
+    assert announcer(view) == "worker-1"
+    good = view.snapshot.cluster.pools["metallb-system/lan"]
+    clock.now += 5
+    bad = pool_object("lan", ["not an address"])
+    with caplog.at_level(logging.WARNING, logger="l2guard.view"):
+        assert view.apply([("IPAddressPool", "MODIFIED", bad)]) == 1
+        assert view.apply([("IPAddressPool", "MODIFIED", bad)]) == 0  # the same problem again: no news
+    snap = view.snapshot
+    assert snap.cluster.pools["metallb-system/lan"] is good
+    assert announcer(view) == "worker-1"
+    assert snap.plan.services["default/web"].ips == ("192.0.2.100",)
+    (stale,) = snap.stale.values()
+    assert (stale.kind, stale.key, stale.since, stale.kept) == ("IPAddressPool", "metallb-system/lan", 1005.0, True)
+    assert "not an address" in stale.problem
+    # One WARNING, naming the pool in a structured field, not in key=value text.
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert record.fields["pool"] == "metallb-system/lan" and record.fields["event"] == "object-stale"  # type: ignore[attr-defined]
+    assert "=" not in record.getMessage().split(":")[0]
+    # A later valid edit clears it and is planned.
+    view.apply([("IPAddressPool", "MODIFIED", pool_object("lan", ["192.0.2.96/27"]))])
+    assert view.snapshot.stale == {}
+    assert [r.text for r in view.snapshot.cluster.pools["metallb-system/lan"].ranges] == ["192.0.2.96/27"]
+    assert announcer(view) == "worker-1"
+
+
+def test_a_relist_with_an_invalid_pool_keeps_the_last_good_version_too() -> None:
+    view = live_view(Clock(), [])
+    view.replace_kind("IPAddressPool", [pool_object("lan", ["not an address"])])
+    assert announcer(view) == "worker-1"
+    assert set(view.snapshot.stale) == {("IPAddressPool", "metallb-system/lan")}
+    view.replace_kind("IPAddressPool", [])  # gone from the list: deleted, no longer stale
+    assert view.snapshot.stale == {} and announcer(view) is None
+
+
+def test_a_delete_still_deletes_a_stale_object() -> None:
+    view = live_view(Clock(), [])
+    view.apply([("IPAddressPool", "MODIFIED", pool_object("lan", ["not an address"]))])
+    view.apply([("IPAddressPool", "DELETED", pool_object("lan", ["not an address"]))])
+    assert view.snapshot.stale == {}
+    assert "metallb-system/lan" not in view.snapshot.cluster.pools
+    assert announcer(view) is None
+
+
+def test_an_object_that_never_parsed_is_reported_with_nothing_kept() -> None:
+    view = live_view(Clock(), [])
+    view.apply([("IPAddressPool", "ADDED", pool_object("new", ["not an address"]))])
+    stale = view.snapshot.stale[("IPAddressPool", "metallb-system/new")]
+    assert not stale.kept
+    assert "metallb-system/new" not in view.snapshot.cluster.pools

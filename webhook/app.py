@@ -351,7 +351,9 @@ def create_health_app(state: AppState) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
-        state.metrics.synced.set(1 if state.view.synced else 0)
+        snapshot = state.view.snapshot
+        state.metrics.synced.set(1 if snapshot.synced else 0)
+        state.metrics.stale_objects.set(len(snapshot.stale))
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     app.router.add_route("/healthz", healthz, methods=["GET"])

@@ -128,3 +128,27 @@ def test_a_failed_live_read_is_answered_from_the_cache_with_a_warning(serve) -> 
     assert "overlaps 192.0.2.100-192.0.2.120 of pool metallb-system/lan" in after_hang["status"]["message"]
     assert after_hang["warnings"] == ["validated against the cached pools: live read failed: no answer within 1.2 s"]
     assert 'l2guard_webhook_config_reads_total{result="fallback"} 2.0' in running.metrics.render().decode()
+
+
+def test_an_invalid_pool_edit_keeps_the_last_good_pool_and_is_exported_as_stale(serve) -> None:  # type: ignore[no-untyped-def]
+    """The watch delivers pool `lan` edited into an invalid one: the webhook still plans with the last good `lan`
+    (worker-1 keeps announcing the IP), and /metrics counts one stale object."""
+    bad = pool_object("lan", ["not an address"])
+    bad["metadata"]["resourceVersion"] = "950"
+    edit = Reply(events=[json.dumps({"type": "MODIFIED", "object": bad}).encode()], headers=watch_reply().headers)
+    replies = scripts()
+    replies[(POOLS, True)] = [edit, watch_reply(hold=5)]
+    replies[(NODES, True)] = [watch_reply(hold=5)]  # stay on the first list: worker-1 owns default/web
+    replies[(NODES, False)] = [list_reply("list-nodes.json")]
+    view = ClusterView(EligibilitySettings())
+    with APIDouble(replies) as double:
+        src = source(double, view)
+        running = serve(WebhookSettings(), view=view)
+        src.start()
+        try:
+            double.wait_for(lambda: view.synced and bool(view.snapshot.stale))
+            metrics = running.health.get("/metrics").text
+        finally:
+            src.stop()
+    assert "l2guard_webhook_stale_objects 1.0" in metrics
+    assert view.snapshot.plan.services["default/web"].announcer == "worker-1"
