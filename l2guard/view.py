@@ -171,6 +171,7 @@ class ClusterView:
         self.kinds = frozenset(Kind(k) for k in kinds)
         self._clock = clock
         self._lock = threading.Lock()
+        self._published = threading.Condition(self._lock)
         self._nodes: dict[str, Node] = {}
         self._services: dict[str, Service] = {}
         self._slices: dict[str, EndpointSlice] = {}
@@ -193,6 +194,13 @@ class ClusterView:
     @property
     def synced(self) -> bool:
         return self._snapshot.synced
+
+    def wait_newer(self, version: int, timeout: float) -> Snapshot:
+        """The current snapshot once its version is above `version`, or after `timeout` seconds whatever it is:
+        how a consumer such as the speaker's reconcile loop sleeps until the view changes."""
+        with self._published:
+            self._published.wait_for(lambda: self._snapshot.version > version, timeout)
+            return self._snapshot
 
     # ----- file mode ------------------------------------------------------------------------------------------
 
@@ -441,6 +449,8 @@ class ClusterView:
             self._planner.replace_config(pools, ads)
 
     def _publish(self) -> None:
+        """Under the lock: replace the snapshot and wake `wait_newer`."""
+        self._published.notify_all()
         self._version += 1
         if self._planner is None:
             self._snapshot = Snapshot(

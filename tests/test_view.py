@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 from l2core.model import EligibilitySettings
@@ -169,3 +170,15 @@ def test_an_object_that_never_parsed_is_reported_with_nothing_kept() -> None:
     stale = view.snapshot.stale[("IPAddressPool", "metallb-system/new")]
     assert not stale.kept
     assert "metallb-system/new" not in view.snapshot.cluster.pools
+
+
+def test_a_waiting_reader_wakes_when_a_newer_snapshot_is_published() -> None:
+    view = live_view(Clock(), [])
+    seen = view.snapshot.version
+    assert view.wait_newer(seen, 0.01).version == seen  # nothing new: back after the timeout with the same one
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(view.wait_newer(seen, 10.0).version))
+    reader.start()
+    view.apply([("IPAddressPool", "MODIFIED", pool_object("lan", ["192.0.2.96/27"]))])
+    reader.join(10)
+    assert got == [seen + 1]
