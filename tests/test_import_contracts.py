@@ -1,8 +1,11 @@
-"""Architecture contracts: the core is pure, and each third-party adapter library stays in its adapter modules."""
+"""Architecture contracts: the core is pure, each third-party adapter library stays in its adapter modules, only
+`l2guard/kube/` talks to Kubernetes, the speaker's data plane never reads the cluster, and the cluster view
+stands apart from the webhook and the client (issue 8, part 1)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +14,7 @@ PACKAGES = ["l2core", "l2guard", "webhook", "speaker"]
 
 # Which modules may import each adapter library (path prefixes, relative to the repository root).
 ADAPTERS = {
-    "kubernetes": ("l2guard/kube/", "webhook/kube", "speaker/kube"),
+    "kubernetes": ("l2guard/kube/",),
     "scapy": ("speaker/templates",),
     "fastapi": ("webhook/app",),
 }
@@ -26,6 +29,32 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module.split(".")[0])
     return found
+
+
+def dotted_imports(path: Path) -> set[str]:
+    """The absolute module names `path` imports, in full (`l2guard.kube.source`, not `l2guard`)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            found.add(node.module)
+    return found
+
+
+def loaded_after_import(modules: list[str]) -> set[str]:
+    """Every module a fresh interpreter has loaded after importing `modules`: the transitive imports."""
+    code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\nprint('\\n'.join(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *modules], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(done.stdout.split())
+
+
+def within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
 
 
 def modules(package: str) -> list[Path]:
@@ -100,3 +129,35 @@ def test_the_speakers_data_plane_imports_no_command_or_webhook_code() -> None:
         rel = path.relative_to(ROOT).as_posix()
         banned = {"webhook", "kubernetes"} | ({"l2guard"} if rel not in glue else set())
         assert not imports(path) & banned, f"{rel} imports {sorted(imports(path) & banned)}"
+
+
+def test_only_the_adapter_package_imports_the_kubernetes_client() -> None:
+    for package in PACKAGES:
+        for path in modules(package):
+            rel = path.relative_to(ROOT).as_posix()
+            if not rel.startswith("l2guard/kube/"):
+                assert "kubernetes" not in imports(path), f"{rel} imports kubernetes; only l2guard/kube/ may"
+
+
+def test_the_speaker_data_plane_never_reads_the_cluster() -> None:
+    banned = ("kubernetes", "l2guard.kube", "l2guard.view")
+    for path in modules("speaker"):
+        used = {m for m in dotted_imports(path) if within(m, banned)}
+        assert not used, f"{path.relative_to(ROOT)} imports {sorted(used)}"
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in modules("speaker")]
+    loaded = loaded_after_import([n.removesuffix(".__init__") for n in names if not n.endswith("__main__")])
+    assert not {m for m in loaded if within(m, banned)}
+
+
+def test_the_cluster_view_imports_neither_the_webhook_nor_the_client() -> None:
+    banned = ("webhook", "kubernetes", "l2guard.kube")
+    used = {m for m in dotted_imports(ROOT / "l2guard" / "view.py") if within(m, banned)}
+    assert not used, sorted(used)
+    loaded = loaded_after_import(["l2guard.view"])
+    assert not {m for m in loaded if within(m, banned)}, "l2guard.view pulls them in through another module"
+
+
+def test_the_dotted_checker_sees_full_module_names(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("import l2guard.kube.source\nfrom l2guard import view\nfrom . import sibling\n")
+    assert dotted_imports(probe) == {"l2guard.kube.source", "l2guard", "l2guard.view"}

@@ -78,3 +78,15 @@ def test_rbac_covers_what_the_live_view_lists() -> None:
         ("metallb.io", "l2advertisements"),
     }
     assert needed <= granted
+
+
+def test_rbac_lets_the_webhook_read_the_speaker_leases_of_its_namespace_only() -> None:
+    docs = rendered()
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "l2guard-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch"]}
+    ]
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "l2guard-webhook", "namespace": "l2guard-system"}]

@@ -26,13 +26,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from l2guard.view import ClusterView
 from webhook import handlers
 from webhook.handlers import NodeEndpoint, Outcome
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.review import MAX_BODY, BadReview, error_body, parse_review, request_timeout
 from webhook.review import Request as Review
 from webhook.settings import WebhookSettings
-from webhook.view import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +351,9 @@ def create_health_app(state: AppState) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
-        state.metrics.synced.set(1 if state.view.synced else 0)
+        snapshot = state.view.snapshot
+        state.metrics.synced.set(1 if snapshot.synced else 0)
+        state.metrics.stale_objects.set(len(snapshot.stale))
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     app.router.add_route("/healthz", healthz, methods=["GET"])

@@ -20,12 +20,12 @@ import uvloop
 from l2guard import logs
 from l2guard.listen import BindError
 from l2guard.loader import InputError, load_documents
+from l2guard.view import ClusterView
 from webhook.app import AppState
 from webhook.metrics import Metrics
 from webhook.server import WebhookServer
 from webhook.settings import SettingsError, WebhookSettings, add_arguments, from_args
 from webhook.tls import CertReloader, TLSError
-from webhook.view import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ def add_parser(subparsers: Any) -> None:
 
 def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple[WebhookServer, Any]:
     """Everything but the event loop: TLS, cluster view (file mode loads here), server. Returns the server and the
-    live source (None in file mode), not started. Raises TLSError or InputError."""
+    live source (None in file mode), not started. Raises TLSError, InputError, or SettingsError (no usable
+    kubeconfig)."""
     metrics = metrics or Metrics()
     reloader = CertReloader(
         settings.cert_file,
@@ -77,10 +78,19 @@ def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple
                 "cluster state: %s", parsed.outside_namespace_text(), extra={"fields": {"event": "cluster-state-scope"}}
             )
     else:
-        from webhook.kube import KubeSource, make_api_client, resources
+        from l2guard.kube import resources as table
+        from l2guard.kube.client import KubeconfigError, make_api_client
+        from l2guard.kube.source import KubeSource
 
+        try:
+            api = make_api_client(settings.kubeconfig)
+        except KubeconfigError as exc:  # imported here: file mode never loads the kubernetes client
+            raise SettingsError(str(exc)) from exc
         source = KubeSource(
-            view, resources(make_api_client(settings.kubeconfig), settings.metallb_namespace), metrics=metrics
+            view,
+            # Leases too: the view counts only speakers whose lease is alive (every node while none exists).
+            table.resources(api, metallb_namespace=settings.metallb_namespace, namespace=table.DEFAULT_NAMESPACE),
+            on_error=lambda resource, _: metrics.watch_errors.labels(resource).inc(),
         )
     state = AppState(
         settings,
@@ -108,7 +118,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
         flag = "--health-port" if exc.port == settings.health_port and exc.port != settings.port else "--port"
         err.write(f"l2guard webhook: {exc} (set another with {flag})\n")
         return EXIT_USAGE
-    except (TLSError, InputError, OSError, SettingsError) as exc:  # SettingsError: webhook.kube.KubeconfigError
+    except (TLSError, InputError, OSError, SettingsError) as exc:
         err.write(f"l2guard webhook: {exc}\n")
         return EXIT_USAGE
     if source is not None:

@@ -32,9 +32,9 @@ from l2core.policy import (
     node_impact,
 )
 from l2core.validate import ConfigVerdict, validate_advertisement_change, validate_pool_change
+from l2guard.view import Snapshot
 from webhook import messages
 from webhook.review import Request, build_response
-from webhook.view import Snapshot
 
 
 class Result(StrEnum):

@@ -3,7 +3,7 @@ collide on the global one).
 
 Names: `l2guard_webhook_requests_total{endpoint,outcome}`, `l2guard_webhook_request_seconds{endpoint}`,
 `l2guard_webhook_cert_expiry_seconds`, `l2guard_webhook_cluster_view_synced`, `l2guard_webhook_watch_errors_total`,
-`l2guard_webhook_config_reads_total{result}`.
+`l2guard_webhook_config_reads_total{result}`, `l2guard_webhook_stale_objects`.
 This module only defines and renders metrics; it decides nothing.
 """
 
@@ -45,7 +45,11 @@ class Metrics:
         self.watch_errors = Counter(
             "l2guard_webhook_watch_errors", "List/watch errors by resource", ("resource",), registry=self.registry
         )
-
+        self.stale_objects = Gauge(
+            "l2guard_webhook_stale_objects",
+            "Objects whose latest version is invalid (the view plans with their last valid version, if any)",
+            registry=self.registry,
+        )
         self.config_reads = Counter(
             "l2guard_webhook_config_reads",
             "Live reads of pools and advertisements for a review, by result (live, or fallback to the cache)",

@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from l2core.model import EXCLUDE_LABEL
+from l2guard.view import ClusterView
 from webhook.app import AppState, ConfigReader
 from webhook.metrics import Metrics
 from webhook.server import WebhookServer
 from webhook.settings import WebhookSettings
 from webhook.tls import CertReloader
-from webhook.view import ClusterView
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ADMISSION = DATA / "admission"

@@ -16,11 +16,11 @@ from l2core.model import EXCLUDE_LABEL, EligibilitySettings
 from l2core.parse import build_cluster
 from l2core.plan import diff, plan
 from l2core.policy import ALLOW_EXCLUDE_ANNOTATION, Mode, StripScope
+from l2guard.view import ClusterView
 from tests.builders import advertisement, endpoints, node, pool, service
 from webhook import messages
 from webhook.app import MUTATE_NODE, VALIDATE_ADVERTISEMENT, VALIDATE_NODE, VALIDATE_POOL
 from webhook.settings import WebhookSettings, parse_selector_text
-from webhook.view import ClusterView
 
 from .conftest import api_documents, captured, check_strip_patch
 

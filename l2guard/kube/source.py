@@ -1,25 +1,29 @@
-"""The kubernetes adapter: list+watch of Nodes, Services, EndpointSlices, IPAddressPools and L2Advertisements into
-the webhook's `ClusterView`. The only module that imports the `kubernetes` client.
+"""The list+watch source: keeps a consumer (a `Sink`) fed with the objects of a resource table, and reads a few
+kinds live on request. It knows nothing of its consumers: it hands raw dicts to the sink, and reports failures
+through callbacks and counters for the caller to log, export or act on.
 
 One thread per resource lists (raw JSON, `_preload_content=False`: no model objects, FIELD-NOTES measured 175 us
 and ~20 KB per Node for those) and then watches from the list's resourceVersion, reading the chunked stream line by
-line. Events go through a queue to one applier thread, which applies them to the view in batches; admission
-requests never wait on either (they read the last published snapshot).
+line, with bookmarks (`allow_watch_bookmarks`) so that a re-watch after a server-side timeout resumes from a recent
+version. Events go through a queue to one applier thread, which feeds the sink in batches: `replace_kind(kind,
+items)` after each (re-)list, `apply(events)` for a batch of watch events, and `tick()` when the queue has been quiet
+as long as the sink's last answer asked (a sink that expires things over time, such as leases, needs that). All
+sink calls come from that one thread, so the sink needs no locking of its own against them.
 
-Errors, translated at this boundary:
-    no usable client configuration (anything the client raises while loading a kubeconfig: a missing file,
-    YAML it cannot parse, a bare TypeError for a YAML scalar, ConfigException)
-        -> KubeconfigError naming the kubeconfig path, at start-up
-    410 Gone (a list with an expired resourceVersion, or a watch ERROR event with code 410)
-        -> re-list from scratch, no resourceVersion
-    anything else (ApiException, urllib3/socket errors, a malformed line)
-        -> count it, back off exponentially (0.5 s doubling to 30 s, with jitter), then re-list
+Failures (the client's errors translated by `l2guard.kube.errors` at this boundary):
+    Gone (a list with an expired resourceVersion, or a watch ERROR event with code 410)
+        -> re-list from scratch at once, no resourceVersion
+    any other KubeError, a malformed line, a stream dropped mid-way, or a surprise from the client library
+        -> `on_error(resource, reason)`, back off exponentially (0.5 s doubling to 30 s, with jitter), re-list
+A watch the server ends normally (its `timeoutSeconds`) is watched again from the last version seen, without a
+re-list.
+
 Live reads (`read_config`): for each pool or advertisement review the webhook lists that namespace's
 IPAddressPools and L2Advertisements again, because the watched cache can lag a write that was admitted a moment
 ago (issue 7, item 4). They run on a small pool of their own threads, never on the event loop or the default
-executor, and are bounded in time (the caller's timeout), pages and bytes; every failure is a SourceError.
+executor, and are bounded in time (the caller's timeout), pages and bytes; every failure is a KubeError.
 
-It must not make decisions: it moves dicts into the view.
+It must not make decisions: it moves dicts to the sink.
 """
 
 from __future__ import annotations
@@ -28,26 +32,21 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
-import yaml
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from webhook.metrics import Metrics
-from webhook.settings import SettingsError
-from webhook.view import ClusterView, Kind
+from l2guard.kube.errors import TRANSLATED, Gone, KubeError, Unreachable, one_line, translate
+from l2guard.kube.resources import ADVERTISEMENT, POOL, Resource
 
 log = logging.getLogger(__name__)
 
@@ -58,92 +57,39 @@ LIVE_PAGE_SIZE = 250
 LIVE_MAX_PAGES = 4
 LIVE_MAX_PAGE_BYTES = 8 * 1024 * 1024
 LIVE_READERS = 2  # threads for live reads: concurrent reviews beyond this wait (within their timeout) for one
+MAX_BATCH = 1000  # watch events handed to the sink in one apply()
+
+Event = tuple[str, str, Mapping[str, Any]]  # (kind, ADDED|MODIFIED|DELETED, object)
 
 
-class WatchExpired(Exception):
-    """The resourceVersion is too old (HTTP 410 or a watch ERROR 410): re-list."""
+class Sink(Protocol):
+    """What the source feeds. Every call comes from the source's one applier thread."""
 
+    def replace_kind(self, kind: str, items: Sequence[Mapping[str, Any]]) -> None:
+        """A full list of one kind: everything of that kind not in `items` is gone."""
 
-class SourceError(Exception):
-    """Any other list/watch failure: back off, then re-list."""
+    def apply(self, events: Sequence[Event]) -> object:
+        """Watch events of any kinds, in the order they arrived."""
 
-
-class KubeconfigError(SettingsError):
-    """No usable client configuration; the message is one line naming the kubeconfig and the alternative."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(
-            f"kubeconfig {path}: {reason}; give a working --kubeconfig FILE, "
-            "or serve from files with --cluster-state FILE instead of the API"
-        )
-        self.path = path
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _load_kubeconfig(path: str, *, note: str = "") -> None:
-    """`load_kube_config` with everything it raises turned into KubeconfigError. `path` may be a list joined by
-    ':' as in $KUBECONFIG (the client merges the files that exist); `note` is added to the reason."""
-    shown = os.path.expanduser(path)
-    try:
-        k8s_config.load_kube_config(config_file=path)  # type: ignore[no-untyped-call]
-        return
-    except Exception as exc:  # the client raises ConfigException, PyYAML errors, TypeError, OSError, ...
-        if not any(os.path.exists(os.path.expanduser(p)) for p in path.split(os.pathsep) if p):
-            reason = "no such file"
-        elif isinstance(exc, OSError):
-            reason = f"cannot read: {exc.strerror or _one_line(exc)}"
-        elif isinstance(exc, yaml.YAMLError | UnicodeError):
-            reason = f"not YAML ({_one_line(exc)})"
-        elif isinstance(exc, k8s_config.ConfigException):
-            reason = f"not a usable kubeconfig ({_one_line(exc).removeprefix('Invalid kube-config file. ')})"
-        else:
-            reason = f"not a usable kubeconfig ({type(exc).__name__}: {_one_line(exc)})"
-        raise KubeconfigError(shown, reason + note) from exc
-
-
-def make_api_client(kubeconfig: str = "") -> k8s.ApiClient:
-    """In-cluster configuration, else the kubeconfig (explicit path, $KUBECONFIG or ~/.kube/config). Raises
-    KubeconfigError when none of them is usable."""
-    if kubeconfig:
-        _load_kubeconfig(kubeconfig)
-    else:
-        try:
-            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except k8s_config.ConfigException as exc:
-            note = f", and not running in a cluster ({_one_line(exc)})"
-            _load_kubeconfig(k8s_config.KUBE_CONFIG_DEFAULT_LOCATION, note=note)
-    return k8s.ApiClient()
+    def tick(self) -> float | None:
+        """Called after each batch and whenever the queue stayed quiet for the delay the last call returned:
+        the seconds until the sink wants to be called again with no event (None: only after the next event)."""
 
 
 @dataclass(frozen=True)
-class Resource:
-    kind: Kind
-    name: str  # for logs and metrics
-    call: Callable[..., Any]  # a list function of the client: call(**query) -> urllib3 response
+class SourceStatus:
+    """The source's connection state, for /status, /readyz, fail-static and metrics."""
 
+    resources: frozenset[str]  # the names of every resource the source lists and watches
+    listed: frozenset[str]  # resources listed at least once
+    failing: Mapping[str, str]  # resource name -> the last failure's reason, until its next successful list
+    relists: Mapping[str, int]  # lists after the first, per resource (after 410 Gone or a failure)
+    errors: Mapping[str, int]  # failures per resource
 
-def resources(api: k8s.ApiClient, metallb_namespace: str) -> tuple[Resource, ...]:
-    core = k8s.CoreV1Api(api)
-    discovery = k8s.DiscoveryV1Api(api)
-    custom = k8s.CustomObjectsApi(api)
-
-    def crd(plural: str) -> Callable[..., Any]:
-        def call(**query: Any) -> Any:
-            return custom.list_namespaced_custom_object("metallb.io", "v1beta1", metallb_namespace, plural, **query)
-
-        return call
-
-    return (
-        Resource(Kind.NODE, "nodes", core.list_node),
-        Resource(Kind.SERVICE, "services", core.list_service_for_all_namespaces),
-        Resource(Kind.ENDPOINT_SLICE, "endpointslices", discovery.list_endpoint_slice_for_all_namespaces),
-        Resource(Kind.POOL, "ipaddresspools", crd("ipaddresspools")),
-        Resource(Kind.ADVERTISEMENT, "l2advertisements", crd("l2advertisements")),
-    )
+    @property
+    def connected(self) -> bool:
+        """Every resource's list and watch works (false before the first list too)."""
+        return not self.failing and self.listed == self.resources
 
 
 def _resource_version(obj: object) -> str | None:
@@ -152,16 +98,25 @@ def _resource_version(obj: object) -> str | None:
     return rv if isinstance(rv, str) and rv else None
 
 
-def _list_body(res: Resource, status: int, data: bytes) -> Mapping[str, Any]:
-    """The body of a list response; raises WatchExpired for 410 Gone, SourceError for anything else not a list."""
+def _http_error(status: int, reason: str, data: bytes) -> KubeError:
+    """The KubeError for an HTTP error answer read with `_preload_content=False` (the client does not check those)."""
+    exc = ApiException(status=status, reason=reason)
+    exc.body = data.decode("utf-8", "replace")
+    return translate(exc)
+
+
+def _list_body(res: Resource, status: int, reason: str, data: bytes) -> Mapping[str, Any]:
+    """The body of a list response; raises Gone for 410, another KubeError for anything else not a list."""
+    if not 200 <= int(status) <= 299:
+        raise _http_error(int(status), reason, data)
     try:
         body = json.loads(data)
     except (ValueError, TypeError) as exc:
-        raise SourceError(f"list {res.name}: body is not JSON") from exc
-    if status == GONE or (isinstance(body, Mapping) and body.get("kind") == "Status" and body.get("code") == GONE):
-        raise WatchExpired(str(body.get("message", "gone")) if isinstance(body, Mapping) else "gone")
-    if not 200 <= int(status) <= 299 or not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
-        raise SourceError(f"list {res.name}: HTTP {status}")
+        raise KubeError(f"list {res.name}: body is not JSON") from exc
+    if isinstance(body, Mapping) and body.get("kind") == "Status" and body.get("code") == GONE:
+        raise Gone(one_line(str(body.get("message", "gone"))), status=GONE)
+    if not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
+        raise KubeError(f"list {res.name}: the answer is not a list")
     return body
 
 
@@ -183,12 +138,12 @@ def _read_bounded(resp: Any, res: Resource, deadline: float) -> bytes:
                 return b"".join(chunks)
             size += len(chunk)
             if size > LIVE_MAX_PAGE_BYTES:
-                raise SourceError(f"list {res.name}: a page larger than {LIVE_MAX_PAGE_BYTES} bytes")
+                raise KubeError(f"list {res.name}: a page larger than {LIVE_MAX_PAGE_BYTES} bytes")
             if time.monotonic() > deadline:
-                raise SourceError(f"list {res.name}: out of time")
+                raise Unreachable(f"list {res.name}: out of time")
             chunks.append(chunk)
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise SourceError(f"list {res.name}: {type(exc).__name__}: {exc}") from exc
+    except TRANSLATED as exc:
+        raise translate(exc) from exc
     finally:
         with contextlib.suppress(Exception):  # best effort, as for the watches
             if done:
@@ -198,31 +153,49 @@ def _read_bounded(resp: Any, res: Resource, deadline: float) -> bytes:
 
 
 class KubeSource:
-    """Feeds a ClusterView from the API server. `start()` spawns daemon threads; `stop()` ends them promptly."""
+    """Feeds a Sink from the API server. `start()` spawns daemon threads; `stop()` ends them promptly.
+
+    `on_error(resource, reason)` is called (from that resource's thread) for every failed list or watch, before
+    the back-off; `on_relist(resource)` before every list after the first. Neither may block or raise."""
 
     def __init__(
         self,
-        view: ClusterView,
+        sink: Sink,
         resources: tuple[Resource, ...],
         *,
-        metrics: Metrics | None = None,
+        on_error: Callable[[str, str], None] | None = None,
+        on_relist: Callable[[str], None] | None = None,
         watch_timeout: int = 300,
         backoff: tuple[float, float] = (0.5, 30.0),
         request_timeout: float = 30.0,
     ) -> None:
-        self.view = view
+        self.sink = sink
         self.resources = resources
-        self.metrics = metrics
+        self.on_error = on_error
+        self.on_relist = on_relist
         self.watch_timeout = watch_timeout
         self.backoff = backoff
         self.request_timeout = request_timeout
-        self._queue: queue.Queue[tuple[str, Kind, Any]] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._open: dict[str, Any] = {}
-        self._open_lock = threading.Lock()
-        self.relists: dict[str, int] = {r.name: 0 for r in resources}  # lists after the first, for tests and logs
+        self._lock = threading.Lock()  # _open and the status fields
+        self._listed: set[str] = set()
+        self._failing: dict[str, str] = {}
+        self._relists: dict[str, int] = {r.name: 0 for r in resources}
+        self._errors: dict[str, int] = {r.name: 0 for r in resources}
         self._readers = ThreadPoolExecutor(max_workers=LIVE_READERS, thread_name_prefix="config-read")
+
+    def status(self) -> SourceStatus:
+        with self._lock:
+            return SourceStatus(
+                frozenset(self._relists),
+                frozenset(self._listed),
+                dict(self._failing),
+                dict(self._relists),
+                dict(self._errors),
+            )
 
     # ----- lifecycle ------------------------------------------------------------------------------------------
 
@@ -230,14 +203,14 @@ class KubeSource:
         for res in self.resources:
             t = threading.Thread(target=self._run, args=(res,), name=f"watch-{res.name}", daemon=True)
             self._threads.append(t)
-        self._threads.append(threading.Thread(target=self._apply_loop, name="view-applier", daemon=True))
+        self._threads.append(threading.Thread(target=self._apply_loop, name="source-applier", daemon=True))
         for t in self._threads:
             t.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._queue.put(("stop", Kind.NODE, None))
-        with self._open_lock:
+        self._queue.put(("stop", "", None))
+        with self._lock:
             responses = list(self._open.values())
         for resp in responses:
             # shutdown() interrupts a read blocked in another thread (urllib3 >= 2.3); close() alone would wait
@@ -261,9 +234,15 @@ class KubeSource:
             try:
                 if rv is None:
                     if listed_once:
-                        self.relists[res.name] += 1
+                        with self._lock:
+                            self._relists[res.name] += 1
+                        if self.on_relist is not None:
+                            self.on_relist(res.name)
                     items, rv = self._list(res)
                     listed_once = True
+                    with self._lock:
+                        self._listed.add(res.name)
+                        self._failing.pop(res.name, None)
                     self._queue.put(("replace", res.kind, items))
                 for event_type, obj in self._watch(res, rv):
                     new_rv = _resource_version(obj)
@@ -272,40 +251,46 @@ class KubeSource:
                     if new_rv:
                         rv = new_rv
                     failures = 0
-            except WatchExpired as exc:
+            except Gone as exc:
                 log.info(
                     "re-listing %s: %s",
                     res.name,
-                    exc,
-                    extra={"fields": {"event": "watch-expired", "resource": res.name, "reason": str(exc)}},
+                    exc.reason,
+                    extra={"fields": {"event": "watch-expired", "resource": res.name, "reason": exc.reason}},
                 )
                 rv = None
-            except Exception as exc:  # SourceError, or anything the client library surprises us with
+            except Exception as exc:  # a KubeError, or anything the client library surprises us with
                 if self._stop.is_set():
                     break
-                if not isinstance(exc, SourceError):
+                if isinstance(exc, KubeError):
+                    reason = exc.reason
+                else:
                     # Not a known failure: log it fully, but keep this resource's loop alive (a dead watch thread
-                    # would leave the view frozen while /readyz still says synced).
+                    # would leave the consumer frozen while it believes it is synced).
+                    reason = one_line(f"{type(exc).__name__}: {exc}")
                     log.exception(
                         "list/watch of %s crashed",
                         res.name,
                         extra={"fields": {"event": "watch-error", "resource": res.name}},
                     )
                 failures += 1
-                if self.metrics is not None:
-                    self.metrics.watch_errors.labels(res.name).inc()
+                with self._lock:
+                    self._errors[res.name] += 1
+                    self._failing[res.name] = reason
+                if self.on_error is not None:
+                    self.on_error(res.name, reason)
                 low, high = self.backoff
                 delay = min(high, low * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
                 log.warning(
                     "list/watch of %s failed, retrying in %.1f s: %s",
                     res.name,
                     delay,
-                    exc,
+                    reason,
                     extra={
                         "fields": {
                             "event": "watch-error",
                             "resource": res.name,
-                            "reason": str(exc),
+                            "reason": reason,
                             "retry_in": round(delay, 1),
                         }
                     },
@@ -316,16 +301,16 @@ class KubeSource:
     def _call(self, res: Resource, **query: Any) -> Any:
         try:
             return res.call(_preload_content=False, **query)
-        except ApiException as exc:
-            if exc.status == GONE:
-                raise WatchExpired(f"HTTP 410: {exc.reason}") from exc
-            raise SourceError(f"HTTP {exc.status}: {exc.reason}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise SourceError(f"{type(exc).__name__}: {exc}") from exc
+        except TRANSLATED as exc:
+            raise translate(exc) from exc
 
     def _list(self, res: Resource) -> tuple[list[Mapping[str, Any]], str | None]:
         resp = self._call(res, _request_timeout=self.request_timeout)
-        body = _list_body(res, getattr(resp, "status", 200), resp.data)
+        try:
+            data = resp.data
+        except TRANSLATED as exc:
+            raise translate(exc) from exc
+        body = _list_body(res, getattr(resp, "status", 200), str(getattr(resp, "reason", "")), data)
         return _items(body), _resource_version(body)
 
     def _watch(self, res: Resource, rv: str | None) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -337,38 +322,38 @@ class KubeSource:
             timeout_seconds=self.watch_timeout,
             _request_timeout=(self.request_timeout, self.watch_timeout + 30),
         )
-        with self._open_lock:
+        with self._lock:
             self._open[res.name] = resp
         try:
-            status = getattr(resp, "status", 200)
-            if status == GONE:
-                raise WatchExpired("HTTP 410 on watch")
-            if not 200 <= int(status) <= 299:
-                raise SourceError(f"watch {res.name}: HTTP {status}")
+            status = int(getattr(resp, "status", 200))
+            if not 200 <= status <= 299:
+                raise _http_error(status, str(getattr(resp, "reason", "")), resp.data)
             for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
                 if self._stop.is_set():
                     return
                 try:
                     event = json.loads(line)
                 except ValueError as exc:
-                    raise SourceError(f"watch {res.name}: malformed event line") from exc
+                    raise KubeError(f"watch {res.name}: malformed event line") from exc
                 if not isinstance(event, Mapping):
-                    raise SourceError(f"watch {res.name}: event is not an object")
+                    raise KubeError(f"watch {res.name}: event is not an object")
                 event_type, obj = event.get("type"), event.get("object")
                 if not isinstance(obj, Mapping):
-                    raise SourceError(f"watch {res.name}: event without object")
+                    raise KubeError(f"watch {res.name}: event without object")
                 if event_type == "ERROR":
+                    message = one_line(str(obj.get("message", "gone")))
                     if obj.get("code") == GONE:
-                        raise WatchExpired(str(obj.get("message", "gone")))
-                    raise SourceError(f"watch {res.name}: ERROR {obj.get('code')}: {obj.get('message')}")
+                        raise Gone(message, status=GONE)
+                    raise KubeError(f"watch {res.name}: ERROR {obj.get('code')}: {message}")
                 if event_type in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
                     yield event_type, obj
         except (urllib3.exceptions.HTTPError, OSError, AttributeError) as exc:
-            # AttributeError: urllib3 reading from a response that stop() closed under it.
+            # AttributeError: urllib3 reading from a response that stop() closed under it. A stream dropped
+            # mid-way (the server or a proxy went away) lands here too: back off and re-list.
             if not self._stop.is_set():
-                raise SourceError(f"watch {res.name}: {type(exc).__name__}: {exc}") from exc
+                raise Unreachable(one_line(f"watch {res.name}: {type(exc).__name__}: {exc}")) from exc
         finally:
-            with self._open_lock:
+            with self._lock:
                 self._open.pop(res.name, None)
             with contextlib.suppress(Exception):  # best effort: the connection may already be closed
                 resp.release_conn()
@@ -377,7 +362,7 @@ class KubeSource:
 
     async def read_config(self, timeout: float) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
         """The MetalLB namespace's IPAddressPools and L2Advertisements (raw objects) as the API server has them
-        now, through the same resource table the watches use. Raises SourceError within `timeout` seconds when a
+        now, through the same resource table the watches use. Raises KubeError within `timeout` seconds when a
         list fails, does not answer in time, or holds more than LIVE_PAGE_SIZE * LIVE_MAX_PAGES objects.
 
         The lists carry no resourceVersion: the API server then answers from etcd with a quorum read, or from a
@@ -385,29 +370,29 @@ class KubeSource:
         concepts, "Semantics for get and list"; MetalLB's webhooks read the same way, through controller-runtime's
         uncached `GetAPIReader()`). Pages (`limit`/`continue`) stay one consistent snapshot of the list.
 
-        A reader thread can outlive `timeout` while urllib3 retries a timed-out read (3 retries by default, each
-        within the deadline's remainder); there are at most LIVE_READERS of them, and reviews beyond that wait for
-        a free one within their own timeout."""
+        Each request is bounded by the deadline's remainder; a client from `make_api_client` does not retry (with
+        urllib3's default retries a timed-out read would be tried 3 more times). There are at most LIVE_READERS
+        reader threads, and reviews beyond that wait for a free one within their own timeout."""
         deadline = time.monotonic() + timeout
         try:
             read = asyncio.get_running_loop().run_in_executor(self._readers, self._read_config, deadline)
         except RuntimeError as exc:  # the executor is shut down: stop() ran
-            raise SourceError("the webhook is stopping") from exc
+            raise KubeError("the source is stopping") from exc
         try:
             return await asyncio.wait_for(read, timeout)
         except TimeoutError as exc:
             # The reader thread ends by itself: its requests time out by the same deadline.
-            raise SourceError(f"no answer within {timeout:.1f} s") from exc
-        except SourceError:
+            raise Unreachable(f"no answer within {timeout:.1f} s") from exc
+        except KubeError:
             raise
         except Exception as exc:  # a surprise from the client library: still a failed read, not a failed review
-            raise SourceError(f"{type(exc).__name__}: {exc}") from exc
+            raise KubeError(one_line(f"{type(exc).__name__}: {exc}")) from exc
 
     def _read_config(self, deadline: float) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
         by_kind = {r.kind: r for r in self.resources}
-        if Kind.POOL not in by_kind or Kind.ADVERTISEMENT not in by_kind:
-            raise SourceError("no IPAddressPool or L2Advertisement resource to read")
-        return self._read_all(by_kind[Kind.POOL], deadline), self._read_all(by_kind[Kind.ADVERTISEMENT], deadline)
+        if POOL not in by_kind or ADVERTISEMENT not in by_kind:
+            raise KubeError("no IPAddressPool or L2Advertisement resource to read")
+        return self._read_all(by_kind[POOL], deadline), self._read_all(by_kind[ADVERTISEMENT], deadline)
 
     def _read_all(self, res: Resource, deadline: float) -> list[Mapping[str, Any]]:
         items: list[Mapping[str, Any]] = []
@@ -415,54 +400,62 @@ class KubeSource:
         for _ in range(LIVE_MAX_PAGES):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise SourceError(f"list {res.name}: out of time")
+                raise Unreachable(f"list {res.name}: out of time")
             query: dict[str, Any] = {"limit": LIVE_PAGE_SIZE, "_request_timeout": remaining}
             if token:
                 query["_continue"] = token
             try:
                 resp = self._call(res, **query)
-                body = _list_body(res, getattr(resp, "status", 200), _read_bounded(resp, res, deadline))
-            except WatchExpired as exc:  # an expired continue token: a restart could not finish in time either
-                raise SourceError(f"list {res.name}: {exc}") from exc
+                data = _read_bounded(resp, res, deadline)
+                body = _list_body(res, getattr(resp, "status", 200), str(getattr(resp, "reason", "")), data)
+            except Gone as exc:  # an expired continue token: a restart could not finish in time either
+                raise KubeError(f"list {res.name}: {exc.reason}", status=GONE) from exc
             items.extend(_items(body))
             meta = body.get("metadata")
             more = meta.get("continue") if isinstance(meta, Mapping) else None
             if not isinstance(more, str) or not more:
                 return items
             token = more
-        raise SourceError(f"list {res.name}: more than {LIVE_PAGE_SIZE * LIVE_MAX_PAGES} objects")
+        raise KubeError(f"list {res.name}: more than {LIVE_PAGE_SIZE * LIVE_MAX_PAGES} objects")
 
     # ----- applier --------------------------------------------------------------------------------------------
 
     def _apply_loop(self) -> None:
+        wait: float | None = None
         while not self._stop.is_set():
-            item = self._queue.get()
-            batch = [item]
-            while len(batch) < 1000:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
             try:
-                self._apply(batch)
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                batch = []
+            else:
+                batch = [item]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            try:
+                if not self._apply(batch):
+                    return
+                wait = self.sink.tick()
             except Exception:
-                # A bug in applying must not kill the view: log it; the next re-list repairs the cache.
+                # A bug in the sink must not kill the applier: log it; the next re-list repairs the cache.
                 log.exception("applying events failed", extra={"fields": {"event": "apply-error"}})
-            if self.metrics is not None:
-                self.metrics.synced.set(1 if self.view.synced else 0)
 
-    def _apply(self, batch: list[tuple[str, Kind, Any]]) -> None:
-        events: list[tuple[Kind, str, Mapping[str, Any]]] = []
+    def _apply(self, batch: list[tuple[str, str, Any]]) -> bool:
+        """Feed one batch to the sink; False when it held the stop marker."""
+        events: list[Event] = []
         for what, kind, payload in batch:
             if what == "stop":
-                return
+                return False
             if what == "replace":
                 if events:
-                    self.view.apply(events)
+                    self.sink.apply(events)
                     events = []
-                self.view.replace_kind(kind, payload)
+                self.sink.replace_kind(kind, payload)
             else:
                 event_type, obj = payload
                 events.append((kind, event_type, obj))
         if events:
-            self.view.apply(events)
+            self.sink.apply(events)
+        return True
