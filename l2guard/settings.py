@@ -41,7 +41,7 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
 
-def one_of(words: Sequence[str]) -> str:
+def _one_of(words: Sequence[str]) -> str:
     """`a, b or c`."""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
@@ -144,9 +144,9 @@ class SharedSettings:
         if not self.metallb_namespace:
             errors.append("--metallb-namespace must not be empty")
         if self.log_format not in LOG_FORMATS:
-            errors.append(f"--log-format must be {one_of(LOG_FORMATS)}")
+            errors.append(f"--log-format must be {_one_of(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
-            errors.append(f"--log-level must be {one_of(LOG_LEVELS)}")
+            errors.append(f"--log-level must be {_one_of(LOG_LEVELS)}")
         return errors
 
 
@@ -220,7 +220,7 @@ def read_options(
             problems.append(str(exc))
             value = opt.default
         if opt.choices and value not in opt.choices:
-            problems.append(f"{source} must be {one_of(opt.choices)}, not {_shown(str(value))}")
+            problems.append(f"{source} must be {_one_of(opt.choices)}, not {_shown(str(value))}")
             value = opt.default
         values[opt.dest] = value
     return values, problems
