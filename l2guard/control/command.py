@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from l2core.model import EligibilitySettings
 from l2core.parse import build_cluster
@@ -67,7 +67,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--namespace", "str", "l2guard-system", "namespace of the speakers' Leases and Events"),
     Option("--health-address", "str", "0.0.0.0", "address of the health port"),
     Option("--health-port", "int", 7473, "plain-HTTP port for /healthz, /readyz, /status and /metrics"),
-    Option("--lease-duration", "float", 6.0, "seconds a speaker's Lease lasts without renewal"),
+    Option("--lease-duration", "int", 6, "seconds a speaker's Lease lasts without renewal (at least 2)"),
     Option("--lease-renew-interval", "float", 2.0, "seconds between Lease renewals"),
     Option(
         "--exclude-interfaces",
@@ -90,7 +90,7 @@ class SpeakerSettings:
     namespace: str
     health_address: str
     health_port: int
-    lease_duration: float
+    lease_duration: int
     lease_renew_interval: float
     exclude_interfaces: str
     burst_interval: float
@@ -122,7 +122,9 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Sp
         problems.append("--node-name is required (L2GUARD_NODE_NAME; in the DaemonSet from spec.nodeName)")
     if (p := port_problem("--health-port", values["health_port"])) is not None:
         problems.append(p)
-    for flag in ("--lease-duration", "--lease-renew-interval", "--burst-interval", "--poll-interval"):
+    if not 2 <= values["lease_duration"] <= 3600:
+        problems.append("--lease-duration must be between 2 and 3600 seconds")
+    for flag in ("--lease-renew-interval", "--burst-interval", "--poll-interval"):
         dest = flag.lstrip("-").replace("-", "_")
         if not 0.01 <= values[dest] <= 3600:
             problems.append(f"{flag} must be between 0.01 and 3600 seconds")
@@ -159,10 +161,15 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Sp
 
 class FileState:
     """The cluster-state files, re-read when their content changes. `poll()` returns a new View, or None when
-    nothing changed; a file that stops parsing keeps the last good view (one bad edit never withdraws IPs)."""
+    nothing changed; a file that stops parsing keeps the last good view (one bad edit never withdraws IPs). There
+    is no API to post Events to: `report()` logs them, at their level."""
+
+    mode = "file"
+    debounce = 0.0
 
     def __init__(self, settings: SpeakerSettings) -> None:
         self._settings = settings
+        self.wait = settings.poll_interval
         self._digest = b""
         self._refused = b""
         self.problem: str | None = None  # why the last read was refused, while it is
@@ -175,6 +182,22 @@ class FileState:
                 raise InputError(f"{name}: larger than {MAX_STATE_BYTES // (1024 * 1024)} MiB")
             h.update(path.read_bytes())
         return h.digest()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def report(self, key: str, event: ServiceEvent) -> None:
+        level = logging.WARNING if event.type.value == "Warning" else logging.INFO
+        log.log(
+            level,
+            "event on %s: %s",
+            key,
+            event.message,
+            extra={"fields": {"event": "service-event", "service": key, "reason": event.reason}},
+        )
 
     def poll(self) -> View | None:
         """A new View when the files changed and read well; None when unchanged, or unreadable (logged once per
@@ -219,16 +242,17 @@ class FileState:
         )
 
 
-def _log_event(key: str, event: ServiceEvent) -> None:
-    """File mode has no API to post Events to: the Event goes to the log, at its level."""
-    level = logging.WARNING if event.type.value == "Warning" else logging.INFO
-    log.log(
-        level,
-        "event on %s: %s",
-        key,
-        event.message,
-        extra={"fields": {"event": "service-event", "service": key, "reason": event.reason}},
-    )
+class StateSource(Protocol):
+    """Where the reconcile loop's View comes from: the files (FileState) or the cluster (live.LiveState)."""
+
+    mode: str
+    wait: float  # seconds between polls when nothing wakes the loop
+    debounce: float  # after a wake-up, seconds to let a burst of changes land before planning
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def poll(self) -> View | None: ...
+    def report(self, key: str, event: ServiceEvent) -> None: ...
 
 
 def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str, str] | None = None) -> int:
@@ -238,26 +262,59 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str
             err.write(f"{PROG}: {problem}\n")
         return EXIT_USAGE
     logs.setup(settings.shared.log_format, settings.shared.log_level)
-    if not settings.shared.cluster_state:
-        err.write(f"{PROG}: live mode is not available yet; give --cluster-state FILE (file mode)\n")
-        return EXIT_USAGE
-    state = FileState(settings)
-    try:
-        first = state.read()
-    except (InputError, OSError) as exc:
-        err.write(f"{PROG}: cannot read the cluster state: {exc}\n")
-        return EXIT_USAGE
-    assert first is not None  # the first read always sees a change
-    if settings.alive is not None and (unknown := sorted(settings.alive - first.plan.node_reasons.keys())):
-        err.write(f"{PROG}: --alive names node(s) not in the cluster state: {', '.join(unknown)}\n")
-        return EXIT_USAGE
-    return _serve(settings, state, first, err=err)
+    wake = threading.Event()
+    first: View | None = None
+    state: StateSource
+    if settings.shared.cluster_state:
+        files = FileState(settings)
+        try:
+            first = files.read()
+        except (InputError, OSError) as exc:
+            err.write(f"{PROG}: cannot read the cluster state: {exc}\n")
+            return EXIT_USAGE
+        assert first is not None  # the first read always sees a change
+        if settings.alive is not None and (unknown := sorted(settings.alive - first.plan.node_reasons.keys())):
+            err.write(f"{PROG}: --alive names node(s) not in the cluster state: {', '.join(unknown)}\n")
+            return EXIT_USAGE
+        state = files
+    else:
+        from l2guard.control.live import LiveState
+        from l2guard.kube.client import KubeconfigError
+        from l2guard.view import ClusterView
+
+        if settings.alive is not None:
+            err.write(f"{PROG}: --alive is for file mode; in the cluster, the speakers' Leases say who runs\n")
+            return EXIT_USAGE
+        try:
+            state = LiveState(
+                node=settings.node_name,
+                namespace=settings.namespace,
+                kubeconfig=settings.shared.kubeconfig,
+                metallb_namespace=settings.shared.metallb_namespace,
+                view=ClusterView(settings.eligibility),
+                lease_duration=settings.lease_duration,
+                lease_renew_interval=settings.lease_renew_interval,
+                metrics=(metrics := SpeakerMetrics()),
+                wake=wake,
+            )
+        except KubeconfigError as exc:
+            err.write(f"{PROG}: {exc}\n")
+            return EXIT_USAGE
+        return _serve(settings, state, None, wake=wake, metrics=metrics, err=err)
+    return _serve(settings, state, first, wake=wake, metrics=SpeakerMetrics(), err=err)
 
 
-def _serve(settings: SpeakerSettings, state: FileState, first: View, *, err: TextIO) -> int:
-    metrics = SpeakerMetrics()
+def _serve(
+    settings: SpeakerSettings,
+    state: StateSource,
+    first: View | None,
+    *,
+    wake: threading.Event,
+    metrics: SpeakerMetrics,
+    err: TextIO,
+) -> int:
     board = StatusBoard(SpeakerStatus(node=settings.node_name, dry_run=settings.dry_run))
-    wake, stop = threading.Event(), threading.Event()
+    stop = threading.Event()
 
     def on_dataplane_event(event: DataPlaneEvent) -> None:  # on the announcer's I/O thread: queue and wake
         reconciler.on_dataplane_event(event)
@@ -273,7 +330,7 @@ def _serve(settings: SpeakerSettings, state: FileState, first: View, *, err: Tex
         )
         metrics.registry.register(SpeakerCollector(announcer.counters))
     reconciler = Reconciler(
-        node=settings.node_name, dataplane=announcer, board=board, metrics=metrics, report=_log_event
+        node=settings.node_name, dataplane=announcer, board=board, metrics=metrics, report=state.report
     )
     health = HealthServer(board, metrics.registry, host=settings.health_address, port=settings.health_port)
 
@@ -296,26 +353,29 @@ def _serve(settings: SpeakerSettings, state: FileState, first: View, *, err: Tex
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     log.info(
         "speaker started",
-        extra={"fields": {"event": "start", "node": settings.node_name, "port": health.port, "mode": "file"}},
+        extra={"fields": {"event": "start", "node": settings.node_name, "port": health.port, "mode": state.mode}},
     )
     try:
+        state.start()
         view = first
-        reconciler.reconcile(view)
+        if view is not None:
+            reconciler.reconcile(view)
         while not stop.is_set():
-            wake.wait(settings.poll_interval)
+            if wake.wait(state.wait) and state.debounce:
+                stop.wait(state.debounce)  # let a burst of watch events land: one plan for all of them
             wake.clear()
             if stop.is_set():
                 break
             changed = state.poll()
-            if changed is not None:
-                view = changed
-            if changed is not None or reconciler.pending_events():
+            view = changed or view
+            if view is not None and (changed is not None or reconciler.pending_events()):
                 reconciler.reconcile(view)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if announcer is not None:
             announcer.stop()  # stop answering first: the next node takes over with its own burst
+        state.stop()  # live mode: then release the lease at once
         health.stop()
     log.info("speaker stopped", extra={"fields": {"event": "stopped", "node": settings.node_name}})
     return 0

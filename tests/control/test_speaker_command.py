@@ -120,7 +120,7 @@ def test_settings_problems_are_one_line_each_and_exit_2(tmp_path: Path) -> None:
     assert no_node.stderr == (
         "l2guard speaker: --node-name is required (L2GUARD_NODE_NAME; in the DaemonSet from spec.nodeName)\n"
     )
-    bad = run("--cluster-state", str(f), "--node-name", "cp-1", "--health-port", "99999", "--lease-duration", "1")
+    bad = run("--cluster-state", str(f), "--node-name", "cp-1", "--health-port", "99999", "--lease-duration", "2")
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 2, bad.stderr
     assert "--health-port" in bad.stderr and "--lease-renew-interval must be shorter" in bad.stderr
     env_twin = run("--cluster-state", str(f), "--dry-run", L2GUARD_NODE_NAME="cp-1", L2GUARD_LABEL_SEMANTICS="maybe")

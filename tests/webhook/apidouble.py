@@ -23,6 +23,8 @@ script claims the path:
   hold no lists a patch would merge by key, so the two agree as long as a patch leaves metadata's lists alone;
   JSON patches answer 415;
 - the server fills in uid, resourceVersion and creationTimestamp, but writes no managedFields;
+- a watch (`?watch=1&resourceVersion=N`) on a stored collection streams ADDED, MODIFIED and DELETED events for
+  the writes after N, then new ones as they happen, for a few seconds, as a server-side watch timeout ends it;
 - `hang` delays the answer to every stored-object request (a hung API server; cut short when the double stops),
   and a stopped double closes even kept-alive connections unanswered, like a dead one.
 Only 127.0.0.1, only for tests.
@@ -94,6 +96,7 @@ STORED = {
     "events": ("", "v1", "Event", "events"),
 }
 MAX_BODY = 1024 * 1024
+WATCH_HOLD = 5.0  # seconds a watch of stored objects stays open
 
 
 def captured_json(name: str) -> Any:
@@ -120,6 +123,22 @@ class ObjectStore:
         self.objects: dict[str, dict[str, Any]] = {}  # object path -> object
         self.revision = 1000
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        # Every write that took a new resourceVersion, for watches: (revision, collection path, type, object).
+        self.changes: list[tuple[int, str, str, dict[str, Any]]] = []
+
+    def _record(self, collection: str, event_type: str, obj: dict[str, Any]) -> None:
+        self.changes.append((int(obj["metadata"]["resourceVersion"]), collection, event_type, copy.deepcopy(obj)))
+        self.changed.notify_all()
+
+    def events_after(self, collection: str, rv: int) -> list[tuple[int, bytes]]:
+        """Watch events of `collection` newer than `rv`, as the API server streams them (one JSON per line)."""
+        with self.lock:
+            return [
+                (rev, json.dumps({"type": kind, "object": obj}).encode())
+                for rev, path, kind, obj in self.changes
+                if path == collection and rev > rv
+            ]
 
     def _status(self, code: int, reason: str, message: str, plural: str, name: str) -> tuple[int, Any]:
         group, _, _, _ = STORED[plural]
@@ -182,6 +201,7 @@ class ObjectStore:
                     creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 )
                 self.objects[path] = self._stamp(obj, changed_from=None)
+                self._record(collection, "ADDED", obj)
                 return 201, obj
             if name is None:
                 return self._status(405, "MethodNotAllowed", f"{method} on a collection", plural, "")
@@ -193,6 +213,10 @@ class ObjectStore:
                 return 200, stored
             if method == "DELETE":
                 del self.objects[path]
+                self.revision += 1
+                gone = copy.deepcopy(stored)
+                gone["metadata"]["resourceVersion"] = str(self.revision)
+                self._record(collection, "DELETED", gone)
                 status = captured_json("lease-delete.json")
                 status["details"] = {"name": name, "kind": plural, "uid": stored["metadata"]["uid"]}
                 if STORED[plural][0]:
@@ -214,7 +238,10 @@ class ObjectStore:
             new.update(kind=kind, apiVersion=api_version)
             for key in ("name", "namespace", "uid", "creationTimestamp"):
                 new["metadata"][key] = stored["metadata"][key]
+            before = stored["metadata"]["resourceVersion"]
             self.objects[path] = self._stamp(new, changed_from=stored)
+            if new["metadata"]["resourceVersion"] != before:
+                self._record(collection, "MODIFIED", new)
             return 200, new
 
 
@@ -245,6 +272,10 @@ class APIDouble:
                 if double.stopping.is_set() or double.stopping.wait(double.hang):
                     self.close_connection = True
                     return True
+                query = parse_qs(url.query)
+                if method == "GET" and match["name"] is None and query.get("watch", ["false"])[0] in ("true", "1"):
+                    self._watch_stored(url.path, int(query.get("resourceVersion", ["0"])[0] or 0))
+                    return True
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
                     self.send_error(413)
@@ -265,6 +296,29 @@ class APIDouble:
                 self.end_headers()
                 self.wfile.write(payload)
                 return True
+
+            def _watch_stored(self, collection: str, rv: int) -> None:
+                """Stream the store's changes of `collection` after `rv`, then new ones as they happen, for up to
+                WATCH_HOLD seconds; then end the stream like a server-side watch timeout."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                deadline = time.monotonic() + WATCH_HOLD
+                try:
+                    while not double.stopping.is_set() and time.monotonic() < deadline:
+                        for rev, line in double.store.events_after(collection, rv):
+                            chunk = line + b"\n"
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                            rv = rev
+                        self.wfile.flush()
+                        with double.store.changed:
+                            double.store.changed.wait(0.1)
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    pass
+                self.close_connection = True
 
             def do_POST(self) -> None:
                 if not self._stored("POST"):

@@ -1,0 +1,173 @@
+"""The speaker's live mode: the cluster through the Kubernetes adapter, liveness through Leases, Events posted.
+
+`LiveState` owns the pieces that talk to the API server (built from `l2guard.kube`): the list+watch source feeding
+the shared cluster view (`l2guard.view.ClusterView`, which holds the speakers' Leases too), this node's Lease
+keeper, and the Event poster. `poll()` turns the view's latest snapshot and the connection state into the
+reconcile step's `View`, and decides fail-static: once synced, a speaker whose watches fail or whose lease renewal
+has failed for longer than the lease lasts is cut off; it freezes the peers' liveness (a stale view must not judge
+them dead) and keeps announcing what it announced until it is back in contact.
+
+It decides nothing about who announces: the planner does, in the view.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from l2core.liveness import lease_name
+from l2core.reporting import ServiceEvent
+from l2guard.control.metrics import SpeakerMetrics
+from l2guard.control.reconcile import View
+from l2guard.kube.client import make_api_client
+from l2guard.kube.events import EventPoster, ObjectRef
+from l2guard.kube.lease import LeaseKeeper
+from l2guard.kube.resources import resources
+from l2guard.kube.source import Event, KubeSource
+from l2guard.view import ClusterView
+
+log = logging.getLogger(__name__)
+
+
+class _Waking:
+    """The view as the source's sink, waking the control loop after every change it applies."""
+
+    def __init__(self, view: ClusterView, wake: threading.Event) -> None:
+        self._view, self._wake = view, wake
+
+    def replace_kind(self, kind: str, items: Sequence[Mapping[str, Any]]) -> None:
+        self._view.replace_kind(kind, items)
+        self._wake.set()
+
+    def apply(self, events: Sequence[Event]) -> object:
+        changed = self._view.apply(events)
+        self._wake.set()
+        return changed
+
+    def tick(self) -> float | None:
+        delay = self._view.tick()
+        self._wake.set()  # an expiry may have changed the alive set; the loop skips unchanged snapshots
+        return delay
+
+
+DEBOUNCE = 0.05  # seconds: watch events of one burst (a rollout, a re-list) are planned once
+POLL = 0.5  # seconds between checks of the connection state when nothing happens
+
+
+class LiveState:
+    mode = "live"
+    wait = POLL
+    debounce = DEBOUNCE
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        namespace: str,
+        kubeconfig: str,
+        metallb_namespace: str,
+        view: ClusterView,
+        lease_duration: int,
+        lease_renew_interval: float,
+        metrics: SpeakerMetrics,
+        wake: threading.Event,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        api = make_api_client(kubeconfig)  # KubeconfigError (one line) when there is no usable configuration
+        self._node = node
+        self._view = view
+        self._metrics = metrics
+        self._clock = clock
+        self._duration = lease_duration
+        self.source = KubeSource(
+            _Waking(view, wake),
+            resources(api, metallb_namespace=metallb_namespace, namespace=namespace),
+            on_relist=metrics.watch_restarted,
+        )
+        self.lease = LeaseKeeper(
+            api,
+            name=lease_name(node),
+            namespace=namespace,
+            holder=node,
+            duration=lease_duration,
+            renew_interval=lease_renew_interval,
+        )
+        self.poster = EventPoster(api, node=node)
+        self._cut_off_since: float | None = None
+        self._was_connected = False
+        self._seen: tuple[int, float | None] | None = None  # (snapshot version, cut-off) of the last View
+
+    def start(self) -> None:
+        self.poster.start()
+        self.lease.start()
+        self.source.start()
+
+    def stop(self) -> None:
+        """After the data plane stopped answering: release the lease at once, so that the next node takes over
+        without waiting for it to expire, then end the watches and the poster."""
+        self.lease.stop()
+        try:
+            self.lease.release()
+        except Exception as exc:  # the API may be gone: the lease then expires on its own
+            log.warning("could not release the lease: %s", exc, extra={"fields": {"event": "lease-release-failed"}})
+        self.source.stop()
+        self.poster.stop()
+
+    def report(self, key: str, event: ServiceEvent) -> None:
+        namespace, _, name = key.partition("/")
+        self.poster.post(
+            ObjectRef("Service", name, namespace), type=event.type.value, reason=event.reason, message=event.message
+        )
+
+    def _connected(self) -> bool:
+        lease = self.lease.state()
+        if lease.last_renewed is not None:
+            self._metrics.lease_renewed(lease.last_renewed)
+        fresh = lease.last_renewed is not None and time.monotonic() - lease.last_renewed < self._duration
+        connected = self.source.status().connected and fresh
+        self._metrics.set_api_connected(connected)
+        return connected
+
+    def poll(self) -> View | None:
+        """The View to reconcile, or None when neither the snapshot nor the connection state changed."""
+        snap = self._view.snapshot
+        connected = self._connected()
+        if connected and self._cut_off_since is not None:
+            log.warning(
+                "back in contact with the API server after %.0f s; planning from the view again",
+                self._clock() - self._cut_off_since,
+                extra={"fields": {"event": "api-reconnected"}},
+            )
+            self._view.thaw()
+            self._cut_off_since = None
+        elif not connected and self._was_connected and self._cut_off_since is None:
+            log.warning(
+                "cut off from the API server: announcing the last known state (fail-static)",
+                extra={"fields": {"event": "api-cut-off", "reason": self._why_not_connected()}},
+            )
+            self._view.freeze()
+            self._cut_off_since = self._clock()
+        self._was_connected |= connected and snap.synced
+        self._metrics.set_config_stale(bool(snap.stale))
+        seen = (snap.version, self._cut_off_since)
+        if seen == self._seen:
+            return None
+        self._seen = seen
+        return View(
+            snap.plan,
+            nodes=snap.cluster.nodes,
+            alive=snap.alive,
+            synced=snap.synced,
+            cut_off_since=self._cut_off_since,
+            live=True,
+        )
+
+    def _why_not_connected(self) -> str:
+        failing = self.source.status().failing
+        if failing:
+            name, reason = next(iter(sorted(failing.items())))
+            return f"{name}: {reason}"
+        return f"lease renewal failing: {self.lease.state().last_error or 'no renewal yet'}"
