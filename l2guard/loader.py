@@ -26,6 +26,9 @@ except ImportError:  # PyYAML built without libyaml
 MAX_ALIAS_NODES = 10_000  # per stream: the nodes that aliases may repeat, counted as if expanded
 
 
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # characters per input: a cluster of 10,000 services is about 30 MB of JSON
+
+
 class InputError(Exception):
     """Input that cannot be read or parsed; the message is one line, fit for an operator."""
 
@@ -116,18 +119,24 @@ def parse_text(text: str, *, source: str) -> list[object]:
 
 
 def load_documents(paths: Iterable[str]) -> list[object]:
-    """Documents from each path in order; "-" reads stdin."""
+    """Documents from each path in order; "-" reads stdin. Each input is read up to MAX_INPUT_BYTES: a larger one
+    (or an endless one, /dev/zero) is refused before it fills the memory."""
     docs: list[object] = []
     for path in paths:
         source = "<stdin>" if path == "-" else path
         try:
             if path == "-":
-                text = sys.stdin.read()
+                text = sys.stdin.read(MAX_INPUT_BYTES + 1)
             else:
                 with open(path, encoding="utf-8") as fh:
-                    text = fh.read()
+                    text = fh.read(MAX_INPUT_BYTES + 1)
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise InputError(f"{source}: cannot read: {reason}") from exc
-        docs.extend(parse_text(text, source=source))
+        if len(text) > MAX_INPUT_BYTES:
+            raise InputError(f"{source}: larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; refused")
+        try:
+            docs.extend(parse_text(text, source=source))
+        except MemoryError as exc:
+            raise InputError(f"{source}: too large to parse in the memory available") from exc
     return docs

@@ -469,3 +469,11 @@ def test_the_kubeconfig_twin_set_for_other_commands_does_not_stop_explain_from_r
         env=env,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_endless_or_huge_input_is_refused_not_read_into_memory() -> None:
+    """/dev/zero used to fill the memory (MemoryError, exit 70 under a cap); now it is one line and exit 2."""
+    proc = l2guard("explain", "/dev/zero")
+    assert_no_traceback(proc)
+    assert proc.returncode == 2
+    assert proc.stderr == "l2guard explain: /dev/zero: larger than 64 MiB; refused\n"

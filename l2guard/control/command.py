@@ -24,7 +24,6 @@ import re
 import signal
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TextIO
 
@@ -37,7 +36,7 @@ from l2guard.control.health import HealthServer, SpeakerStatus, StatusBoard
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import Reconciler, View
 from l2guard.listen import BindError
-from l2guard.loader import InputError, load_documents
+from l2guard.loader import MAX_INPUT_BYTES, InputError, load_documents
 from l2guard.options import port_problem
 from l2guard.settings import (
     CLUSTER_FLAGS,
@@ -59,7 +58,6 @@ log = logging.getLogger(__name__)
 
 PROG = "l2guard speaker"
 EXIT_USAGE = 2
-MAX_STATE_BYTES = 64 * 1024 * 1024  # a cluster-state file larger than this is refused, not read
 
 OPTIONS: tuple[Option, ...] = (
     Option("--node-name", "str", "", "this node's name (in the DaemonSet: the downward API's spec.nodeName)"),
@@ -175,12 +173,14 @@ class FileState:
         self.problem: str | None = None  # why the last read was refused, while it is
 
     def _digest_now(self) -> bytes:
+        """The files' content digest, each read up to the loader's limit (a larger or endless file is refused)."""
         h = hashlib.sha256()
         for name in self._settings.shared.cluster_state:
-            path = Path(name)
-            if path.stat().st_size > MAX_STATE_BYTES:
-                raise InputError(f"{name}: larger than {MAX_STATE_BYTES // (1024 * 1024)} MiB")
-            h.update(path.read_bytes())
+            with open(name, "rb") as fh:
+                data = fh.read(MAX_INPUT_BYTES + 1)
+            if len(data) > MAX_INPUT_BYTES:
+                raise InputError(f"{name}: larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; refused")
+            h.update(data)
         return h.digest()
 
     def start(self) -> None:

@@ -3,8 +3,9 @@
 `LiveState` owns the pieces that talk to the API server (built from `l2guard.kube`): the list+watch source feeding
 the shared cluster view (`l2guard.view.ClusterView`, which holds the speakers' Leases too), this node's Lease
 keeper, and the Event poster. `poll()` turns the view's latest snapshot and the connection state into the
-reconcile step's `View`, and decides fail-static: once synced, a speaker whose watches fail or whose lease renewal
-has failed for longer than the lease lasts is cut off; it freezes the peers' liveness (a stale view must not judge
+reconcile step's `View`, and decides fail-static: once synced, a speaker whose watches or lease renewals have
+been failing for a grace period (one renewal interval, and at most half of what a lease has left after one) is
+cut off; it freezes the peers' liveness (a stale view must not judge
 them dead) and keeps announcing what it announced until it is back in contact.
 
 It decides nothing about who announces: the planner does, in the view.
@@ -97,6 +98,8 @@ class LiveState:
         )
         self.poster = EventPoster(api, node=node)
         self._cut_off_since: float | None = None
+        self._down_since: float | None = None  # monotonic: since when the source or the lease is failing
+        self._grace = max(0.0, min(lease_renew_interval, (lease_duration - lease_renew_interval) / 2))
         self._was_connected = False
         self._seen: tuple[int, float | None] | None = None  # (snapshot version, cut-off) of the last View
 
@@ -135,6 +138,15 @@ class LiveState:
         """The View to reconcile, or None when neither the snapshot nor the connection state changed."""
         snap = self._view.snapshot
         connected = self._connected()
+        now = time.monotonic()
+        if connected:
+            self._down_since = None
+        elif self._down_since is None:
+            self._down_since = now
+        # A watch that fails once and re-lists at once is routine; cut off means out of contact for the grace
+        # period. It stays below the time a live peer's lease can run out unobserved (duration minus one renewal
+        # interval), so that no peer is judged dead from a view that merely missed its renewals.
+        out_of_contact = self._down_since is not None and now - self._down_since >= self._grace
         if connected and self._cut_off_since is not None:
             log.warning(
                 "back in contact with the API server after %.0f s; planning from the view again",
@@ -143,7 +155,7 @@ class LiveState:
             )
             self._view.thaw()
             self._cut_off_since = None
-        elif not connected and self._was_connected and self._cut_off_since is None:
+        elif out_of_contact and self._was_connected and self._cut_off_since is None:
             log.warning(
                 "cut off from the API server: announcing the last known state (fail-static)",
                 extra={"fields": {"event": "api-cut-off", "reason": self._why_not_connected()}},

@@ -129,6 +129,9 @@ def test_settings_problems_are_one_line_each_and_exit_2(tmp_path: Path) -> None:
     assert regex.returncode == 2 and regex.stderr.startswith(
         "l2guard speaker: --exclude-interfaces is not a regular expression: missing ), unterminated subpattern"
     ), regex.stderr
+    endless = run("--cluster-state", "/dev/zero", "--node-name", "cp-1", "--dry-run")
+    assert endless.returncode == 2
+    assert endless.stderr == "l2guard speaker: cannot read the cluster state: /dev/zero: larger than 64 MiB; refused\n"
     unknown = run("--cluster-state", str(f), "--node-name", "cp-1", "--dry-run", "--alive", "cp-1,ghost")
     assert unknown.returncode == 2 and "ghost" in unknown.stderr
 

@@ -303,6 +303,7 @@ class APIDouble:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
                 self.end_headers()
                 deadline = time.monotonic() + WATCH_HOLD
                 try:
@@ -357,6 +358,7 @@ class APIDouble:
                     self.wfile.write(reply.body)
                     return
                 self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")  # said, as a server that closes after the stream says it
                 self.end_headers()
                 try:
                     for line in reply.events:
