@@ -450,6 +450,12 @@ class ParsedCluster:
     pool_overlaps: tuple[PoolOverlap, ...] = ()
 
     @property
+    def invalid_config(self) -> bool:
+        """An IPAddressPool or L2Advertisement of the MetalLB namespace does not parse: MetalLB's config.For
+        refuses the whole configuration then (and keeps running its last valid one), as for overlapping pools."""
+        return any(p.obj.startswith(("IPAddressPool ", "L2Advertisement ")) for p in self.problems)
+
+    @property
     def refusals(self) -> tuple[Problem, ...]:
         """Why MetalLB would refuse this configuration as a whole (capped like problems); empty when it accepts."""
         return tuple(capped("", [o.problem() for o in self.pool_overlaps], noun="overlaps"))

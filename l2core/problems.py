@@ -6,6 +6,7 @@ core returns problems; it never raises them at the user and never logs them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -16,6 +17,7 @@ class Problem:
     obj: str  # "IPAddressPool metallb-system/lan", or "" when the object itself could not be named
     path: str  # field path inside the object, "" for the object as a whole
     message: str
+    omitted: int = 0  # > 0: not a problem but the count of those `capped` left out ("and N more problems")
 
     def __str__(self) -> str:
         where = ": ".join(part for part in (self.obj, self.path) if part)
@@ -26,7 +28,13 @@ MAX_PROBLEMS = 20  # per object: a hostile object with 8,000 bad entries gets 20
 
 
 def capped(obj: str, problems: list[Problem], limit: int = MAX_PROBLEMS, *, noun: str = "problems") -> list[Problem]:
-    """The first `limit` problems (or warnings: `noun`), then one that counts the rest."""
+    """The first `limit` problems (or warnings: `noun`), then one that counts the rest (its `omitted`)."""
     if len(problems) <= limit:
         return problems
-    return [*problems[:limit], Problem(obj, "", f"and {len(problems) - limit} more {noun}")]
+    rest = len(problems) - limit
+    return [*problems[:limit], Problem(obj, "", f"and {rest} more {noun}", omitted=rest)]
+
+
+def total(problems: Iterable[Problem]) -> int:
+    """How many problems a capped list stands for: those listed plus those counted as omitted."""
+    return sum(p.omitted or 1 for p in problems)

@@ -28,6 +28,7 @@ from l2core.eligibility import REASON_TEXT, NodeVerdict, Reason
 from l2core.model import EXCLUDE_LABEL, Node
 from l2core.parse import ParsedCluster, build_cluster
 from l2core.plan import Plan, Status, plan
+from l2core.problems import total as problem_count
 from l2core.text import and_more
 from l2guard.loader import InputError, load_documents, parse_text
 from l2guard.settings import ELIGIBILITY_FLAGS, SharedSettings, add_shared_arguments, read_shared
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     else:
         out.write(render_table(result, parsed))
     nobody = any(sp.status is Status.NOBODY for sp in result.services.values())
-    return EXIT_NOBODY if nobody or parsed.pool_overlaps else EXIT_OK
+    return EXIT_NOBODY if nobody or parsed.pool_overlaps or parsed.invalid_config else EXIT_OK
 
 
 # ----- JSON -------------------------------------------------------------------------------------------------------
@@ -214,7 +215,10 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
         },
         "summary": {"nodes": len(result.node_reasons), "services": len(result.services), **counts},
         "services": services,
-        "problems": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.problems],
+        "problems": [
+            {"object": p.obj, "field": p.path, "message": p.message} for p in parsed.problems if not p.omitted
+        ],
+        "problemsOmitted": sum(p.omitted for p in parsed.problems),
         "refusals": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.refusals],
         "notes": [{"object": p.obj, "field": p.path, "message": p.message} for p in parsed.warnings],
         "ignored": dict(sorted(parsed.ignored.items())),
@@ -305,7 +309,12 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
             lines.append(f"    fix: {fix}")
     if parsed.problems:
         lines.append("")
-        lines.append(f"{len(parsed.problems)} problem(s) in the input (those objects were left out):")
+        lines.append(f"{problem_count(parsed.problems)} problem(s) in the input (those objects were left out):")
+        if parsed.invalid_config:
+            lines.append(
+                "  MetalLB refuses a configuration with an invalid IPAddressPool or L2Advertisement and keeps running"
+                " its last valid one; the plan above is the configuration without them"
+            )
         lines.extend(f"  - {p}" for p in parsed.problems)
     if parsed.warnings:
         lines.append("")

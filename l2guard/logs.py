@@ -47,10 +47,13 @@ def _text_value(value: object) -> str:
     text = str(value)
     if _BARE.fullmatch(text) and text.isprintable():
         return text
-    quoted = json.dumps(text, ensure_ascii=False)
-    if quoted.isprintable():
-        return quoted
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in quoted)
+    return _printable(json.dumps(text, ensure_ascii=False))
+
+
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class TextFormatter(logging.Formatter):
@@ -58,8 +61,10 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        """The message line with the fields after it; `format` adds a traceback below, if any."""
-        line = super().formatMessage(record)
+        """The message line with the fields after it; `format` adds a traceback below, if any. Characters of the
+        message a terminal would obey (a name from a review can hold ESC, CR, LF, U+202E) are escaped, so that no
+        input can forge a log line or recolour one."""
+        line = _printable(super().formatMessage(record))
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict) and fields:
             line += " " + " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())

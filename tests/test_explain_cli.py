@@ -477,3 +477,22 @@ def test_an_endless_or_huge_input_is_refused_not_read_into_memory() -> None:
     assert_no_traceback(proc)
     assert proc.returncode == 2
     assert proc.stderr == "l2guard explain: /dev/zero: larger than 64 MiB; refused\n"
+
+
+def test_a_capped_problem_list_counts_every_problem_and_an_invalid_pool_is_a_refused_configuration(
+    tmp_path: Path,
+) -> None:
+    """1,000 repeated 10.0.0.0/8 entries are 999 overlaps within one pool: 20 listed, 979 counted (the table said
+    '21 problem(s)' and the JSON listed the count as a 21st problem). MetalLB's config.For refuses the whole
+    configuration for one invalid pool, so explain exits 3 (it exited 0). Found in review."""
+    f = tmp_path / "cluster.yaml"
+    docs = [node("n1"), service("web", "198.51.100.10"), endpoints("web", ["n1"]), pool("bad", *["10.0.0.0/8"] * 1000)]
+    f.write_text(_yaml_docs(*docs))
+    proc = l2guard("explain", str(f))
+    assert_no_traceback(proc)
+    assert proc.returncode == 3
+    assert "999 problem(s) in the input (those objects were left out):" in proc.stdout
+    assert "MetalLB refuses a configuration with an invalid IPAddressPool or L2Advertisement" in proc.stdout
+    doc = json.loads(l2guard("explain", str(f), "-o", "json").stdout)
+    assert len(doc["problems"]) == 20 and doc["problemsOmitted"] == 979
+    assert all("more problems" not in p["message"] for p in doc["problems"])

@@ -74,7 +74,7 @@ def test_a_strict_utf8_stream_takes_the_json_line() -> None:
 
 def test_text_lines_show_fields_after_the_message() -> None:
     line = TextFormatter().format(_record(event="admission", node="worker-1"))
-    assert line.endswith("allowed x\udfffy event=admission node=worker-1")
+    assert line.endswith("allowed x\\udfffy event=admission node=worker-1")
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_text_lines_show_fields_after_the_message() -> None:
 )
 def test_text_lines_quote_field_values_that_would_be_ambiguous_or_steer_the_terminal(value: object, shown: str) -> None:
     line = TextFormatter().format(_record(event="admission", reason=value))
-    assert line.endswith(f"allowed x\udfffy event=admission reason={shown}")
+    assert line.endswith(f"allowed x\\udfffy event=admission reason={shown}")
     assert "\n" not in line
 
 
@@ -139,3 +139,13 @@ def test_setup_writes_json_off_a_terminal_and_text_on_one(
         )
     else:
         assert line.endswith(" INFO l2guard.probe: hello there event=probe")
+
+
+def test_a_message_from_input_cannot_forge_or_recolour_a_text_line() -> None:
+    """A Node named `cp\x1b[31mRED\r\nFAKE...` made the text log print a second, forged line (found in review)."""
+    record = logging.LogRecord(
+        "webhook.app", logging.INFO, __file__, 1, "stripped %s", ("cp\x1b[31mRED\r\nFAKE",), None
+    )
+    line = TextFormatter().format(record)
+    assert line.endswith("stripped cp\\x1b[31mRED\\r\\nFAKE")
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line

@@ -7,7 +7,6 @@ so that nothing important is cut: the subject (node, service, IP) comes first.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from l2core.model import EXCLUDE_LABEL
@@ -173,21 +172,14 @@ def note_text(note: Note) -> str:
     return f"{note.obj}: {note.message}"
 
 
-# The last entry of a list the core capped (l2core.problems.capped: the first 20, then "and N more problems").
-_MORE_PROBLEMS = re.compile(r"and (\d+) more problems")
-
-
 def problems_message(kind: str, problems: Sequence[Problem]) -> str:
     """`invalid IPAddressPool ns/name: spec.addresses[1]: ...; spec.addresses[4]: ...; and N more problems`.
 
     The object is named once, and the problems that do not fit the response's message limit are counted rather
     than cut off mid-way, so the count survives: it is the core's own count (the list arrives capped) plus those
     left out here. Cost is bounded by the limit, not by the number of problems."""
-    listed = list(problems)
-    hidden = 0
-    if listed and listed[-1].path == "" and (more := _MORE_PROBLEMS.fullmatch(listed[-1].message)):
-        hidden = int(more.group(1))
-        listed.pop()
+    listed = [p for p in problems if not p.omitted]
+    hidden = sum(p.omitted for p in problems)
     objects = {p.obj for p in listed}
     subject = objects.pop() if len(objects) == 1 and listed and listed[0].obj else ""
     head = f"invalid {subject or kind}: "
