@@ -64,12 +64,21 @@ def parse_range(text: object) -> tuple[AddressRange | None, str | None]:
     if text != text.strip():
         return None, f"{shown(text)} is not a valid CIDR (no spaces around a CIDR: MetalLB's parser refuses them)"
     address, _, prefix = text.partition("/")
-    value = _ip_value(address)
+    # Go's net.ParseCIDR checks the prefix against 128 bits whenever the address is written with ':', masks the
+    # 16-byte form, and an IPv4-mapped result is IPv4: `::ffff:192.0.2.0/120` is 192.0.2.0/24, while
+    # `::ffff:192.0.2.1/32` is the IPv6 network ::/32.
+    if ":" in address:
+        raw = _ipv6_raw(address)
+        value = None if raw is None else (6, raw)
+    else:
+        value = _ip_value(address)
     bits = 32 if value is not None and value[0] == 4 else 128
     if value is None or not prefix.isdigit() or not prefix.isascii() or int(prefix) > bits:
         return None, f"{shown(text)} is not a valid CIDR"
     host = (1 << (bits - int(prefix))) - 1  # host bits are masked, as Go's net.ParseCIDR does
     network = value[1] & ~host
+    if bits == 128 and int(prefix) >= 96 and network >> 32 == 0xFFFF:
+        return AddressRange(4, network & 0xFFFFFFFF, (network | host) & 0xFFFFFFFF, text), None
     return AddressRange(value[0], network, network | host, text), None
 
 
@@ -94,17 +103,27 @@ def _ip_value(text: object) -> tuple[int, int] | None:
     if not isinstance(text, str) or text != text.strip() or "%" in text:
         return None
     if ":" in text:
-        value = _ipv6_int(text) if "." not in text else None
+        value = _ipv6_raw(text)
         if value is None:
-            try:
-                value = int(ipaddress.IPv6Address(text))
-            except ValueError:
-                return None
+            return None
         if value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d, the IPv4-mapped form
             return 4, value & 0xFFFFFFFF
         return 6, value
     v4 = _ipv4_int(text)
     return (4, v4) if v4 is not None else None
+
+
+def _ipv6_raw(text: str) -> int | None:
+    """The 128 bits of an address written with ':' (no spaces or zone, as `_ip_value` checked), unmapped."""
+    if text != text.strip() or "%" in text:
+        return None
+    value = _ipv6_int(text) if "." not in text else None
+    if value is None:
+        try:
+            value = int(ipaddress.IPv6Address(text))
+        except ValueError:
+            return None
+    return value
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, TextIO
 
+from l2core.addresses import parse_ip
 from l2core.text import and_more
 from l2guard import logs
 from l2guard.options import port_problem
@@ -41,6 +42,7 @@ from speaker.interfaces import DEFAULT_EXCLUDE, scan_links
 PROG = "l2guard announce"
 EXIT_USAGE = 2
 EXIT_CRASHED = 1
+NEVER_ARP = frozenset({"loopback", "no BROADCAST", "NOARP", "no Ethernet address"})
 MAX_LISTED_INTERFACES = 20  # a node with hundreds of CNI veths still gets a one-line refusal
 MAX_BURST_SECONDS = 3600.0
 MIN_BURST_INTERVAL = 0.01  # a smaller interval would flood the LAN with gratuitous frames
@@ -105,10 +107,8 @@ def _unannounceable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | 
     Unspecified: RFC 1122 3.2.1.3 and RFC 4291 2.5.2 ("this host" / "no address"). Loopback: RFC 1122 3.2.1.3,
     RFC 4291 2.5.3 (never on a wire). Multicast: RFC 1112, RFC 4291 2.7 (a group, and ARP/NDP never resolve it).
     Link-local: RFC 3927 (169.254.0.0/16) and RFC 4291 2.5.6 (fe80::/10), scoped to one link and configured by
-    hosts themselves. An IPv4-mapped IPv6 address is judged by its IPv4 address.
+    hosts themselves. `ip` comes from the core's reader, so an IPv4-mapped address arrives as IPv4.
     """
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     if ip.is_unspecified:
         return "the unspecified address is no host's address"
     if ip == ipaddress.IPv4Address("255.255.255.255"):
@@ -127,13 +127,12 @@ def _parse_ips(raw_ips: Sequence[str]) -> tuple[list[str], str | None]:
     """The canonical addresses, or the first problem (one line)."""
     ips: list[str] = []
     for raw in raw_ips:
-        try:
-            ip = ipaddress.ip_address(raw.strip())
-        except ValueError:
-            return [], f"invalid IP address {raw!r}"
+        ip = parse_ip(raw)  # the core's reader: as Go (and so MetalLB) reads addresses
+        if ip is None:
+            return [], f"invalid IP address {raw!r} (no spaces, zone ids or prefixes)"
         why = _unannounceable(ip)
         if why is not None:
-            return [], f"cannot announce {raw.strip()}: {why}"
+            return [], f"cannot announce {raw}: {why}"
         ips.append(str(ip))
     return ips, None
 
@@ -148,6 +147,12 @@ def _interface_problem(names: Sequence[str]) -> str | None:
         return f"cannot list the network interfaces: {exc.strerror or exc}"
     missing = [n for n in dict.fromkeys(names) if n not in links]
     if not missing:
+        # Down, no carrier or enslaved can change while it runs (the announcer reports it and waits); these
+        # cannot: such a link never carries ARP or NDP, and announcing on it would say nothing, forever.
+        for name in dict.fromkeys(names):
+            why = links[name].why_unusable()
+            if why in NEVER_ARP:
+                return f"interface {name!r} cannot announce anything ({why}): ARP and NDP need an Ethernet link"
         return None
     which = ", ".join(repr(n) for n in missing)
     there = and_more(sorted(links), MAX_LISTED_INTERFACES) or "none"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import heapq
-import ipaddress
 import logging
 import re
 import selectors
@@ -29,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 
+from l2core.addresses import parse_ip
 from speaker import bpf
 from speaker.interfaces import DEFAULT_EXCLUDE, Link, eligible_for_all, open_link_events, scan_links
 from speaker.metrics import Counters, Family
@@ -161,8 +161,12 @@ class ReportLimit:
 
 
 def normalize_ip(ip: str) -> str:
-    """Canonical text form of an IPv4/IPv6 address; raises ValueError for anything else (incl. prefixes)."""
-    return str(ipaddress.ip_address(ip.strip()))
+    """Canonical text form of an IPv4/IPv6 address, read as the core reads it (Go's rules: no spaces or zone ids,
+    an IPv4-mapped address is its IPv4 address); raises ValueError for anything else (incl. prefixes)."""
+    parsed = parse_ip(ip)
+    if parsed is None:
+        raise ValueError(f"not an IP address: {ip!r}")
+    return str(parsed)
 
 
 def normalize(desired: Desired) -> dict[str, frozenset[str] | AllInterfaces]:

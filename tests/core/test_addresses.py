@@ -98,11 +98,28 @@ def _reference_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
 
 
 def _reference_cidr(text: str) -> tuple[int, int, int] | None:
+    """Go's net.ParseCIDR, with `ipaddress`: an address written with ':' takes a prefix of up to 128 bits and is
+    masked as 16 bytes; a masked result inside ::ffff:0:0/96 with a prefix of 96 or more is that IPv4 network."""
     address, _, prefix = text.partition("/")
-    ip = _reference_ip(address)
-    if ip is None or not prefix.isascii() or not prefix.isdigit() or int(prefix) > ip.max_prefixlen:
+    if not prefix.isascii() or not prefix.isdigit() or "%" in address or address != address.strip():
         return None
-    net = ipaddress.ip_network(f"{ip}/{int(prefix)}", strict=False)
+    n = int(prefix)
+    if ":" in address:
+        try:
+            v6 = ipaddress.IPv6Address(address)
+        except ValueError:
+            return None
+        if n > 128:
+            return None
+        net6 = ipaddress.IPv6Network(f"{v6}/{n}", strict=False)
+        if n >= 96 and net6.network_address.ipv4_mapped is not None:
+            first = int(net6.network_address) & 0xFFFFFFFF
+            return 4, first, int(net6.broadcast_address) & 0xFFFFFFFF
+        return 6, int(net6.network_address), int(net6.broadcast_address)
+    ip = _reference_ip(address)
+    if ip is None or n > ip.max_prefixlen:
+        return None
+    net = ipaddress.ip_network(f"{ip}/{n}", strict=False)
     return net.version, int(net.network_address), int(net.broadcast_address)
 
 
@@ -172,3 +189,26 @@ def test_the_range_index_holds_exactly_what_some_range_holds(spans: list[tuple[i
         ip = str(ipaddress.IPv4Address(base + probe))
         assert index.holds(ip) == any(a <= probe <= a + n for a, n in spans)
     assert not index.holds("2001:db8::1") and not index.holds("not an address")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("::ffff:192.0.2.0/120", (4, "192.0.2.0", "192.0.2.255")),  # MetalLB accepts it: 192.0.2.0/24
+        ("::ffff:192.0.2.1/128", (4, "192.0.2.1", "192.0.2.1")),
+        ("::ffff:192.0.2.1/32", (6, "::", "::ffff:ffff:ffff:ffff:ffff:ffff")),  # Go: the IPv6 network ::/32
+        ("192.0.2.0/33", None),
+    ],
+)
+def test_ipv4_mapped_cidrs_are_read_as_go_reads_them(text: str, expected: tuple[int, str, str] | None) -> None:
+    rng, _ = parse_range(text)
+    got = (
+        None
+        if rng is None
+        else (
+            rng.version,
+            str(ipaddress.ip_address(rng.first) if rng.version == 4 else ipaddress.IPv6Address(rng.first)),
+            str(ipaddress.ip_address(rng.last) if rng.version == 4 else ipaddress.IPv6Address(rng.last)),
+        )
+    )
+    assert got == expected

@@ -68,7 +68,7 @@ def test_announce_accepts_documentation_addresses_and_the_top_port_up_to_the_pri
     # 198.51.100.0/24 and 2001:db8::/32 are ordinary unicast addresses: the run gets past every input check and
     # stops at the privilege check, which an unprivileged user always fails.
     user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-    res = announce("--interface", "lo", "--metrics-port", "65535", "198.51.100.7", "2001:db8::7", prefix=user)
+    res = announce("--metrics-port", "65535", "198.51.100.7", "2001:db8::7", prefix=user)
     assert_refused(res, "needs root or CAP_NET_RAW to open raw packet sockets")
 
 
@@ -162,3 +162,30 @@ def test_announce_logs_each_event_once_as_a_structured_line(need_root: None) -> 
     record = json.loads(about_lan0[0])  # l2guard.logs' JSON format, which keeps the structured fields
     assert (record["level"], record["logger"]) == ("warning", "speaker.announcer"), record
     assert json.loads(out)["stopped"] is True
+
+
+def test_announce_refuses_the_loopback_interface_which_never_carries_arp() -> None:
+    """`--interface lo` ran forever announcing on no interface (found in review)."""
+    res = announce("--interface", "lo", "192.0.2.100")
+    assert_refused(res, "interface 'lo' cannot announce anything (loopback): ARP and NDP need an Ethernet link")
+
+
+@pytest.mark.parametrize(
+    ("raw", "line"),
+    [
+        (" 192.0.2.100", "invalid IP address ' 192.0.2.100' (no spaces, zone ids or prefixes)"),
+        ("2001:db8::1%eth0", "invalid IP address '2001:db8::1%eth0' (no spaces, zone ids or prefixes)"),
+    ],
+)
+def test_announce_reads_addresses_as_the_core_and_go_do(raw: str, line: str) -> None:
+    assert_refused(announce("--interface", "lo", raw), line)
+
+
+def test_an_ipv4_mapped_address_is_announced_as_its_ipv4_address() -> None:
+    """`::ffff:192.0.2.100` was announced over NDP as ::ffff:c000:264 where the core says 192.0.2.100 over ARP;
+    the dry check of the address reader shows the canonical form the announcer is given."""
+    from speaker.announcer import normalize_ip
+
+    assert normalize_ip("::ffff:192.0.2.100") == "192.0.2.100"
+    with pytest.raises(ValueError):
+        normalize_ip(" 192.0.2.100")
