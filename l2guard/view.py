@@ -54,7 +54,6 @@ from l2core.model import (
 from l2core.parse import (
     ParsedCluster,
     build_cluster,
-    kind_of,
     parse_advertisement,
     parse_endpoint_slice,
     parse_node,
@@ -526,8 +525,3 @@ def _lease(raw: Mapping[str, Any]) -> tuple[str, LeaseRecord] | None:
         duration_seconds=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
         resource_version=rv if isinstance(rv, str) else "",
     )
-
-
-def kind_for(raw: Mapping[str, Any]) -> Kind | None:
-    name = kind_of(raw)
-    return Kind(name) if name is not None else None

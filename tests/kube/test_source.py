@@ -190,3 +190,30 @@ def test_a_live_read_without_the_config_kinds_fails_cleanly() -> None:
                 asyncio.run(src.read_config(1.0))
         finally:
             src.stop()
+
+
+def test_a_watch_dropped_mid_stream_is_reported_and_relisted() -> None:
+    """The connection breaks in the middle of a chunk: the events before it are applied, the failure reported, and
+    the resource listed again (its version may be lost with the stream) before watching on."""
+    sink = Recorder()
+    errors: list[tuple[str, str]] = []
+    broken = watch_reply("watch-nodes.jsonl")
+    broken.drop = True
+    replies = {
+        (NODES, False): [list_reply("list-nodes.json"), list_reply("list-nodes-after.json")],
+        (NODES, True): [broken, watch_reply(hold=5)],
+    }
+    with APIDouble(replies) as double:
+        src = source(double, sink, kinds=(NODE,), on_error=lambda r, why: errors.append((r, why)))
+        src.start()
+        try:
+            double.wait_for(lambda: len([1 for what, _ in sink.calls if what == "replace"]) == 2)
+            status = src.status()
+        finally:
+            src.stop()
+    assert [(w, rv) for p, w, rv, _ in double.log if p == NODES][:3] == [(False, None), (True, "306"), (False, None)]
+    assert len(errors) == 1 and errors[0][0] == "nodes" and errors[0][1].startswith("watch nodes: ")
+    assert status.errors["nodes"] == 1 and status.relists["nodes"] == 1
+    # The events that arrived before the break were applied, between the two lists.
+    whats = [what for what, _ in sink.calls]
+    assert whats[0] == "replace" and whats[-1] == "replace" and "event" in whats[1:-1]
