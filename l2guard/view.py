@@ -154,8 +154,9 @@ def _key(raw: Mapping[str, Any]) -> str | None:
 
 
 class ClusterView:
-    """The current snapshot, and the one writer API that replaces it. Writers must be serialized by the caller
-    (one applier thread, or the file loader before serving); a lock guards against accidents, not contention."""
+    """The current snapshot, and the one writer API that replaces it. Writers are normally one thread (the source's
+    applier, or the file loader before serving); a lock serializes them with the few calls other threads make
+    (`freeze`/`thaw` from the owner's failure handling, `wait_newer` from readers)."""
 
     def __init__(
         self,
