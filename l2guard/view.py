@@ -204,16 +204,24 @@ class ClusterView:
 
     # ----- file mode ------------------------------------------------------------------------------------------
 
-    def load(self, documents: Iterable[object], *, metallb_namespace: str = METALLB_NAMESPACE) -> ParsedCluster:
+    def load(
+        self,
+        documents: Iterable[object],
+        *,
+        metallb_namespace: str = METALLB_NAMESPACE,
+        alive: Iterable[str] | None = None,
+    ) -> ParsedCluster:
         """Replace everything with these documents (file mode) and mark the view synced. Pools and advertisements
         outside `metallb_namespace` are left out, as the live mode (which lists only that namespace) and MetalLB
-        do; the result says what was left out and why."""
+        do; the result says what was left out and why. `alive`: the nodes whose speaker runs, as `--alive` gives
+        them (None: every node; file mode reads no Leases)."""
         parsed = build_cluster(documents, metallb_namespace=metallb_namespace)
         c = parsed.cluster
         with self._lock:
             self._nodes, self._services = dict(c.nodes), dict(c.services)
             self._slices, self._pools, self._ads = dict(c.endpoint_slices), dict(c.pools), dict(c.advertisements)
             self._listed = set(ALL_KINDS)
+            self._alive = frozenset(alive) if alive is not None else None
             self._planner = Planner(self._cluster(), self.settings, alive=self._alive)
             self._publish()
         return parsed
