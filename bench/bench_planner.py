@@ -128,6 +128,12 @@ def main() -> int:
         unrelated.append(timed(lambda: planner.upsert_node(relabelled)))
         cp_gains.append(timed(lambda: planner.upsert_node(unexcluded)))
         moved = len(planner.upsert_node(cp).moves)
+    # Speaker liveness (issue 8): the busiest announcer's lease expires, then it renews again.
+    everyone = frozenset(cluster.nodes)
+    speaker_dies, speaker_returns = [], []
+    for _ in range(args.repeat * 4):
+        speaker_dies.append(timed(lambda: planner.set_alive(everyone - {busiest})))
+        speaker_returns.append(timed(lambda: planner.set_alive(everyone)))
 
     def ms(xs: list[float]) -> str:
         return f"median {statistics.median(xs) * 1e3:8.2f} ms  max {max(xs) * 1e3:8.2f} ms"
@@ -144,6 +150,8 @@ def main() -> int:
         ("replan: exclude label removed again", remove_label),
         ("replan: unrelated label on a worker", unrelated),
         ("replan: control-plane node loses the label", cp_gains),
+        ("liveness: the busiest's speaker lease expires", speaker_dies),
+        ("liveness: its speaker renews again", speaker_returns),
     ]:
         print(f"{label:45s} {ms(xs)}   ratio to full plan {statistics.median(xs) / full_med:7.4f}")
     return 0

@@ -54,7 +54,6 @@ from l2core.model import (
 from l2core.parse import (
     ParsedCluster,
     build_cluster,
-    kind_of,
     parse_advertisement,
     parse_endpoint_slice,
     parse_node,
@@ -155,8 +154,9 @@ def _key(raw: Mapping[str, Any]) -> str | None:
 
 
 class ClusterView:
-    """The current snapshot, and the one writer API that replaces it. Writers must be serialized by the caller
-    (one applier thread, or the file loader before serving); a lock guards against accidents, not contention."""
+    """The current snapshot, and the one writer API that replaces it. Writers are normally one thread (the source's
+    applier, or the file loader before serving); a lock serializes them with the few calls other threads make
+    (`freeze`/`thaw` from the owner's failure handling, `wait_newer` from readers)."""
 
     def __init__(
         self,
@@ -204,16 +204,24 @@ class ClusterView:
 
     # ----- file mode ------------------------------------------------------------------------------------------
 
-    def load(self, documents: Iterable[object], *, metallb_namespace: str = METALLB_NAMESPACE) -> ParsedCluster:
+    def load(
+        self,
+        documents: Iterable[object],
+        *,
+        metallb_namespace: str = METALLB_NAMESPACE,
+        alive: Iterable[str] | None = None,
+    ) -> ParsedCluster:
         """Replace everything with these documents (file mode) and mark the view synced. Pools and advertisements
         outside `metallb_namespace` are left out, as the live mode (which lists only that namespace) and MetalLB
-        do; the result says what was left out and why."""
+        do; the result says what was left out and why. `alive`: the nodes whose speaker runs, as `--alive` gives
+        them (None: every node; file mode reads no Leases)."""
         parsed = build_cluster(documents, metallb_namespace=metallb_namespace)
         c = parsed.cluster
         with self._lock:
             self._nodes, self._services = dict(c.nodes), dict(c.services)
             self._slices, self._pools, self._ads = dict(c.endpoint_slices), dict(c.pools), dict(c.advertisements)
             self._listed = set(ALL_KINDS)
+            self._alive = frozenset(alive) if alive is not None else None
             self._planner = Planner(self._cluster(), self.settings, alive=self._alive)
             self._publish()
         return parsed
@@ -526,8 +534,3 @@ def _lease(raw: Mapping[str, Any]) -> tuple[str, LeaseRecord] | None:
         duration_seconds=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
         resource_version=rv if isinstance(rv, str) else "",
     )
-
-
-def kind_for(raw: Mapping[str, Any]) -> Kind | None:
-    name = kind_of(raw)
-    return Kind(name) if name is not None else None

@@ -182,3 +182,12 @@ def test_a_waiting_reader_wakes_when_a_newer_snapshot_is_published() -> None:
     view.apply([("IPAddressPool", "MODIFIED", pool_object("lan", ["192.0.2.96/27"]))])
     reader.join(10)
     assert got == [seen + 1]
+
+
+def test_file_mode_takes_the_alive_speakers_as_given() -> None:
+    view = ClusterView(EligibilitySettings())
+    view.load(api_documents(), alive=["worker-2"])
+    assert view.snapshot.alive == {"worker-2"}
+    assert announcer(view) == "worker-2"  # worker-1 would win, but its speaker is not in the list
+    view.load(api_documents())
+    assert view.snapshot.alive is None and announcer(view) == "worker-1"

@@ -86,12 +86,22 @@ def build(settings: WebhookSettings, *, metrics: Metrics | None = None) -> tuple
             api = make_api_client(settings.kubeconfig)
         except KubeconfigError as exc:  # imported here: file mode never loads the kubernetes client
             raise SettingsError(str(exc)) from exc
-        source = KubeSource(
-            view,
-            # Leases too: the view counts only speakers whose lease is alive (every node while none exists).
-            table.resources(api, metallb_namespace=settings.metallb_namespace, namespace=table.DEFAULT_NAMESPACE),
-            on_error=lambda resource, _: metrics.watch_errors.labels(resource).inc(),
+        # Leases too: the view counts only speakers whose lease is alive (every node while none exists).
+        resources = table.resources(
+            api, metallb_namespace=settings.metallb_namespace, namespace=table.DEFAULT_NAMESPACE
         )
+        leases = {r.name for r in resources if r.kind == table.LEASE}
+
+        def failed(resource: str, reason: str) -> None:
+            metrics.watch_errors.labels(resource).inc()
+            if resource in leases:  # renewals are missed, not absent: keep who was alive (l2core.liveness.freeze)
+                view.freeze()
+
+        def recovered(resource: str) -> None:
+            if resource in leases:
+                view.thaw()
+
+        source = KubeSource(view, resources, on_error=failed, on_recovered=recovered)
     state = AppState(
         settings,
         view,

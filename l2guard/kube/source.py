@@ -7,7 +7,8 @@ and ~20 KB per Node for those) and then watches from the list's resourceVersion,
 line, with bookmarks (`allow_watch_bookmarks`) so that a re-watch after a server-side timeout resumes from a recent
 version. Events go through a queue to one applier thread, which feeds the sink in batches: `replace_kind(kind,
 items)` after each (re-)list, `apply(events)` for a batch of watch events, and `tick()` when the queue has been quiet
-as long as the sink's last answer asked (a sink that expires things over time, such as leases, needs that). All
+as long as the sink's last answer asked, and at least every MAX_IDLE seconds (a sink that expires things over
+time, such as leases, needs that; the floor covers a change made by another thread, such as a thaw). All
 sink calls come from that one thread, so the sink needs no locking of its own against them.
 
 Failures (the client's errors translated by `l2guard.kube.errors` at this boundary):
@@ -58,6 +59,7 @@ LIVE_MAX_PAGES = 4
 LIVE_MAX_PAGE_BYTES = 8 * 1024 * 1024
 LIVE_READERS = 2  # threads for live reads: concurrent reviews beyond this wait (within their timeout) for one
 MAX_BATCH = 1000  # watch events handed to the sink in one apply()
+MAX_IDLE = 1.0  # seconds: the sink's tick() is called at least this often
 
 Event = tuple[str, str, Mapping[str, Any]]  # (kind, ADDED|MODIFIED|DELETED, object)
 
@@ -72,8 +74,8 @@ class Sink(Protocol):
         """Watch events of any kinds, in the order they arrived."""
 
     def tick(self) -> float | None:
-        """Called after each batch and whenever the queue stayed quiet for the delay the last call returned:
-        the seconds until the sink wants to be called again with no event (None: only after the next event)."""
+        """Called after each batch and whenever the queue stayed quiet for the delay the last call returned (at
+        most MAX_IDLE): the seconds until the sink wants to be called again with no event (None: no need)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ class KubeSource:
     """Feeds a Sink from the API server. `start()` spawns daemon threads; `stop()` ends them promptly.
 
     `on_error(resource, reason)` is called (from that resource's thread) for every failed list or watch, before
-    the back-off; `on_relist(resource)` before every list after the first. Neither may block or raise."""
+    the back-off; `on_relist(resource)` before every list after the first; `on_recovered(resource)` after the
+    first successful list that follows a failure. None of them may block or raise."""
 
     def __init__(
         self,
@@ -165,6 +168,7 @@ class KubeSource:
         *,
         on_error: Callable[[str, str], None] | None = None,
         on_relist: Callable[[str], None] | None = None,
+        on_recovered: Callable[[str], None] | None = None,
         watch_timeout: int = 300,
         backoff: tuple[float, float] = (0.5, 30.0),
         request_timeout: float = 30.0,
@@ -173,6 +177,7 @@ class KubeSource:
         self.resources = resources
         self.on_error = on_error
         self.on_relist = on_relist
+        self.on_recovered = on_recovered
         self.watch_timeout = watch_timeout
         self.backoff = backoff
         self.request_timeout = request_timeout
@@ -242,8 +247,10 @@ class KubeSource:
                     listed_once = True
                     with self._lock:
                         self._listed.add(res.name)
-                        self._failing.pop(res.name, None)
+                        recovered = self._failing.pop(res.name, None) is not None
                     self._queue.put(("replace", res.kind, items))
+                    if recovered and self.on_recovered is not None:
+                        self.on_recovered(res.name)
                 for event_type, obj in self._watch(res, rv):
                     new_rv = _resource_version(obj)
                     if event_type != "BOOKMARK":
@@ -421,7 +428,7 @@ class KubeSource:
     # ----- applier --------------------------------------------------------------------------------------------
 
     def _apply_loop(self) -> None:
-        wait: float | None = None
+        wait = MAX_IDLE
         while not self._stop.is_set():
             try:
                 item = self._queue.get(timeout=wait)
@@ -437,7 +444,8 @@ class KubeSource:
             try:
                 if not self._apply(batch):
                     return
-                wait = self.sink.tick()
+                asked = self.sink.tick()
+                wait = MAX_IDLE if asked is None else min(asked, MAX_IDLE)
             except Exception:
                 # A bug in the sink must not kill the applier: log it; the next re-list repairs the cache.
                 log.exception("applying events failed", extra={"fields": {"event": "apply-error"}})

@@ -233,3 +233,23 @@ def test_speaker_liveness_changes_replan() -> None:
     assert planner.plan.services == plan(current(planner), EligibilitySettings(), alive=alive).services
     planner.set_alive(None)  # everyone again
     assert {k: sp.announcer for k, sp in planner.plan.services.items() if sp.announcer} == owners
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.permutations(NODES),
+    st.lists(st.one_of(st.none(), st.frozensets(st.sampled_from([*NODES, "no-such-node"]))), min_size=1, max_size=8),
+)
+def test_incremental_liveness_changes_match_a_full_replan(order: list[str], alive_sets) -> None:  # type: ignore[no-untyped-def]
+    """set_alive replans only the nodes whose liveness flipped; the result must equal a plan made from scratch."""
+    s = EligibilitySettings()
+    planner = Planner(cluster(order), s)
+    for alive in alive_sets:
+        before = planner.plan
+        d = planner.set_alive(alive)
+        fresh = plan(current(planner), s, alive=alive)
+        assert planner.plan.services == fresh.services
+        assert planner.plan.node_reasons == fresh.node_reasons
+        assert d == diff(before, planner.plan)
+        for key in fresh.services:
+            assert planner.plan.verdicts(key) == fresh.verdicts(key)

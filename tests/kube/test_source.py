@@ -15,10 +15,10 @@ from l2core.model import EXCLUDE_LABEL, EligibilitySettings
 from l2core.plan import Status, plan
 from l2guard.kube.errors import KubeError
 from l2guard.kube.resources import NODE, POOL
-from l2guard.kube.source import LIVE_MAX_PAGES, KubeSource
+from l2guard.kube.source import LIVE_MAX_PAGES, KubeSource, SourceStatus
 from l2guard.view import ClusterView
 from tests.kube.scripts import ADS, NODES, POOLS, SERVICES, pool_object, pools_page, scripts, source
-from tests.webhook.apidouble import APIDouble, list_reply, watch_reply
+from tests.webhook.apidouble import APIDouble, Reply, list_reply, watch_reply
 
 
 class Recorder:
@@ -115,18 +115,35 @@ def test_the_sink_gets_a_list_then_events_then_ticks_when_idle() -> None:
 
 
 def test_a_failing_resource_is_reported_until_it_lists_again() -> None:
-    failing = list_reply("list-nodes.json")
-    replies = {(NODES, False): [failing.__class__(status=403, body=b'{"kind":"Status","code":403,"message":"no"}')]}
+    forbidden = Reply(status=403, body=b'{"kind":"Status","code":403,"message":"no"}')
+    replies = {(NODES, False): [forbidden, list_reply("list-nodes.json")], (NODES, True): [watch_reply(hold=5)]}
+    during: list[SourceStatus] = []
+    recovered: list[str] = []
     with APIDouble(replies) as double:
-        src = source(double, Recorder(), kinds=(NODE,))
+        src = source(double, Recorder(), kinds=(NODE,), on_recovered=recovered.append)
+        src.on_error = lambda resource, reason: during.append(src.status())
         src.start()
         try:
-            double.wait_for(lambda: src.status().errors["nodes"] >= 2)
-            status = src.status()
+            double.wait_for(lambda: recovered == ["nodes"])
+            after = src.status()
         finally:
             src.stop()
-    assert not status.connected
-    assert status.failing == {"nodes": "HTTP 403: no"}
+    (failing,) = during
+    assert not failing.connected and failing.failing == {"nodes": "HTTP 403: no"}
+    assert after.connected and after.failing == {} and after.errors == {"nodes": 1}
+
+
+def test_a_sink_that_asks_for_no_tick_still_gets_one_at_least_every_max_idle() -> None:
+    """A change made by another thread (a thaw of the view's liveness) is judged without waiting for an event."""
+    sink = Recorder(tick_after=None)
+    replies = {(NODES, False): [list_reply("list-nodes.json")], (NODES, True): [watch_reply(hold=5)]}
+    with APIDouble(replies) as double:
+        src = source(double, sink, kinds=(NODE,))
+        src.start()
+        try:
+            double.wait_for(lambda: sink.ticks >= 3)  # the list's batch, then idle ones
+        finally:
+            src.stop()
 
 
 def test_an_unexpected_exception_backs_off_and_relists_instead_of_killing_the_watch(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -190,3 +207,30 @@ def test_a_live_read_without_the_config_kinds_fails_cleanly() -> None:
                 asyncio.run(src.read_config(1.0))
         finally:
             src.stop()
+
+
+def test_a_watch_dropped_mid_stream_is_reported_and_relisted() -> None:
+    """The connection breaks in the middle of a chunk: the events before it are applied, the failure reported, and
+    the resource listed again (its version may be lost with the stream) before watching on."""
+    sink = Recorder()
+    errors: list[tuple[str, str]] = []
+    broken = watch_reply("watch-nodes.jsonl")
+    broken.drop = True
+    replies = {
+        (NODES, False): [list_reply("list-nodes.json"), list_reply("list-nodes-after.json")],
+        (NODES, True): [broken, watch_reply(hold=5)],
+    }
+    with APIDouble(replies) as double:
+        src = source(double, sink, kinds=(NODE,), on_error=lambda r, why: errors.append((r, why)))
+        src.start()
+        try:
+            double.wait_for(lambda: len([1 for what, _ in sink.calls if what == "replace"]) == 2)
+            status = src.status()
+        finally:
+            src.stop()
+    assert [(w, rv) for p, w, rv, _ in double.log if p == NODES][:3] == [(False, None), (True, "306"), (False, None)]
+    assert len(errors) == 1 and errors[0][0] == "nodes" and errors[0][1].startswith("watch nodes: ")
+    assert status.errors["nodes"] == 1 and status.relists["nodes"] == 1
+    # The events that arrived before the break were applied, between the two lists.
+    whats = [what for what, _ in sink.calls]
+    assert whats[0] == "replace" and whats[-1] == "replace" and "event" in whats[1:-1]

@@ -7,7 +7,8 @@ Lists and watches are scripted: lists are plain JSON bodies with the captured he
 `list-too-old.json`); watches are chunked streams, one JSON event per chunk and line, as the API server sends them
 (the 410 ERROR event of `watch-too-old.jsonl` included). Each path has a script of responses consumed in order; the
 last one repeats; a reply can be delayed, like a hung API server. A watch with nothing left to say is held open
-briefly and then ended, like a server-side watch timeout.
+briefly and then ended, like a server-side watch timeout; or it breaks off in the middle of a chunk (`drop`), like a
+connection to an API server that went away.
 
 Leases (coordination.k8s.io/v1) and core/v1 Events are stored objects instead, under the API server's paths
 (`/apis/coordination.k8s.io/v1/namespaces/NS/leases[/NAME]`, `/api/v1/namespaces/NS/events[/NAME]`), unless a
@@ -69,6 +70,7 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=lambda: [("content-type", "application/json")])
     hold: float = 0.3  # seconds a watch stays open after its events
     delay: float = 0.0  # seconds before the status line is sent (a hung API server; cut short when the double stops)
+    drop: bool = False  # a watch: after its events, half a chunk and the connection closes (a connection that broke)
 
 
 def list_reply(name: str) -> Reply:
@@ -365,6 +367,11 @@ class APIDouble:
                         chunk = line + b"\n"
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
+                    if reply.drop:
+                        self.wfile.write(b'100\r\n{"type":"MODIFIED","object":{')
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
                     double.stopping.wait(reply.hold)
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()

@@ -3,17 +3,22 @@ captured responses), and reading pools and advertisements live for their reviews
 
 from __future__ import annotations
 
+import argparse
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 from l2core.model import EligibilitySettings
 from l2guard.view import ClusterView
 from tests.kube.scripts import LEASES, NODES, POOLS, leases_list, scripts, source, speaker_lease
+from tests.kube.test_client import kubeconfig
 from webhook.app import MUTATE_NODE, VALIDATE_POOL
-from webhook.settings import WebhookSettings
+from webhook.cli import build
+from webhook.settings import WebhookSettings, add_arguments, from_args
 
 from .apidouble import APIDouble, Reply, list_reply, watch_reply
-from .conftest import API, captured, pool_object
+from .conftest import API, PKI, captured, pool_object
 
 
 def _exclude_worker_1(serve, replies: dict[tuple[str, bool], list[Reply]]) -> list[str]:  # type: ignore[no-untyped-def]
@@ -152,3 +157,32 @@ def test_an_invalid_pool_edit_keeps_the_last_good_pool_and_is_exported_as_stale(
             src.stop()
     assert "l2guard_webhook_stale_objects 1.0" in metrics
     assert view.snapshot.plan.services["default/web"].announcer == "worker-1"
+
+
+def test_the_webhook_keeps_its_speaker_liveness_while_the_lease_watch_fails(pki: PKI, tmp_path: Path) -> None:
+    """The process's own wiring (webhook.cli.build): the lease watch fails right after the list. Renewals are then
+    missed, not absent: the view freezes who was alive instead of judging every speaker dead after 2 s."""
+    replies = scripts()
+    replies[(LEASES, False)] = [
+        leases_list(*(speaker_lease(n, "900", duration=2) for n in ("worker-1", "worker-2"))),
+        Reply(status=500, body=b'{"kind":"Status","code":500,"message":"etcd timeout"}'),  # every re-list fails
+    ]
+    replies[(LEASES, True)] = [Reply(status=500, body=b'{"kind":"Status","code":500,"message":"etcd timeout"}')]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with APIDouble(replies) as double:
+        argv = ["--cert-file", str(pki.cert_file), "--key-file", str(pki.key_file)]
+        argv += ["--kubeconfig", str(kubeconfig(tmp_path, double.url))]
+        server, src = build(from_args(parser.parse_args(argv), {}))
+        view = server.state.view
+        src.start()
+        try:
+            double.wait_for(lambda: view.synced and src.status().errors["leases"] >= 1)
+            time.sleep(3)  # past the leases' 2 s (a frozen view must not judge them expired)
+            alive = view.snapshot.alive
+            errors = src.status().errors["leases"]
+        finally:
+            src.stop()
+    assert errors >= 1
+    assert alive == {"worker-1", "worker-2"}
+    assert 'l2guard_webhook_watch_errors_total{resource="leases"}' in server.state.metrics.render().decode()
