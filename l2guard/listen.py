@@ -11,10 +11,11 @@ import socket
 class BindError(OSError):
     """A listening socket cannot be bound; `port` says which one, the message is one line."""
 
-    def __init__(self, host: str, port: int, reason: str) -> None:
+    def __init__(self, host: str, port: int, reason: str, *, address_unavailable: bool = False) -> None:
         super().__init__(f"cannot listen on {host}:{port}: {reason}")
         self.host = host
         self.port = port
+        self.address_unavailable = address_unavailable  # the address, not the port, is the culprit
 
 
 def bind(host: str, port: int, *, backlog: int = 128) -> socket.socket:
@@ -36,6 +37,6 @@ def bind(host: str, port: int, *, backlog: int = 128) -> socket.socket:
             reason = "the address is not one of this host's"
         else:
             reason = str(exc.strerror or exc)
-        raise BindError(host, port, reason) from exc
+        raise BindError(host, port, reason, address_unavailable=exc.errno == errno.EADDRNOTAVAIL) from exc
     sock.setblocking(False)
     return sock

@@ -211,6 +211,9 @@ def create_app(state: AppState) -> FastAPI:
             # Everything after parsing is under one guard: deciding, encoding, counting and logging. Whatever
             # fails there, the answer is still a 200 AdmissionReview: allowed with a warning for a Node (never
             # block the cluster), a denial that names the failure for a pool or an advertisement.
+            # A DELETE is never refused for being slow or for our failure: its verdict only ever warns (an IP that
+            # loses its pool), so it fails open like a Node review.
+            opens = fail_open or review.operation == "DELETE"
             try:
                 try:
                     outcome = fast(review)  # microseconds, on the loop: the common Node request
@@ -219,14 +222,14 @@ def create_app(state: AppState) -> FastAPI:
                         # share of the budget; the decision gets what is left of it.
                         live = await _read_live(state, budget) if read_live else None
                         outcome = await decide_in_time(
-                            decide, review, live, budget=budget, deadline=deadline, fail_open=fail_open
+                            decide, review, live, budget=budget, deadline=deadline, fail_open=opens
                         )
                 except Exception as exc:
                     log.exception("admission failed", extra={"fields": {"event": "internal-error", "endpoint": name}})
-                    outcome = handlers.node_internal_error(exc) if fail_open else handlers.config_internal_error(exc)
+                    outcome = handlers.node_internal_error(exc) if opens else handlers.config_internal_error(exc)
                 return _answer(name, review, outcome, start=start, metrics=metrics)
             except Exception as exc:
-                return _failed_answer(name, review, exc, fail_open=fail_open)
+                return _failed_answer(name, review, exc, fail_open=opens)
 
         return handle
 

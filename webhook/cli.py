@@ -125,7 +125,12 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
     try:
         server, source = build(settings)
     except BindError as exc:
-        flag = "--health-port" if exc.port == settings.health_port and exc.port != settings.port else "--port"
+        if exc.address_unavailable:
+            flag = "--host"
+        elif exc.port == settings.health_port and exc.port != settings.port:
+            flag = "--health-port"
+        else:
+            flag = "--port"
         err.write(f"l2guard webhook: {exc} (set another with {flag})\n")
         return EXIT_USAGE
     except (TLSError, InputError, OSError, SettingsError) as exc:

@@ -344,7 +344,8 @@ def _serve(
         if announcer is not None:
             announcer.start()
     except BindError as exc:
-        err.write(f"{PROG}: {exc} (set another with --health-port)\n")
+        flag = "--health-address" if exc.address_unavailable else "--health-port"
+        err.write(f"{PROG}: {exc} (set another with {flag})\n")
         return EXIT_USAGE
     except PermissionError as exc:
         health.stop()

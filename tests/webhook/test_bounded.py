@@ -92,6 +92,19 @@ def test_a_config_review_that_outlasts_its_budget_is_denied_in_time(serve) -> No
     assert r.review(VALIDATE_POOL, captured("ipaddresspool-create"))["response"]["allowed"] is True
 
 
+def test_a_slow_delete_of_a_pool_is_allowed_with_a_warning_not_refused(serve) -> None:  # type: ignore[no-untyped-def]
+    """A DELETE's verdict only ever warns; one that outlasts the budget was denied as too slow (found in review)."""
+    r = serve(WARN, documents=api_documents())
+    review = slow_pool(uid="slow-delete")
+    request = review["request"]
+    request["operation"], request["oldObject"], request["object"] = "DELETE", request["object"], None
+    resp = r.post(f"{VALIDATE_POOL}?timeout=1s", review)
+    assert resp.status_code == 200
+    body = resp.json()["response"]
+    assert body["allowed"] is True
+    assert any("could not decide within 0.8 s" in w for w in body.get("warnings", [])), body
+
+
 def test_node_reviews_queued_behind_slow_decisions_fail_open_in_time(serve, pki: PKI) -> None:  # type: ignore[no-untyped-def]
     r = serve(WARN, documents=api_documents())
     results, join = _slow_reviews_in_flight(pki, r, 3, timeout="30s")

@@ -261,6 +261,10 @@ def test_cli_bad_settings_exit_2_with_one_line(tmp_path: Path, pki: PKI) -> None
     state = ["--cluster-state", str(_cluster_state(tmp_path))]
     cases.append(([*pair, *state, "--port", str(port)], f"cannot listen on 127.0.0.1:{port}"))
     cases.append(([*pair, *state, "--port", str(port)], "--port"))
+    # An address that is not this host's: the flag to change is --host, not --port (found in review). Binding
+    # fails locally; nothing is sent.
+    other = ["--cert-file", str(pki.cert_file), "--key-file", str(pki.key_file), "--host", "203.0.113.5", *state]
+    cases.append((other, "the address is not one of this host's (set another with --host)"))
     for argv, message in cases:
         done = subprocess.run(
             [sys.executable, "-m", "webhook", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
