@@ -47,7 +47,6 @@ PACKET_OTHERHOST = 3  # linux/if_packet.h
 
 BPF_MAXINSNS = 4096
 SO_ATTACH_FILTER = 26
-SO_LOCK_FILTER = 44
 
 ACCEPT = 0x40000  # snap length: the whole frame
 DROP = 0

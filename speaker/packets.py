@@ -23,14 +23,11 @@ UNSPECIFIED_IP6 = b"\x00" * 16
 ALL_NODES_IP6 = ipaddress.IPv6Address("ff02::1").packed
 ALL_NODES_MAC = b"\x33\x33\x00\x00\x00\x01"
 
-ARP_OP_REQUEST = 1
-ARP_OP_REPLY = 2
 ICMPV6_NS = 135
 ICMPV6_NA = 136
 IPPROTO_ICMPV6 = 58
 NDP_OPT_SLLA = 1
 NDP_OPT_TLLA = 2
-NA_FLAG_ROUTER = 0x80
 NA_FLAG_SOLICITED = 0x40
 NA_FLAG_OVERRIDE = 0x20
 
@@ -127,19 +124,9 @@ def icmpv6_checksum_ok(src: bytes, dst: bytes, *, message: bytes) -> bool:
 # ------------------------------------------------------------------------------------------------------- ARP
 
 
-def build_arp(eth_dst: bytes, eth_src: bytes, *, op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> bytes:
-    """Any Ethernet/IPv4 ARP frame, padded to the Ethernet minimum."""
-    return eth_dst + eth_src + ETHERTYPE_ARP + _ARP_FIXED + struct.pack("!H", op) + sha + spa + tha + tpa + _ARP_PAD
-
-
 def build_arp_request(mac: bytes, spa: bytes, *, tpa: bytes, eth_dst: bytes = BROADCAST_MAC) -> bytes:
     """A "who has ``tpa``? tell ``spa``" request from ``mac`` (broadcast unless ``eth_dst`` is given)."""
     return eth_dst + mac + ETHERTYPE_ARP + _ARP_REQUEST_HDR + mac + spa + ZERO_MAC + tpa + _ARP_PAD
-
-
-def build_arp_reply(mac: bytes, vip: bytes, *, requester_mac: bytes, requester_ip: bytes) -> bytes:
-    """The answer "``vip`` is at ``mac``", unicast to the requester."""
-    return requester_mac + mac + ETHERTYPE_ARP + _ARP_REPLY_HDR + mac + vip + requester_mac + requester_ip + _ARP_PAD
 
 
 def build_garp_request(mac: bytes, vip: bytes) -> bytes:

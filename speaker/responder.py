@@ -23,7 +23,6 @@ Rules the answers follow (see issue 3 and FIELD-NOTES):
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import socket
 import struct
@@ -52,8 +51,6 @@ _BCAST = packets.BROADCAST_MAC
 ConflictSink = Callable[[str, str, Family, bytes], None]
 # (iface, error) -- the link probably went down or away; the owner rescans
 ErrorSink = Callable[[str, OSError], None]
-
-LINK_ERRNOS = frozenset({errno.ENETDOWN, errno.ENXIO, errno.ENODEV, errno.ENOBUFS, errno.EIO})
 
 
 def open_packet_socket(ifname: str, proto: int, *, prog: bpf.Program) -> socket.socket:

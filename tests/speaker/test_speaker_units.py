@@ -62,10 +62,12 @@ def test_unusable_links_say_why() -> None:
 
 
 def test_desired_state_is_normalized_and_bad_input_rejected() -> None:
-    assert normalize({"2001:DB8::0100": ALL_INTERFACES, " 192.0.2.1": frozenset({"eth0"})}) == {
+    assert normalize({"2001:DB8::0100": ALL_INTERFACES, "::ffff:192.0.2.1": frozenset({"eth0"})}) == {
         "2001:db8::100": ALL_INTERFACES,
-        "192.0.2.1": frozenset({"eth0"}),
+        "192.0.2.1": frozenset({"eth0"}),  # the IPv4-mapped form is its IPv4 address, as the core reads it
     }
+    with pytest.raises(ValueError):
+        normalize({" 192.0.2.1": ALL_INTERFACES})  # Go refuses spaces around an address, and so do we
     with pytest.raises(ValueError):
         normalize({"192.0.2.0/24": ALL_INTERFACES})
     with pytest.raises(ValueError):
@@ -142,7 +144,7 @@ def _cli(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str
 def test_announce_cli_rejects_invalid_ip_with_one_line_and_exit_2() -> None:
     res = _cli("192.0.2.1", "192.0.2.999")
     assert res.returncode == 2
-    assert res.stderr == "l2guard announce: invalid IP address '192.0.2.999'\n"
+    assert res.stderr == "l2guard announce: invalid IP address '192.0.2.999' (no spaces, zone ids or prefixes)\n"
 
 
 def test_announce_cli_without_cap_net_raw_says_so_in_one_line_and_exits_2() -> None:
