@@ -22,21 +22,11 @@ import pytest
 
 from tests.control.test_speaker_command import REPO, clean_env, free_port
 from tests.kube.scripts import LEASES, NODES, scripts
+from tests.kube.test_client import kubeconfig
 from tests.webhook.apidouble import APIDouble, list_reply, watch_reply
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/l2guard-system/leases/l2guard-speaker-worker-1"
 EVENTS = "/api/v1/namespaces/default/events/"
-
-
-def kubeconfig(tmp_path: Path, server: str) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: double\n"
-        f"clusters:\n- name: double\n  cluster:\n    server: {server}\n"
-        "users:\n- name: me\n  user:\n    token: not-a-secret\n"
-        "contexts:\n- name: double\n  context:\n    cluster: double\n    user: me\n"
-    )
-    return path
 
 
 @pytest.fixture
