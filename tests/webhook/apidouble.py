@@ -28,7 +28,10 @@ script claims the path:
   the writes after N, then new ones as they happen, for a few seconds, as a server-side watch timeout ends it;
 - `hang` delays the answer to every stored-object request (a hung API server; cut short when the double stops),
   and a stopped double closes even kept-alive connections unanswered, like a dead one.
-Only 127.0.0.1, only for tests.
+Mid-test changes to a scripted collection (a label put on a Node) are pushed with `push()`: every later watch of
+that path from an older resourceVersion streams them first, so each watcher sees a change once.
+It listens on 127.0.0.1, or for tests in network namespaces on a documentation address (`address=`) of a link the
+test created; only for tests.
 """
 
 from __future__ import annotations
@@ -248,9 +251,12 @@ class ObjectStore:
 
 
 class APIDouble:
-    def __init__(self, scripts: dict[tuple[str, bool], list[Reply]]) -> None:
-        """scripts: (path, is_watch) -> replies in order."""
+    def __init__(self, scripts: dict[tuple[str, bool], list[Reply]], *, address: str = "127.0.0.1") -> None:
+        """scripts: (path, is_watch) -> replies in order; address: where to listen (a documentation address on a
+        test's own link, for speakers in network namespaces)."""
         self.scripts = {k: list(v) for k, v in scripts.items()}
+        self.address = address
+        self.pushed: dict[str, list[tuple[int, bytes]]] = {}  # path -> (resourceVersion, watch event line)
         self.log: list[tuple[str, bool, str | None, int]] = []  # (path, watch, resourceVersion, status)
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -305,6 +311,8 @@ class APIDouble:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
+                # The stream's end closes the connection: say so, or the client pools it, reuses it and gets
+                # "Remote end closed connection without response" (its retries are off).
                 self.send_header("Connection", "close")
                 self.end_headers()
                 deadline = time.monotonic() + WATCH_HOLD
@@ -360,10 +368,12 @@ class APIDouble:
                     self.wfile.write(reply.body)
                     return
                 self.send_header("Transfer-Encoding", "chunked")
-                self.send_header("Connection", "close")  # said, as a server that closes after the stream says it
+                # The stream's end closes the connection: say so, or the client pools it, reuses it and gets
+                # "Remote end closed connection without response" (its retries are off).
+                self.send_header("Connection", "close")
                 self.end_headers()
                 try:
-                    for line in reply.events:
+                    for line in double._pushed_after(url.path, rv) + reply.events:
                         chunk = line + b"\n"
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
@@ -379,7 +389,7 @@ class APIDouble:
                     pass
                 self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((address, 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -391,9 +401,23 @@ class APIDouble:
                 return Reply(status=404, body=b'{"kind":"Status","code":404}')
             return script.pop(0) if len(script) > 1 else script[0]
 
+    def push(self, path: str, event_type: str, obj: dict[str, Any]) -> None:
+        """A change to the scripted collection `path` made mid-test (say a label put on a Node): every later watch
+        of `path` from a resourceVersion older than the object's streams it before its scripted events, as the API
+        server streams the changes after a watch's resourceVersion, so each watcher sees it once. Scripted lists
+        stay as they are."""
+        line = json.dumps({"type": event_type, "object": obj}).encode()
+        with self._lock:
+            self.pushed.setdefault(path, []).append((int(obj["metadata"]["resourceVersion"]), line))
+
+    def _pushed_after(self, path: str, rv: str | None) -> list[bytes]:
+        after = int(rv) if rv and rv.isdigit() else 0
+        with self._lock:
+            return [line for version, line in self.pushed.get(path, []) if version > after]
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def __enter__(self) -> APIDouble:
         self.thread.start()
