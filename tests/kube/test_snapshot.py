@@ -9,7 +9,7 @@ import time
 import pytest
 
 from l2guard.kube import snapshot
-from l2guard.kube.errors import Forbidden, KubeError
+from l2guard.kube.errors import Forbidden, KubeError, Unreachable
 from tests.kube.conftest import client_for
 from tests.kube.scripts import POOLS, SERVICES, pool_object, pools_page, scripts
 from tests.webhook.apidouble import APIDouble, Reply
@@ -53,3 +53,14 @@ def test_a_failed_list_keeps_its_error_class_and_names_the_resource() -> None:
         api = client_for(double)
         with api, pytest.raises(Forbidden, match=r"^list services: HTTP 403: no$"):
             snapshot.read_cluster(api, metallb_namespace="metallb-system", namespace="l2guard-system")
+
+
+def test_a_hung_api_server_fails_the_read_within_its_timeout() -> None:
+    replies = scripts()
+    replies[(SERVICES, False)] = [Reply(body=b"{}", delay=30.0)]  # answers long after the read's 1 s
+    with APIDouble(replies) as double:
+        api = client_for(double)
+        started = time.monotonic()
+        with api, pytest.raises(Unreachable, match=r"^list services: "):
+            snapshot.read_cluster(api, metallb_namespace="metallb-system", namespace="l2guard-system", timeout=1.0)
+        assert time.monotonic() - started < 10  # a generous bound that catches a hang, not a timing target
