@@ -160,6 +160,7 @@ class Listed:
     items: list[Mapping[str, Any]]
     api_version: str  # the list's apiVersion ("v1", "metallb.io/v1beta1"), which its items do not repeat
     date: str | None  # the first page's HTTP Date header: the API server's clock when the list was read
+    size: int  # bytes of all pages
 
 
 def read_list(
@@ -168,15 +169,18 @@ def read_list(
     *,
     page_size: int = LIVE_PAGE_SIZE,
     max_pages: int = LIVE_MAX_PAGES,
+    max_bytes: int | None = None,
 ) -> Listed:
     """Every object of `res` as the API server has it now, in pages of `page_size` (`limit`/`continue`: one
-    consistent snapshot of the list), each page at most LIVE_MAX_PAGE_BYTES and every request bounded by what is
-    left of `deadline` (time.monotonic()). Raises KubeError past `max_pages` pages or the deadline, and for every
-    failure of the call. No resourceVersion is sent: see `KubeSource.read_config`."""
+    consistent snapshot of the list), each page at most LIVE_MAX_PAGE_BYTES, all pages at most `max_bytes` (None:
+    only the page bound), every request bounded by what is left of `deadline` (time.monotonic()). Raises KubeError
+    past `max_pages` pages, `max_bytes` or the deadline, and for every failure of the call. No resourceVersion is
+    sent: see `KubeSource.read_config`."""
     items: list[Mapping[str, Any]] = []
     token = ""
     api_version = ""
     date: str | None = None
+    size = 0
     for _ in range(max_pages):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -190,6 +194,9 @@ def read_list(
             except TRANSLATED as exc:
                 raise translate(exc) from exc
             data = _read_bounded(resp, res, deadline)
+            size += len(data)
+            if max_bytes is not None and size > max_bytes:
+                raise KubeError(f"list {res.name}: larger than {max_bytes} bytes")
             body = _list_body(res, getattr(resp, "status", 200), str(getattr(resp, "reason", "")), data)
         except Gone as exc:  # an expired continue token: a restart could not finish in time either
             raise KubeError(f"list {res.name}: {exc.reason}", status=GONE) from exc
@@ -202,7 +209,7 @@ def read_list(
         meta = body.get("metadata")
         more = meta.get("continue") if isinstance(meta, Mapping) else None
         if not isinstance(more, str) or not more:
-            return Listed(items, api_version, date)
+            return Listed(items, api_version, date, size)
         token = more
     raise KubeError(f"list {res.name}: more than {page_size * max_pages} objects")
 

@@ -4,6 +4,7 @@ kind listed once as the typed lists the loader reads, the Lease list's Date as t
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -11,8 +12,8 @@ import pytest
 from l2guard.kube import snapshot
 from l2guard.kube.errors import Forbidden, KubeError, Unreachable
 from tests.kube.conftest import client_for
-from tests.kube.scripts import POOLS, SERVICES, pool_object, pools_page, scripts
-from tests.webhook.apidouble import APIDouble, Reply
+from tests.kube.scripts import NODES, POOLS, SERVICES, pool_object, pools_page, scripts
+from tests.webhook.apidouble import APIDouble, Reply, list_reply
 
 
 def test_every_kind_is_listed_once_with_its_api_version_and_the_lease_list_gives_the_server_time() -> None:
@@ -64,3 +65,22 @@ def test_a_hung_api_server_fails_the_read_within_its_timeout() -> None:
         with api, pytest.raises(Unreachable, match=r"^list services: "):
             snapshot.read_cluster(api, metallb_namespace="metallb-system", namespace="l2guard-system", timeout=1.0)
         assert time.monotonic() - started < 10  # a generous bound that catches a hang, not a timing target
+
+
+def test_the_read_stops_once_the_answers_exceed_its_byte_budget() -> None:
+    """The captured lists are about 15 KB in all, nodes 7.7 KB first: a 10 KB budget ends within the next lists,
+    a 20 KB one holds them all."""
+    replies = scripts()
+    replies[(NODES, False)] = [list_reply("list-nodes.json")]  # the same answer to both reads
+    with APIDouble(replies) as double:
+        for budget, fits in ((10_000, False), (20_000, True)):
+            api = client_for(double)
+            with api:
+                try:
+                    snapshot.read_cluster(
+                        api, metallb_namespace="metallb-system", namespace="l2guard-system", max_bytes=budget
+                    )
+                except KubeError as exc:
+                    assert not fits and re.fullmatch(r"list \w+: larger than \d+ bytes", exc.reason), exc.reason
+                else:
+                    assert fits
