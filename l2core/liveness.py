@@ -23,10 +23,13 @@ node name, so `alive()` feeds `Planner.set_alive` directly.
 
 Pure: no I/O, no clock (time comes in as `now`, seconds on the caller's monotonic clock), no logging, standard
 library only. It does not read Lease objects: the API side passes the few fields it needs as a `LeaseRecord`.
+
+`judge_snapshot` judges leases read once (`l2guard explain --live`), where no renewal can be observed: see there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 LEASE_PREFIX = "l2guard-speaker-"
@@ -63,7 +66,7 @@ class LeaseRecord:
     it when the object really changed, so it catches any write, and a re-list of an unchanged lease keeps it."""
 
     holder: str  # spec.holderIdentity; "" when absent
-    renew_time: str | None  # spec.renewTime as written (RFC 3339 text); compared, never parsed
+    renew_time: str | None  # spec.renewTime as written (RFC 3339 text); Liveness compares it, never parses it
     duration_seconds: int | None  # spec.leaseDurationSeconds
     resource_version: str  # metadata.resourceVersion
 
@@ -139,3 +142,54 @@ class Liveness:
             return
         self._frozen = None
         self._leases = {node: _Observed(seen.record, now) for node, seen in self._leases.items()}
+
+
+# ----- one snapshot (explain --live) ------------------------------------------------------------------------------
+#
+# A one-shot read sees each lease once and cannot observe renewals, so `Liveness` (which counts a lease first seen
+# as alive for a full duration) would call every held lease alive, even one whose speaker died an hour ago. A
+# snapshot is judged by time instead: a held lease is alive while renewTime + leaseDurationSeconds is later than
+# `server_now`, the API server's clock when the leases were listed (its HTTP Date header). The reader's own clock
+# is never used, so a laptop with a wrong clock cannot change the verdict. What remains is the skew between the
+# speaker's node (which wrote renewTime) and the API server: a node whose clock is behind by more than the lease
+# duration minus the renew interval (4 s with the defaults) looks expired while it renews, one ahead looks alive
+# that much longer after it died. The running speakers, which judge by observation, have no such error.
+
+STATE_ALIVE = "alive"  # held and renewed within its duration, by the API server's clock
+STATE_EXPIRED = "expired"  # held, but not renewed within its duration
+STATE_RELEASED = "released"  # no holder, or the 1-second duration of a release
+STATE_UNREADABLE = "no-renew-time"  # held, with a renewTime missing or not RFC 3339: not judged alive
+STATE_HELD = "held"  # held, and no server clock to judge by: alive, as `Liveness` judges a lease at first sight
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotVerdict:
+    alive: bool
+    state: str  # one of the STATE_* values
+    # alive: seconds until it expires; expired: seconds since it expired (both on the server's clock); else None
+    seconds: float | None
+
+
+def judge_snapshot(
+    leases: Mapping[str, LeaseRecord], renewed: Mapping[str, float], server_now: float | None
+) -> dict[str, SnapshotVerdict]:
+    """Each speaker's verdict (by node) for leases read once. `renewed`: each lease's renewTime as POSIX seconds,
+    parsed by the caller (absent when missing or unreadable); `server_now`: the API server's clock when the leases
+    were listed (POSIX seconds; None when the server gave no time: then every held lease counts as alive, see
+    STATE_HELD)."""
+    verdicts = {}
+    for node, record in leases.items():
+        if record.released:
+            verdicts[node] = SnapshotVerdict(False, STATE_RELEASED, None)
+        elif server_now is None:
+            verdicts[node] = SnapshotVerdict(True, STATE_HELD, None)
+        elif node not in renewed:
+            verdicts[node] = SnapshotVerdict(False, STATE_UNREADABLE, None)
+        else:
+            assert record.duration_seconds is not None  # not released
+            deadline = renewed[node] + record.duration_seconds
+            if server_now < deadline:
+                verdicts[node] = SnapshotVerdict(True, STATE_ALIVE, deadline - server_now)
+            else:
+                verdicts[node] = SnapshotVerdict(False, STATE_EXPIRED, server_now - deadline)
+    return verdicts

@@ -1,10 +1,17 @@
 """`l2guard explain`: why is (or isn't) each LoadBalancer IP announced, and what would fix it.
 
-Reads Kubernetes objects (files or stdin; `--live`, the live cluster through `--kubeconfig` and `--context`, is
-parsed and checked here, and refused until the live read is wired in), asks the core for the plan, and renders it
-as a short table or as the stable JSON documented in the README. Exit status: 0 when every LoadBalancer service
-that is ours has an announcer, 3 when at least one has none (or MetalLB would refuse the configuration, so none is
-announced from it), 2 for unreadable input or bad usage.
+Reads Kubernetes objects (files or stdin, or with `--live` the live cluster through the adapter, `--kubeconfig`
+and `--context` as kubectl has them), asks the core for the plan, and renders it as a short table or as the stable
+JSON documented in the README. Exit status: 0 when every LoadBalancer service that is ours has an announcer, 3 when
+at least one has none (or MetalLB would refuse the configuration, so none is announced from it), 2 for unreadable
+input, bad usage, or a live read that failed (unreachable, forbidden, bad kubeconfig: one line).
+
+`--live` lists every kind once (`l2guard.kube.snapshot`) and hands the lists to the same loader as files, so the
+verdicts for the same objects are the same; the speakers' Leases decide who is alive, as the view decides for the
+webhook and the speaker (no speaker Lease at all: every node counts as alive; otherwise only alive leases count),
+except that a single read cannot observe renewals: a lease is alive while renewTime + leaseDurationSeconds is later
+than the API server's clock (`l2core.liveness.judge_snapshot`). `--alive` is refused with `--live`: the Leases say
+who is alive, and two answers to one question would make the output ambiguous.
 
 This module renders; it decides nothing. Eligibility, election and remedies come from `l2core`.
 
@@ -20,18 +27,21 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TextIO
 
 from l2core.diagnose import fixes
 from l2core.eligibility import REASON_TEXT, NodeVerdict, Reason
+from l2core.liveness import STATE_EXPIRED, SnapshotVerdict, judge_snapshot
 from l2core.model import EXCLUDE_LABEL, Node
 from l2core.parse import ParsedCluster, build_cluster
 from l2core.plan import Plan, Status, plan
 from l2core.problems import total as problem_count
 from l2core.text import and_more
 from l2guard.loader import InputError, load_documents, parse_text
-from l2guard.settings import ELIGIBILITY_FLAGS, SharedSettings, add_shared_arguments, read_shared
+from l2guard.settings import ELIGIBILITY_FLAGS, SHARED, SharedSettings, add_shared_arguments, read_options, read_shared
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -40,7 +50,8 @@ SCHEMA_VERSION = 1
 SAMPLES = ("kubeadm-single-node", "karpenter-drain")
 NODES_PER_LINE = 6
 # Every flag that decides eligibility, as the webhook and the speaker take them, and the live source's.
-SHARED_FLAGS = (*ELIGIBILITY_FLAGS, "--kubeconfig", "--context")
+LIVE_FLAGS = ("--kubeconfig", "--context", "--namespace")
+SHARED_FLAGS = (*ELIGIBILITY_FLAGS, *LIVE_FLAGS)
 
 
 class UsageError(Exception):
@@ -61,9 +72,11 @@ def add_parser(subparsers: Any) -> None:
         "--live",
         action="store_true",
         help="read the live cluster (speaker Leases included) instead of FILEs, through --kubeconfig and --context "
-        "as kubectl does",
+        "as kubectl does; the Leases in --namespace say which speakers are alive",
     )
-    p.add_argument("--alive", metavar="NODE,NODE,...", help="nodes whose speaker runs (default: every node)")
+    p.add_argument(
+        "--alive", metavar="NODE,NODE,...", help="nodes whose speaker runs (default: every node); not with --live"
+    )
     add_shared_arguments(p, SHARED_FLAGS)
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(run=run)
@@ -73,9 +86,73 @@ def _sample_text(name: str) -> str:
     return resources.files("l2guard").joinpath("samples", f"{name}.yaml").read_text(encoding="utf-8")
 
 
+class LiveError(Exception):
+    """The live read failed (no usable kubeconfig, the API unreachable, forbidden, ...); the message is one line."""
+
+
+@dataclass(frozen=True)
+class Speakers:
+    """The speakers' Leases as the live read found them, judged at the API server's time."""
+
+    namespace: str
+    server_time: float | None  # POSIX seconds on the API server's clock; None when it sent no usable Date
+    verdicts: Mapping[str, SnapshotVerdict]  # by node
+
+    @property
+    def alive(self) -> frozenset[str] | None:
+        """What the plan is made with: None (every node counts) when no speaker Lease exists, as in the view."""
+        if not self.verdicts:
+            return None
+        return frozenset(node for node, v in self.verdicts.items() if v.alive)
+
+
+def namespace_from(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """The speakers' namespace for --live (--namespace, then its environment twin, then the default)."""
+    option = SHARED["--namespace"]
+    values, problems = read_options(args, environ, [option])  # a str option: nothing to convert
+    if problems or not values[option.dest]:
+        raise UsageError("; ".join(problems) or f"{option.env} must not be empty")
+    return str(values[option.dest])
+
+
+def load_live(shared: SharedSettings, *, namespace: str) -> tuple[ParsedCluster, Speakers]:
+    """The live cluster through the adapter (imported here: only `--live` needs the kubernetes client)."""
+    from l2guard.kube.client import KubeconfigError, make_api_client
+    from l2guard.kube.errors import KubeError
+    from l2guard.kube.snapshot import read_cluster
+    from l2guard.view import lease_record
+
+    try:
+        api = make_api_client(shared.kubeconfig, context=shared.context)
+    except KubeconfigError as exc:
+        raise LiveError(
+            f"--live: kubeconfig {exc.path}: {exc.reason}; give a working --kubeconfig FILE and --context NAME, "
+            "or explain FILEs from kubectl get -o json"
+        ) from exc
+    try:
+        with api:
+            read = read_cluster(api, metallb_namespace=shared.metallb_namespace, namespace=namespace)
+    except KubeError as exc:
+        raise LiveError(f"--live: {exc.reason}") from exc
+    parsed = build_cluster(read.documents, metallb_namespace=shared.metallb_namespace)
+    records = dict(r for r in (lease_record(raw) for raw in read.leases) if r is not None)
+    renewed = {node: t for node, r in records.items() if (t := micro_time(r.renew_time)) is not None}
+    return parsed, Speakers(namespace, read.server_time, judge_snapshot(records, renewed, read.server_time))
+
+
+def micro_time(text: str | None) -> float | None:
+    """A Kubernetes MicroTime (RFC 3339 with an offset, `2026-11-27T06:30:00.000000Z`) as POSIX seconds, or None
+    when it is absent or not one."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
+
+
 def load(args: argparse.Namespace, *, metallb_namespace: str) -> ParsedCluster:
-    if args.live:  # the seam for the live read through l2guard.kube (settings_from has checked the flags)
-        raise UsageError("--live: this build cannot read the live cluster yet; use FILEs from kubectl get -o json")
     if args.sample:
         if args.files:
             raise UsageError("give either --sample or FILEs, not both")
@@ -85,8 +162,13 @@ def load(args: argparse.Namespace, *, metallb_namespace: str) -> ParsedCluster:
             raise UsageError("no input: give FILEs, '-' for stdin, or --sample NAME")
         docs = load_documents(args.files or ["-"])
     parsed = build_cluster(docs, metallb_namespace=metallb_namespace)
-    # Nothing that is even a broken object of ours (only scalars, lists, other kinds): unreadable input, not a
-    # cluster in which "every LoadBalancer IP has an announcer".
+    _check_found(parsed)
+    return parsed
+
+
+def _check_found(parsed: ParsedCluster) -> None:
+    """Nothing that is even a broken object of ours (only scalars, lists, other kinds): unreadable input, not a
+    cluster in which "every LoadBalancer IP has an announcer". Raises InputError."""
     if parsed.object_count == 0 and parsed.outside_namespace and all(not p.obj for p in parsed.problems):
         raise InputError(
             f"nothing MetalLB reads in the input: {parsed.outside_namespace_text()} (see --metallb-namespace)"
@@ -96,7 +178,6 @@ def load(args: argparse.Namespace, *, metallb_namespace: str) -> ParsedCluster:
             "no Node, Service, EndpointSlice, IPAddressPool or L2Advertisement found in the input"
             + (f" (ignored {sum(parsed.ignored.values())} object(s) of other kinds)" if parsed.ignored else "")
         )
-    return parsed
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> SharedSettings:
@@ -110,16 +191,15 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Share
 
 
 def _source_problems(args: argparse.Namespace) -> list[str]:
-    """One input: FILEs (or stdin), --sample, or --live. --kubeconfig and --context on the command line choose the
-    live cluster, so they need --live; their environment twins may be set for other commands and are ignored."""
+    """One input: FILEs (or stdin), --sample, or --live. --kubeconfig, --context and --namespace on the command line
+    choose the live cluster, so they need --live; their environment twins may be set for other commands and are
+    ignored without it. --alive is for files only."""
     problems = []
     if args.live and (args.files or args.sample):
         problems.append("--live reads the cluster: give it without FILEs or --sample")
-    given = {
-        flag: value
-        for flag, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context))
-        if value is not None
-    }
+    if args.live and args.alive is not None:
+        problems.append("--alive is for FILEs: with --live the speakers' Leases say who is alive")
+    given = {flag: value for flag in LIVE_FLAGS if (value := getattr(args, SHARED[flag].dest)) is not None}
     if given and not args.live:
         verb = "chooses" if len(given) == 1 else "choose"
         problems.append(f"{' and '.join(given)} {verb} the live cluster: add --live")
@@ -138,19 +218,25 @@ def alive_from(args: argparse.Namespace, parsed: ParsedCluster) -> frozenset[str
 
 
 def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
+    speakers: Speakers | None = None
     try:
         shared = settings_from(args, os.environ)
-        parsed = load(args, metallb_namespace=shared.metallb_namespace)
-        alive = alive_from(args, parsed)
-    except (InputError, UsageError) as exc:
+        if args.live:
+            parsed, speakers = load_live(shared, namespace=namespace_from(args, os.environ))
+            _check_found(parsed)
+            alive = speakers.alive
+        else:
+            parsed = load(args, metallb_namespace=shared.metallb_namespace)
+            alive = alive_from(args, parsed)
+    except (InputError, UsageError, LiveError) as exc:
         err.write(_escaped(f"l2guard explain: {exc}") + "\n")
         return EXIT_USAGE
     result = plan(parsed.cluster, shared.eligibility, alive=alive)
     if args.output == "json":
-        json.dump(to_json(result, parsed, alive=alive), out, indent=2)
+        json.dump(to_json(result, parsed, alive=alive, speakers=speakers), out, indent=2)
         out.write("\n")
     else:
-        out.write(render_table(result, parsed))
+        out.write(render_table(result, parsed, speakers=speakers))
     nobody = any(sp.status is Status.NOBODY for sp in result.services.values())
     return EXIT_NOBODY if nobody or parsed.pool_overlaps or parsed.invalid_config else EXIT_OK
 
@@ -166,7 +252,34 @@ def _unschedulable(node: Node | None) -> bool:
     return node is not None and node.unschedulable
 
 
-def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None) -> dict[str, Any]:
+def _server_time(speakers: Speakers) -> str | None:
+    if speakers.server_time is None:
+        return None
+    return datetime.fromtimestamp(speakers.server_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def speakers_json(speakers: Speakers | None) -> dict[str, Any] | None:
+    """The `speakers` key: null unless --live."""
+    if speakers is None:
+        return None
+    return {
+        "namespace": speakers.namespace,
+        "serverTime": _server_time(speakers),
+        "leases": [
+            {
+                "node": node,
+                "alive": v.alive,
+                "state": v.state,
+                "seconds": round(v.seconds, 1) if v.seconds is not None else None,
+            }
+            for node, v in sorted(speakers.verdicts.items())
+        ],
+    }
+
+
+def to_json(
+    result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None, speakers: Speakers | None = None
+) -> dict[str, Any]:
     services = []
     for key in sorted(result.services):
         sp = result.services[key]
@@ -214,6 +327,7 @@ def to_json(result: Plan, parsed: ParsedCluster, *, alive: frozenset[str] | None
             "metallbNamespace": parsed.metallb_namespace,
         },
         "summary": {"nodes": len(result.node_reasons), "services": len(result.services), **counts},
+        "speakers": speakers_json(speakers),
         "services": services,
         "problems": [
             {"object": p.obj, "field": p.path, "message": p.message} for p in parsed.problems if not p.omitted
@@ -276,7 +390,32 @@ def _verdict_lines(
     return lines
 
 
-def render_table(result: Plan, parsed: ParsedCluster) -> str:
+def speaker_lines(speakers: Speakers, nodes: Mapping[str, Node]) -> list[str]:
+    """Which speakers are alive, from the Leases; every line starts with "speakers"."""
+    where = f"Leases in namespace {speakers.namespace}"
+    if not speakers.verdicts:
+        return [f"speakers: no speaker Lease ({where}): every node counts as alive"]
+    if speakers.server_time is None:
+        clock = "the API server sent no Date, so every held Lease counts as alive"
+    else:
+        clock = f"by the API server's clock, {_server_time(speakers)}"
+    alive = sorted(node for node, v in speakers.verdicts.items() if v.alive)
+    lines = [f"speakers alive ({where}, {clock}): {_node_list(alive) if alive else 'none'}"]
+    dead = []
+    for node, v in sorted(speakers.verdicts.items()):
+        if v.alive:
+            continue
+        if v.state == STATE_EXPIRED and v.seconds is not None:
+            dead.append(f"{node} (expired {v.seconds:.0f} s ago)")
+        else:
+            dead.append(f"{node} ({v.state})")
+    dead += [f"{node} (no Lease)" for node in sorted(nodes.keys() - speakers.verdicts.keys())]
+    if dead:
+        lines.append(f"speakers not alive: {_node_list(dead)}")
+    return lines
+
+
+def render_table(result: Plan, parsed: ParsedCluster, *, speakers: Speakers | None = None) -> str:
     lines: list[str] = []
     s = result.settings
     mode = "ignored (--ignore-exclude-lb)" if s.ignore_exclude_label else f"label semantics {s.label_semantics}"
@@ -285,6 +424,8 @@ def render_table(result: Plan, parsed: ParsedCluster) -> str:
         f"{len(result.node_reasons)} node(s), {len(result.services)} LoadBalancer service(s); exclude label: {mode}"
         + ours
     )
+    if speakers is not None:
+        lines.extend(speaker_lines(speakers, parsed.cluster.nodes))
     if parsed.pool_overlaps:
         lines.append(
             "MetalLB REFUSES this configuration (overlapping IPAddressPools, listed below) and keeps the one it had: "

@@ -105,6 +105,7 @@ SHARED: Mapping[str, Option] = {
             "kubeconfig for the live view (default: in-cluster, then $KUBECONFIG or ~/.kube/config)",
         ),
         Option("--context", "str", "", "kubeconfig context for the live view (default: its current context)"),
+        Option("--namespace", "str", "l2guard-system", "namespace of the speakers' Leases and Events"),
         Option(
             "--cluster-state",
             "list",

@@ -365,7 +365,7 @@ class ClusterView:
     # ----- liveness (under the lock) ----------------------------------------------------------------------------
 
     def _lease_event(self, event_type: str, raw: Mapping[str, Any], now: float) -> bool:
-        lease = _lease(raw)
+        lease = lease_record(raw)
         if lease is None:
             return False
         node, record = lease
@@ -380,7 +380,7 @@ class ClusterView:
     def _replace_leases(self, items: Iterable[Mapping[str, Any]], now: float) -> None:
         seen: set[str] = set()
         for raw in items:
-            lease = _lease(raw)
+            lease = lease_record(raw)
             if lease is not None:
                 self._liveness.observe(lease[0], lease[1], now)
                 seen.add(lease[0])
@@ -517,7 +517,7 @@ def _problem_text(problems: list[Problem]) -> str:
     return text if len(text) <= MAX_PROBLEM_TEXT else text[: MAX_PROBLEM_TEXT - 3] + "..."
 
 
-def _lease(raw: Mapping[str, Any]) -> tuple[str, LeaseRecord] | None:
+def lease_record(raw: Mapping[str, Any]) -> tuple[str, LeaseRecord] | None:
     """(node, record) for a speaker's Lease; None for any other Lease (the namespace holds others too)."""
     meta = raw.get("metadata")
     name = meta.get("name") if isinstance(meta, Mapping) else None

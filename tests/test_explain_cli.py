@@ -450,6 +450,9 @@ def test_the_pure_python_fallback_reads_yaml_as_libyaml_does(sample: str) -> Non
         ),
         (["--live", "--context", ""], "--context must not be empty"),
         (["--live", "--kubeconfig", ""], "--kubeconfig must not be empty"),
+        (["--live", "--namespace", ""], "--namespace must not be empty"),
+        (["--live", "--alive", "cp-1"], "--alive is for FILEs: with --live the speakers' Leases say who is alive"),
+        (["--namespace", "lb", "--sample", "kubeadm-single-node"], "--namespace chooses the live cluster: add --live"),
     ],
 )
 def test_live_and_files_are_one_or_the_other_with_one_line(args: list[str], message: str) -> None:

@@ -42,6 +42,7 @@ from l2guard.settings import (
     CLUSTER_FLAGS,
     ELIGIBILITY_FLAGS,
     LOG_FLAGS,
+    SHARED,
     Option,
     SharedSettings,
     add_options,
@@ -62,7 +63,7 @@ EXIT_USAGE = 2
 OPTIONS: tuple[Option, ...] = (
     Option("--node-name", "str", "", "this node's name (in the DaemonSet: the downward API's spec.nodeName)"),
     Option("--alive", "str", "", "file mode: nodes whose speaker runs, comma-separated (default: every node)"),
-    Option("--namespace", "str", "l2guard-system", "namespace of the speakers' Leases and Events"),
+    SHARED["--namespace"],
     Option("--health-address", "str", "0.0.0.0", "address of the health port"),
     Option("--health-port", "int", 7473, "plain-HTTP port for /healthz, /readyz, /status and /metrics"),
     Option("--lease-duration", "int", 6, "seconds a speaker's Lease lasts without renewal (at least 2)"),

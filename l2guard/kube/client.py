@@ -29,6 +29,7 @@ class KubeconfigError(Exception):
             "or serve from files with --cluster-state FILE instead of the API"
         )
         self.path = path
+        self.reason = reason  # without the advice, for a command that offers another alternative
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

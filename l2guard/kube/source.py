@@ -22,7 +22,8 @@ re-list.
 Live reads (`read_config`): for each pool or advertisement review the webhook lists that namespace's
 IPAddressPools and L2Advertisements again, because the watched cache can lag a write that was admitted a moment
 ago (issue 7, item 4). They run on a small pool of their own threads, never on the event loop or the default
-executor, and are bounded in time (the caller's timeout), pages and bytes; every failure is a KubeError.
+executor, and are bounded in time (the caller's timeout), pages and bytes; every failure is a KubeError. The paged
+read itself (`read_list`) also serves one-shot reads such as `explain --live` (`l2guard.kube.snapshot`).
 
 It must not make decisions: it moves dicts to the sink.
 """
@@ -152,6 +153,67 @@ def _read_bounded(resp: Any, res: Resource, deadline: float) -> bytes:
                 resp.release_conn()
             else:
                 resp.close()
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A complete list of one resource, read page by page."""
+
+    items: list[Mapping[str, Any]]
+    api_version: str  # the list's apiVersion ("v1", "metallb.io/v1beta1"), which its items do not repeat
+    date: str | None  # the first page's HTTP Date header: the API server's clock when the list was read
+    size: int  # bytes of all pages
+
+
+def read_list(
+    res: Resource,
+    deadline: float,
+    *,
+    page_size: int = LIVE_PAGE_SIZE,
+    max_pages: int = LIVE_MAX_PAGES,
+    max_bytes: int | None = None,
+) -> Listed:
+    """Every object of `res` as the API server has it now, in pages of `page_size` (`limit`/`continue`: one
+    consistent snapshot of the list), each page at most LIVE_MAX_PAGE_BYTES, all pages at most `max_bytes` (None:
+    only the page bound), every request bounded by what is left of `deadline` (time.monotonic()). Raises KubeError
+    past `max_pages` pages, `max_bytes` or the deadline, and for every failure of the call. No resourceVersion is
+    sent: see `KubeSource.read_config`."""
+    items: list[Mapping[str, Any]] = []
+    token = ""
+    api_version = ""
+    date: str | None = None
+    size = 0
+    for _ in range(max_pages):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Unreachable(f"list {res.name}: out of time")
+        query: dict[str, Any] = {"limit": page_size, "_request_timeout": remaining}
+        if token:
+            query["_continue"] = token
+        try:
+            try:
+                resp = res.call(_preload_content=False, **query)
+            except TRANSLATED as exc:
+                raise translate(exc) from exc
+            data = _read_bounded(resp, res, deadline)
+            size += len(data)
+            if max_bytes is not None and size > max_bytes:
+                raise KubeError(f"list {res.name}: larger than {max_bytes} bytes")
+            body = _list_body(res, getattr(resp, "status", 200), str(getattr(resp, "reason", "")), data)
+        except Gone as exc:  # an expired continue token: a restart could not finish in time either
+            raise KubeError(f"list {res.name}: {exc.reason}", status=GONE) from exc
+        if not token:
+            headers = getattr(resp, "headers", None)
+            value = headers.get("Date") if headers is not None else None
+            date = value if isinstance(value, str) else None
+            api_version = str(body.get("apiVersion", ""))
+        items.extend(_items(body))
+        meta = body.get("metadata")
+        more = meta.get("continue") if isinstance(meta, Mapping) else None
+        if not isinstance(more, str) or not more:
+            return Listed(items, api_version, date, size)
+        token = more
+    raise KubeError(f"list {res.name}: more than {page_size * max_pages} objects")
 
 
 class KubeSource:
@@ -402,28 +464,7 @@ class KubeSource:
         return self._read_all(by_kind[POOL], deadline), self._read_all(by_kind[ADVERTISEMENT], deadline)
 
     def _read_all(self, res: Resource, deadline: float) -> list[Mapping[str, Any]]:
-        items: list[Mapping[str, Any]] = []
-        token = ""
-        for _ in range(LIVE_MAX_PAGES):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Unreachable(f"list {res.name}: out of time")
-            query: dict[str, Any] = {"limit": LIVE_PAGE_SIZE, "_request_timeout": remaining}
-            if token:
-                query["_continue"] = token
-            try:
-                resp = self._call(res, **query)
-                data = _read_bounded(resp, res, deadline)
-                body = _list_body(res, getattr(resp, "status", 200), str(getattr(resp, "reason", "")), data)
-            except Gone as exc:  # an expired continue token: a restart could not finish in time either
-                raise KubeError(f"list {res.name}: {exc.reason}", status=GONE) from exc
-            items.extend(_items(body))
-            meta = body.get("metadata")
-            more = meta.get("continue") if isinstance(meta, Mapping) else None
-            if not isinstance(more, str) or not more:
-                return items
-            token = more
-        raise KubeError(f"list {res.name}: more than {LIVE_PAGE_SIZE * LIVE_MAX_PAGES} objects")
+        return read_list(res, deadline).items
 
     # ----- applier --------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from l2core.liveness import LeaseRecord, Liveness, lease_name, node_of_lease
+from l2core.liveness import LeaseRecord, Liveness, SnapshotVerdict, judge_snapshot, lease_name, node_of_lease
 
 
 def held(
@@ -158,3 +158,35 @@ def test_thawing_an_unfrozen_view_changes_nothing() -> None:
     live.observe("a", held("1", holder="a"), 100.0)
     live.thaw(105.0)
     assert live.expires_at("a") == 106.0
+
+
+# ----- one snapshot (explain --live) ------------------------------------------------------------------------------
+
+SERVER_NOW = 1_000_000.0  # the API server's clock, POSIX seconds
+
+
+def test_a_snapshot_judges_each_lease_by_renew_time_plus_duration_on_the_server_clock() -> None:
+    leases = {
+        "fresh": held("1", holder="fresh"),  # renewed 2 s ago, 6 s lease: 4 s left
+        "stale": held("2", holder="stale"),  # renewed 10 s ago: expired 4 s ago
+        "edge": held("3", holder="edge"),  # renewed exactly 6 s ago: expired now
+        "released": held("4", holder="", duration=1),
+        "unreadable": held("5", holder="unreadable"),  # a renewTime the caller could not parse
+    }
+    renewed = {"fresh": SERVER_NOW - 2, "stale": SERVER_NOW - 10, "edge": SERVER_NOW - 6, "released": SERVER_NOW}
+    verdicts = judge_snapshot(leases, renewed, SERVER_NOW)
+    assert verdicts == {
+        "fresh": SnapshotVerdict(True, "alive", 4.0),
+        "stale": SnapshotVerdict(False, "expired", 4.0),
+        "edge": SnapshotVerdict(False, "expired", 0.0),
+        "released": SnapshotVerdict(False, "released", None),
+        "unreadable": SnapshotVerdict(False, "no-renew-time", None),
+    }
+
+
+def test_a_snapshot_without_server_time_counts_every_held_lease_alive_as_liveness_does_at_first_sight() -> None:
+    leases = {"a": held("1", holder="a"), "b": held("2", holder="")}
+    assert judge_snapshot(leases, {}, None) == {
+        "a": SnapshotVerdict(True, "held", None),
+        "b": SnapshotVerdict(False, "released", None),
+    }
