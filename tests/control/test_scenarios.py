@@ -41,6 +41,7 @@ from speaker.announcer import ALL_INTERFACES
 from tests.control.test_reconcile import Recorder
 from tests.control.test_speaker_live import kubeconfig
 from tests.core.election_reference import reference_owner
+from tests.webhook import apidouble
 from tests.webhook.apidouble import APIDouble, too_old_list
 
 IP = "192.0.2.100"
@@ -508,3 +509,23 @@ def test_three_speakers_with_the_same_view_never_announce_the_same_ip(
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 assert not told[a] & told[b], (a, b, told)
+
+
+# ---------------------------------------------------------------------------------------------------------- the double
+
+
+def test_watches_ending_over_and_over_never_cut_a_speaker_off(
+    double: APIDouble, speakers: Callable[..., Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Server-side watch timeouts are routine: each watch is resumed on the same kept-alive connection, without a
+    failure, so no speaker ever goes fail-static for them (the double once closed that connection unannounced, and
+    the client's next list on it failed)."""
+    monkeypatch.setattr(apidouble, "WATCH_HOLD", 0.05)
+    fleet = speakers()
+    settled(fleet, {"worker-1": {IP}})
+    time.sleep(3)  # some hundred watches end and resume meanwhile
+    label(double, "worker-1")
+    settled(fleet, {"worker-2": {IP}})
+    for s in fleet.values():
+        assert all(v.cut_off_since is None for v, _ in s.reconciler.seen), s.node
+        assert not any(s.state.source.status().errors.values()), s.state.source.status().errors
