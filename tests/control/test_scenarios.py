@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client as k8s
 
 from l2core.model import EXCLUDE_LABEL, EligibilitySettings
 from l2core.plan import Status
@@ -230,7 +231,10 @@ def test_the_exclude_label_on_the_owner_moves_the_ip_to_the_next_node(
     fleet = speakers()
     settled(fleet, {"worker-1": {IP}})
     assert fleet["worker-1"].dataplane.last == {IP: ALL_INTERFACES}
-    label(double, "worker-1")
+    # As `kubectl label` does it: a PATCH through the real client, over HTTP to the double.
+    with k8s.ApiClient(k8s.Configuration(host=double.url)) as api:
+        k8s.CoreV1Api(api).patch_node("worker-1", {"metadata": {"labels": {EXCLUDE_LABEL: ""}}})
+    assert ("PATCH", node_path("worker-1"), 200) in double.requests
     settled(fleet, {"worker-2": {IP}})
     assert fleet["worker-1"].dataplane.last == {}
     assert fleet["worker-2"].dataplane.last == {IP: ALL_INTERFACES}
