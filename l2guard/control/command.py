@@ -305,6 +305,28 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str
     return _serve(settings, state, first, wake=wake, metrics=SpeakerMetrics(), err=err)
 
 
+def control_loop(
+    state: StateSource, reconciler: Reconciler, first: View | None, *, wake: threading.Event, stop: threading.Event
+) -> None:
+    """Reconcile `first` (if any), then every new View the state source has, until `stop` is set: the loop sleeps
+    until `wake` is set (a change arrived, a data-plane event was queued) or `state.wait` seconds passed, lets a
+    burst of changes land for `state.debounce` seconds, and polls. A View is reconciled when it is new, or when
+    data-plane events wait. The caller starts the state source before and stops it after."""
+    view = first
+    if view is not None:
+        reconciler.reconcile(view)
+    while not stop.is_set():
+        if wake.wait(state.wait) and state.debounce:
+            stop.wait(state.debounce)  # let a burst of watch events land: one plan for all of them
+        wake.clear()
+        if stop.is_set():
+            break
+        changed = state.poll()
+        view = changed or view
+        if view is not None and (changed is not None or reconciler.pending_events()):
+            reconciler.reconcile(view)
+
+
 def _serve(
     settings: SpeakerSettings,
     state: StateSource,
@@ -359,19 +381,7 @@ def _serve(
     )
     try:
         state.start()
-        view = first
-        if view is not None:
-            reconciler.reconcile(view)
-        while not stop.is_set():
-            if wake.wait(state.wait) and state.debounce:
-                stop.wait(state.debounce)  # let a burst of watch events land: one plan for all of them
-            wake.clear()
-            if stop.is_set():
-                break
-            changed = state.poll()
-            view = changed or view
-            if view is not None and (changed is not None or reconciler.pending_events()):
-                reconciler.reconcile(view)
+        control_loop(state, reconciler, first, wake=wake, stop=stop)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

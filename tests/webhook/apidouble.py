@@ -10,9 +10,14 @@ last one repeats; a reply can be delayed, like a hung API server. A watch with n
 briefly and then ended, like a server-side watch timeout; or it breaks off in the middle of a chunk (`drop`), like a
 connection to an API server that went away.
 
-Leases (coordination.k8s.io/v1) and core/v1 Events are stored objects instead, under the API server's paths
-(`/apis/coordination.k8s.io/v1/namespaces/NS/leases[/NAME]`, `/api/v1/namespaces/NS/events[/NAME]`), unless a
-script claims the path:
+Every kind the speaker reads or writes is a stored object instead, under the API server's paths, unless a script
+(or a one-shot reply in `once`) claims the path: Leases (coordination.k8s.io/v1) and core/v1 Events, and the
+cluster objects: Nodes (cluster-scoped), Services, EndpointSlices, and MetalLB's IPAddressPools and L2Advertisements
+(`/api/v1/nodes[/NAME]`, `/api/v1/namespaces/NS/services[/NAME]`, `/apis/metallb.io/v1beta1/namespaces/NS/...`;
+a namespaced kind's collection is also listed and watched across namespaces, `/api/v1/services`, as the speaker
+reads it). `store.seed()` fills the store from the captured lists; a test changes a cluster object mid-test with
+`store.put()`, `store.patch()` (a merge patch, as `kubectl label` or `kubectl patch --type=merge`) or
+`store.delete()`, the same code paths as the HTTP verbs, and every open watch of its collection sees the event:
 - create (POST, 201; 409 AlreadyExists shaped like `secret-create-conflict.json`), get (200; 404 NotFound, the same
   Status shape), list (GET on the collection), update (PUT, 200), patch (PATCH, 200), delete (200, the Status of
   `lease-delete.json`);
@@ -21,13 +26,19 @@ script claims the path:
 - a PUT or PATCH carrying a `metadata.resourceVersion` other than the stored one answers 409 Conflict, shaped like
   the captured `lease-update-conflict.json`;
 - merge patches (RFC 7386) and strategic merge patches are both applied as merge patches: Lease specs and Events
-  hold no lists a patch would merge by key, so the two agree as long as a patch leaves metadata's lists alone;
+  hold no lists a patch would merge by key, so the two agree as long as a patch leaves metadata's lists alone (a
+  strategic patch of a cluster object's lists, such as a Node's conditions, would replace them whole here);
   JSON patches answer 415;
 - the server fills in uid, resourceVersion and creationTimestamp, but writes no managedFields;
 - a watch (`?watch=1&resourceVersion=N`) on a stored collection streams ADDED, MODIFIED and DELETED events for
   the writes after N, then new ones as they happen, for a few seconds, as a server-side watch timeout ends it;
+- `store.compact()` forgets the history, as etcd's compaction does: a watch from an older resourceVersion gets
+  the captured ERROR 410 event of `watch-too-old.jsonl` (its versions replaced) and ends; `store.drop_watches()`
+  ends every open watch cleanly (a server-side timeout, an API server restart), so the watchers resume from their
+  last version; a watch that ends cleanly leaves its connection open for the next request, as the API server does;
 - `hang` delays the answer to every stored-object request (a hung API server; cut short when the double stops),
-  and a stopped double closes even kept-alive connections unanswered, like a dead one.
+  and a stopped double closes even kept-alive connections unanswered, like a dead one; `restart()` answers again
+  on the same port from the same store, like an API server back up.
 Mid-test changes to a scripted collection (a label put on a Node) are pushed with `push()`: every later watch of
 that path from an older resourceVersion streams them first, so each watcher sees a change once.
 It listens on 127.0.0.1, or for tests in network namespaces on a documentation address (`address=`) of a link the
@@ -91,17 +102,95 @@ def watch_reply(name: str | None = None, *, hold: float = 0.3) -> Reply:
     return Reply(events=events, headers=headers, hold=hold)
 
 
-OBJECT_PATH = re.compile(
-    r"^/(?P<prefix>api/v1|apis/coordination\.k8s\.io/v1)/namespaces/(?P<namespace>[^/]+)/(?P<plural>leases|events)"
-    r"(?:/(?P<name>[^/]+))?$"
+RESOURCE_PATH = re.compile(
+    r"^/(?P<prefix>api/v1|apis/[a-z0-9.-]+/v[a-z0-9]+)(?:/namespaces/(?P<namespace>[^/]+))?"
+    r"/(?P<plural>[a-z0-9]+)(?:/(?P<name>[^/]+))?$"
 )
-# plural -> (API group, apiVersion, kind, the resource as the API server names it in messages)
-STORED = {
-    "leases": ("coordination.k8s.io", "coordination.k8s.io/v1", "Lease", "leases.coordination.k8s.io"),
-    "events": ("", "v1", "Event", "events"),
+
+
+@dataclass(frozen=True)
+class StoredKind:
+    group: str
+    api_version: str
+    kind: str
+    resource: str  # as the API server names it in messages ("leases.coordination.k8s.io")
+    namespaced: bool
+
+
+# (path prefix, plural) -> the kind stored there
+STORED: dict[tuple[str, str], StoredKind] = {
+    ("apis/coordination.k8s.io/v1", "leases"): StoredKind(
+        "coordination.k8s.io", "coordination.k8s.io/v1", "Lease", "leases.coordination.k8s.io", True
+    ),
+    ("api/v1", "events"): StoredKind("", "v1", "Event", "events", True),
+    ("api/v1", "nodes"): StoredKind("", "v1", "Node", "nodes", False),
+    ("api/v1", "services"): StoredKind("", "v1", "Service", "services", True),
+    ("apis/discovery.k8s.io/v1", "endpointslices"): StoredKind(
+        "discovery.k8s.io", "discovery.k8s.io/v1", "EndpointSlice", "endpointslices.discovery.k8s.io", True
+    ),
+    ("apis/metallb.io/v1beta1", "ipaddresspools"): StoredKind(
+        "metallb.io", "metallb.io/v1beta1", "IPAddressPool", "ipaddresspools.metallb.io", True
+    ),
+    ("apis/metallb.io/v1beta1", "l2advertisements"): StoredKind(
+        "metallb.io", "metallb.io/v1beta1", "L2Advertisement", "l2advertisements.metallb.io", True
+    ),
 }
 MAX_BODY = 1024 * 1024
 WATCH_HOLD = 5.0  # seconds a watch of stored objects stays open
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request path names: one object (`name`), or a collection (namespace None: across namespaces)."""
+
+    prefix: str
+    plural: str
+    namespace: str | None
+    name: str | None
+
+    @property
+    def kind(self) -> StoredKind:
+        return STORED[(self.prefix, self.plural)]
+
+    @property
+    def collection(self) -> str:
+        where = f"/namespaces/{self.namespace}" if self.namespace is not None else ""
+        return f"/{self.prefix}{where}/{self.plural}"
+
+    def object_path(self, name: str) -> str:
+        return f"{self.collection}/{name}"
+
+    def holds(self, path: str) -> bool:
+        """Whether the object at `path` is in this collection."""
+        other = target(path)
+        return (
+            other is not None
+            and other.name is not None
+            and (other.prefix, other.plural) == (self.prefix, self.plural)
+            and self.namespace in (None, other.namespace)
+        )
+
+
+def target(path: str) -> Target | None:
+    """The stored kind's object or collection at `path`, or None when no stored kind lives there."""
+    m = RESOURCE_PATH.match(path)
+    if m is None or (m["prefix"], m["plural"]) not in STORED:
+        return None
+    namespaced = STORED[(m["prefix"], m["plural"])].namespaced
+    if not namespaced and m["namespace"] is not None:
+        return None  # a cluster-scoped kind has no namespace
+    if namespaced and m["namespace"] is None and m["name"] is not None:
+        return None  # a namespaced object is named within its namespace (its collection spans them all)
+    return Target(m["prefix"], m["plural"], m["namespace"], m["name"])
+
+
+def path_of(obj: dict[str, Any]) -> str:
+    """The API path of a stored kind's object, from its apiVersion, kind, namespace and name."""
+    api_version, meta = obj["apiVersion"], obj["metadata"]
+    prefix = "api/v1" if api_version == "v1" else f"apis/{api_version}"
+    plural = next(pl for (pre, pl), k in STORED.items() if pre == prefix and k.kind == obj["kind"])
+    namespace = (meta.get("namespace") or "default") if STORED[(prefix, plural)].namespaced else None
+    return Target(prefix, plural, namespace, None).object_path(meta["name"])
 
 
 def captured_json(name: str) -> Any:
@@ -122,50 +211,108 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 class ObjectStore:
-    """Leases and Events by path, with resourceVersions; every answer is (status, headers, body)."""
+    """The stored kinds' objects by path, with resourceVersions; every answer is (status, headers, body).
+
+    A test changes cluster objects with `put`, `patch` and `delete` (the same code paths as the HTTP verbs), and
+    every open watch of the collection sees the event."""
 
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}  # object path -> object
         self.revision = 1000
-        self.lock = threading.Lock()
+        self.compacted = 0  # watches from a resourceVersion older than this get the captured 410 ERROR event
+        self.epoch = 0  # bumped by drop_watches(): open watches end
+        self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
-        # Every write that took a new resourceVersion, for watches: (revision, collection path, type, object).
+        # Every write that took a new resourceVersion, for watches: (revision, object path, type, object).
         self.changes: list[tuple[int, str, str, dict[str, Any]]] = []
 
-    def _record(self, collection: str, event_type: str, obj: dict[str, Any]) -> None:
-        self.changes.append((int(obj["metadata"]["resourceVersion"]), collection, event_type, copy.deepcopy(obj)))
+    # ----- what tests call ---------------------------------------------------------------------------------------
+
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create `obj`, or replace the stored object of its name (no resourceVersion check); the stored copy."""
+        path = path_of(obj)
+        where = target(path)
+        assert where is not None
+        body = copy.deepcopy(obj)
+        body["metadata"].pop("resourceVersion", None)
+        with self.lock:
+            if path in self.objects:
+                status, answer = self.handle("PUT", where, body, "application/json")
+            else:
+                collection = Target(where.prefix, where.plural, where.namespace, None)
+                status, answer = self.handle("POST", collection, body, "application/json")
+        assert status in (200, 201), answer
+        return dict(answer)
+
+    def patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the object at `path` (as `kubectl patch --type=merge` or `kubectl label` would)."""
+        where = target(path)
+        assert where is not None and where.name is not None, path
+        status, answer = self.handle("PATCH", where, patch, "application/merge-patch+json")
+        assert status == 200, answer
+        return dict(answer)
+
+    def delete(self, path: str) -> None:
+        where = target(path)
+        assert where is not None and where.name is not None, path
+        status, answer = self.handle("DELETE", where, None, "")
+        assert status == 200, answer
+
+    def seed(self, *lists: str) -> None:
+        """Store every object of these captured list responses (`tests/data/api/list-*.json`)."""
+        for name in lists:
+            body = captured_json(name)
+            api_version = body["apiVersion"]
+            for item in body["items"]:
+                self.put({"apiVersion": api_version, "kind": body["kind"].removesuffix("List")} | item)
+
+    def compact(self) -> None:
+        """Forget the history up to now, as etcd's compaction does: a watch from an older version gets 410."""
+        with self.lock:
+            self.compacted = self.revision
+            self.changes.clear()
+
+    def drop_watches(self) -> None:
+        """End every open watch (the terminating chunk, as a server-side timeout or an API server restart)."""
+        with self.lock:
+            self.epoch += 1
+            self.changed.notify_all()
+
+    # ----- the wire ----------------------------------------------------------------------------------------------
+
+    def _record(self, path: str, event_type: str, obj: dict[str, Any]) -> None:
+        self.changes.append((int(obj["metadata"]["resourceVersion"]), path, event_type, copy.deepcopy(obj)))
         self.changed.notify_all()
 
-    def events_after(self, collection: str, rv: int) -> list[tuple[int, bytes]]:
+    def events_after(self, collection: Target, rv: int) -> list[tuple[int, bytes]]:
         """Watch events of `collection` newer than `rv`, as the API server streams them (one JSON per line)."""
         with self.lock:
             return [
                 (rev, json.dumps({"type": kind, "object": obj}).encode())
                 for rev, path, kind, obj in self.changes
-                if path == collection and rev > rv
+                if rev > rv and collection.holds(path)
             ]
 
-    def _status(self, code: int, reason: str, message: str, plural: str, name: str) -> tuple[int, Any]:
-        group, _, _, _ = STORED[plural]
+    def _status(self, code: int, reason: str, message: str, where: Target, name: str) -> tuple[int, Any]:
         # The Status shape of the captured 409 (lease-update-conflict.json), with this request's names.
         body = captured_json("lease-update-conflict.json")
         body.update(message=message, reason=reason, code=code)
-        body["details"] = {"name": name, "kind": plural} | ({"group": group} if group else {})
+        group = where.kind.group
+        body["details"] = {"name": name, "kind": where.plural} | ({"group": group} if group else {})
         return code, body
 
-    def _conflict(self, plural: str, name: str) -> tuple[int, Any]:
-        resource = STORED[plural][3]
+    def _conflict(self, where: Target, name: str) -> tuple[int, Any]:
         return self._status(
             409,
             "Conflict",
-            f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; please apply '
-            "your changes to the latest version and try again",
-            plural,
+            f'Operation cannot be fulfilled on {where.kind.resource} "{name}": the object has been modified; please '
+            "apply your changes to the latest version and try again",
+            where,
             name,
         )
 
-    def _not_found(self, plural: str, name: str) -> tuple[int, Any]:
-        return self._status(404, "NotFound", f'{STORED[plural][3]} "{name}" not found', plural, name)
+    def _not_found(self, where: Target, name: str) -> tuple[int, Any]:
+        return self._status(404, "NotFound", f'{where.kind.resource} "{name}" not found', where, name)
 
     def _stamp(self, obj: dict[str, Any], *, changed_from: dict[str, Any] | None) -> dict[str, Any]:
         if changed_from is not None:
@@ -180,40 +327,41 @@ class ObjectStore:
         obj["metadata"]["resourceVersion"] = str(self.revision)
         return obj
 
-    def handle(self, method: str, match: re.Match[str], body: Any, content_type: str) -> tuple[int, Any]:
-        plural, namespace, name = match["plural"], match["namespace"], match["name"]
-        _, api_version, kind, _ = STORED[plural]
-        collection = f"/{match['prefix']}/namespaces/{namespace}/{plural}"
+    def handle(self, method: str, where: Target, body: Any, content_type: str) -> tuple[int, Any]:
+        name, kind = where.name, where.kind
         with self.lock:
             if method == "GET" and name is None:
-                items = [o for p, o in sorted(self.objects.items()) if p.rsplit("/", 1)[0] == collection]
+                items = [o for p, o in sorted(self.objects.items()) if where.holds(p)]
                 meta = {"resourceVersion": str(self.revision)}
-                return 200, {"kind": kind + "List", "apiVersion": api_version, "metadata": meta, "items": items}
-            if method == "POST" and name is None:
+                return 200, {
+                    "kind": kind.kind + "List",
+                    "apiVersion": kind.api_version,
+                    "metadata": meta,
+                    "items": items,
+                }
+            if method == "POST" and name is None and (where.namespace is not None or not kind.namespaced):
                 if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
-                    return self._status(400, "BadRequest", "the body is not an object", plural, "")
+                    return self._status(400, "BadRequest", "the body is not an object", where, "")
                 name = str(body["metadata"].get("name", ""))
-                path = f"{collection}/{name}"
+                path = where.object_path(name)
                 if path in self.objects:
-                    return self._status(
-                        409, "AlreadyExists", f'{STORED[plural][3]} "{name}" already exists', plural, name
-                    )
+                    return self._status(409, "AlreadyExists", f'{kind.resource} "{name}" already exists', where, name)
                 obj = copy.deepcopy(body)
-                obj.update(kind=kind, apiVersion=api_version)
+                obj.update(kind=kind.kind, apiVersion=kind.api_version)
+                if where.namespace is not None:
+                    obj["metadata"]["namespace"] = where.namespace
                 obj["metadata"].update(
-                    namespace=namespace,
-                    uid=str(uuid.uuid4()),
-                    creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    uid=str(uuid.uuid4()), creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 )
                 self.objects[path] = self._stamp(obj, changed_from=None)
-                self._record(collection, "ADDED", obj)
+                self._record(path, "ADDED", obj)
                 return 201, obj
             if name is None:
-                return self._status(405, "MethodNotAllowed", f"{method} on a collection", plural, "")
-            path = f"{collection}/{name}"
+                return self._status(405, "MethodNotAllowed", f"{method} on a collection", where, "")
+            path = where.object_path(name)
             stored = self.objects.get(path)
             if stored is None:
-                return self._not_found(plural, name)
+                return self._not_found(where, name)
             if method == "GET":
                 return 200, stored
             if method == "DELETE":
@@ -221,32 +369,33 @@ class ObjectStore:
                 self.revision += 1
                 gone = copy.deepcopy(stored)
                 gone["metadata"]["resourceVersion"] = str(self.revision)
-                self._record(collection, "DELETED", gone)
+                self._record(path, "DELETED", gone)
                 status = captured_json("lease-delete.json")
-                status["details"] = {"name": name, "kind": plural, "uid": stored["metadata"]["uid"]}
-                if STORED[plural][0]:
-                    status["details"]["group"] = STORED[plural][0]
+                status["details"] = {"name": name, "kind": where.plural, "uid": stored["metadata"]["uid"]}
+                if kind.group:
+                    status["details"]["group"] = kind.group
                 return 200, status
             if method == "PATCH":
                 if "json-patch" in content_type:
-                    return self._status(415, "UnsupportedMediaType", "JSON patches are not doubled", plural, name)
+                    return self._status(415, "UnsupportedMediaType", "JSON patches are not doubled", where, name)
                 new = merge_patch(stored, body)
             elif method == "PUT":
                 new = copy.deepcopy(body)
             else:
-                return self._status(405, "MethodNotAllowed", method, plural, name)
+                return self._status(405, "MethodNotAllowed", method, where, name)
             if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
-                return self._status(400, "BadRequest", "the body is not an object", plural, name)
+                return self._status(400, "BadRequest", "the body is not an object", where, name)
             rv = new["metadata"].get("resourceVersion")
             if rv not in (None, "") and rv != stored["metadata"]["resourceVersion"]:
-                return self._conflict(plural, name)
-            new.update(kind=kind, apiVersion=api_version)
+                return self._conflict(where, name)
+            new.update(kind=kind.kind, apiVersion=kind.api_version)
             for key in ("name", "namespace", "uid", "creationTimestamp"):
-                new["metadata"][key] = stored["metadata"][key]
+                if key in stored["metadata"]:
+                    new["metadata"][key] = stored["metadata"][key]
             before = stored["metadata"]["resourceVersion"]
             self.objects[path] = self._stamp(new, changed_from=stored)
             if new["metadata"]["resourceVersion"] != before:
-                self._record(collection, "MODIFIED", new)
+                self._record(path, "MODIFIED", new)
             return 200, new
 
 
@@ -257,6 +406,7 @@ class APIDouble:
         self.scripts = {k: list(v) for k, v in scripts.items()}
         self.address = address
         self.pushed: dict[str, list[tuple[int, bytes]]] = {}  # path -> (resourceVersion, watch event line)
+        self.once: dict[tuple[str, bool], list[Reply]] = {}  # (path, is_watch) -> replies answered once, in order
         self.log: list[tuple[str, bool, str | None, int]] = []  # (path, watch, resourceVersion, status)
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -272,17 +422,20 @@ class APIDouble:
                 pass
 
             def _stored(self, method: str) -> bool:
-                """Answer a stored-object request; False when the path is not one (or a script claims it)."""
+                """Answer a stored-object request; False when the path is not one (or a script or a one-shot
+                reply claims it)."""
                 url = urlsplit(self.path)
-                match = OBJECT_PATH.match(url.path)
-                if match is None or (url.path, False) in double.scripts or (url.path, True) in double.scripts:
+                where = target(url.path)
+                query = parse_qs(url.query)
+                watch = method == "GET" and query.get("watch", ["false"])[0] in ("true", "1")
+                if where is None or double.claimed(url.path, watch):
                     return False
-                if double.stopping.is_set() or double.stopping.wait(double.hang):
+                stopping = double.stopping
+                if stopping.is_set() or stopping.wait(double.hang):
                     self.close_connection = True
                     return True
-                query = parse_qs(url.query)
-                if method == "GET" and match["name"] is None and query.get("watch", ["false"])[0] in ("true", "1"):
-                    self._watch_stored(url.path, int(query.get("resourceVersion", ["0"])[0] or 0))
+                if watch and where.name is None:
+                    self._watch_stored(where, int(query.get("resourceVersion", ["0"])[0] or 0), stopping)
                     return True
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
@@ -293,7 +446,7 @@ class APIDouble:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                status, answer = double.store.handle(method, match, body, self.headers.get("Content-Type", ""))
+                status, answer = double.store.handle(method, where, body, self.headers.get("Content-Type", ""))
                 double.requests.append((method, url.path, status))
                 payload = json.dumps(answer).encode()
                 self.send_response(status)
@@ -305,31 +458,44 @@ class APIDouble:
                 self.wfile.write(payload)
                 return True
 
-            def _watch_stored(self, collection: str, rv: int) -> None:
+            def _watch_stored(self, collection: Target, rv: int, stopping: threading.Event) -> None:
                 """Stream the store's changes of `collection` after `rv`, then new ones as they happen, for up to
-                WATCH_HOLD seconds; then end the stream like a server-side watch timeout."""
+                WATCH_HOLD seconds; then end the stream like a server-side watch timeout. From a version older
+                than the store's compaction: the captured 410 ERROR event alone, as the API server sends it."""
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                for key, value in captured_headers("watch-nodes.headers.txt")[1]:
+                    self.send_header(key, value)
                 self.send_header("Transfer-Encoding", "chunked")
                 # The stream's end closes the connection: say so, or the client pools it, reuses it and gets
                 # "Remote end closed connection without response" (its retries are off).
                 self.send_header("Connection", "close")
                 self.end_headers()
                 deadline = time.monotonic() + WATCH_HOLD
+                store = double.store
+                epoch = store.epoch
                 try:
-                    while not double.stopping.is_set() and time.monotonic() < deadline:
-                        for rev, line in double.store.events_after(collection, rv):
+                    if rv < store.compacted:
+                        gone = json.loads((API / "watch-too-old.jsonl").read_text().splitlines()[0])
+                        gone["object"]["message"] = f"too old resource version: {rv} ({store.compacted})"
+                        chunk = json.dumps(gone).encode() + b"\n"
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        deadline = 0.0
+                    while not stopping.is_set() and time.monotonic() < deadline and store.epoch == epoch:
+                        for rev, line in store.events_after(collection, rv):
                             chunk = line + b"\n"
                             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                             rv = rev
                         self.wfile.flush()
-                        with double.store.changed:
-                            double.store.changed.wait(0.1)
+                        with store.changed:
+                            store.changed.wait(0.1)
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
                 except OSError:
-                    pass
-                self.close_connection = True
+                    self.close_connection = True
+                # A watch that ended cleanly leaves the connection open for the next request, as the API server
+                # does: closing it unannounced races the client's reuse of it (RemoteDisconnected on its next
+                # list, which the speaker counts as a failure and briefly goes fail-static for).
+                self.close_connection |= stopping.is_set()
 
             def do_POST(self) -> None:
                 if not self._stored("POST"):
@@ -354,9 +520,10 @@ class APIDouble:
                 query = parse_qs(url.query)
                 watch = query.get("watch", ["false"])[0] in ("true", "1")
                 rv = query.get("resourceVersion", [None])[0]
+                stopping = double.stopping
                 reply = double._next(url.path, watch)
                 double.log.append((url.path, watch, rv, reply.status))
-                if double.stopping.wait(reply.delay):
+                if stopping.wait(reply.delay):
                     self.close_connection = True
                     return
                 self.send_response(reply.status)
@@ -382,20 +549,32 @@ class APIDouble:
                         self.wfile.flush()
                         self.close_connection = True
                         return
-                    double.stopping.wait(reply.hold)
+                    stopping.wait(reply.hold)
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
                 except OSError:
-                    pass
-                self.close_connection = True
+                    self.close_connection = True
+                self.close_connection |= stopping.is_set()  # as for the stored watches
 
-        self.httpd = ThreadingHTTPServer((address, 0), Handler)
+        self._handler = Handler
+        self._listen(0)
+
+    def _listen(self, port: int) -> None:
+        self.httpd = ThreadingHTTPServer((self.address, port), self._handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
+    def claimed(self, path: str, watch: bool) -> bool:
+        """Whether a script or a one-shot reply answers this request instead of the store."""
+        with self._lock:
+            return bool(self.once.get((path, watch))) or (path, False) in self.scripts or (path, True) in self.scripts
+
     def _next(self, path: str, watch: bool) -> Reply:
         with self._lock:
+            once = self.once.get((path, watch))
+            if once:
+                return once.pop(0)
             script = self.scripts.get((path, watch))
             if not script:
                 return Reply(status=404, body=b'{"kind":"Status","code":404}')
@@ -432,6 +611,13 @@ class APIDouble:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+    def restart(self) -> None:
+        """After `stop()`: answer again on the same port, from the same store, like an API server back up."""
+        assert self.stopping.is_set(), "restart() follows stop()"
+        self.stopping = threading.Event()
+        self._listen(self.port)
+        self.thread.start()
 
     def wait_for(self, predicate: object, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
