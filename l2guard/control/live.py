@@ -162,7 +162,8 @@ class LiveState:
             )
             self._view.freeze()
             self._cut_off_since = self._clock()
-        self._was_connected |= connected and snap.synced
+        # Acting on a synced view is what fail-static protects, whether or not the first renewal had landed yet.
+        self._was_connected |= snap.synced and self.source.status().connected
         self._metrics.set_config_stale(bool(snap.stale))
         seen = (snap.version, self._cut_off_since)
         if seen == self._seen:

@@ -466,9 +466,8 @@ class APIDouble:
                 for key, value in captured_headers("watch-nodes.headers.txt")[1]:
                     self.send_header(key, value)
                 self.send_header("Transfer-Encoding", "chunked")
-                # The stream's end closes the connection: say so, or the client pools it, reuses it and gets
-                # "Remote end closed connection without response" (its retries are off).
-                self.send_header("Connection", "close")
+                # A watch that ends cleanly leaves the connection open for the next request, as the API server does
+                # (the client pools it; with its retries off, a connection closed unannounced is a watch error).
                 self.end_headers()
                 deadline = time.monotonic() + WATCH_HOLD
                 store = double.store
@@ -535,9 +534,8 @@ class APIDouble:
                     self.wfile.write(reply.body)
                     return
                 self.send_header("Transfer-Encoding", "chunked")
-                # The stream's end closes the connection: say so, or the client pools it, reuses it and gets
-                # "Remote end closed connection without response" (its retries are off).
-                self.send_header("Connection", "close")
+                # A watch that ends cleanly leaves the connection open for the next request, as the API server does
+                # (the client pools it; with its retries off, a connection closed unannounced is a watch error).
                 self.end_headers()
                 try:
                     for line in double._pushed_after(url.path, rv) + reply.events:
