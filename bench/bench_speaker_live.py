@@ -3,6 +3,7 @@
 client. Dry-run (no packets); the network-namespace failover with the real data plane is bench_speaker_failover.py.
 
 Run:  .venv/bin/python bench/bench_speaker_live.py [--seconds 20] [--trials 3] [--only api-load,memory,failover]
+      .venv/bin/python bench/bench_speaker_live.py --only failover-big
 
 - api-load: two speakers (worker-1 owns 192.0.2.100, worker-2 owns nothing) with the default lease (6 s, renewed
   every 2 s) on the captured 3-node cluster; after both are ready and the owner's first Event, every request to
@@ -14,6 +15,8 @@ Run:  .venv/bin/python bench/bench_speaker_live.py [--seconds 20] [--trials 3] [
 - failover: worker-1 and worker-2 with the default lease; the owner gets SIGKILL (or SIGTERM) at T0, and the
   runner-up's /status is polled every 10 ms until it announces the IP. Targets: SIGKILL <= lease + 1 s = 7 s,
   SIGTERM <= 1 s. The handover is also read from /status's "since" of the runner-up's announcement.
+- failover-big (not in the default run: minutes): the same with 500 nodes and 10,000 services, node-000 and the
+  runner-up of its first IP as the two speakers, the 498 others' Leases held in the double.
 
 Only 127.0.0.1. Every wait is bounded (readiness 60 s, handover 30 s, the whole run by the trial count); every
 process started here is ended here, by its PID.
@@ -22,6 +25,7 @@ process started here is ended here, by its PID.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import signal
 import statistics
@@ -283,6 +287,43 @@ def failover(tmp: Path, trials: int) -> None:
             )
 
 
+def big_handover(tmp: Path, sig: signal.Signals) -> None:
+    """The same at scale: node-000 and the runner-up of its first IP (ranked with hashlib, as
+    tests/core/election_reference.py does) among 500 nodes with 10,000 services, the other 498 speakers' Leases
+    held in the double. Seconds from the signal to the runner-up announcing that IP (its /status "since")."""
+    double, _ = big_double(500, 10_000, peers=True)
+    with double:
+        owner = Speaker(tmp, double, "node-000")
+        runner = None
+        try:
+            owner.ready(180)
+            if not owner.wait(lambda: bool(owner.announced()), 120):
+                raise RuntimeError("node-000 announces nothing")
+            ip = owner.announced()[0]["ip"]
+            second = ranked([f"node-{i:03}" for i in range(500)], ip)[1]
+            runner = Speaker(tmp, double, second)
+            runner.ready(180)
+            time.sleep(5)  # its first plans done
+            t0_wall, t0 = time.time(), time.monotonic()
+            owner.proc.send_signal(sig)
+            if not runner.wait(lambda: any(a["ip"] == ip for a in runner.announced()), 120, interval=0.05):
+                print(f"  {sig.name}, 500 nodes: {second} does not announce {ip} within 120 s")
+                return
+            polled = time.monotonic() - t0
+            mine = [a for a in runner.announced() if a["ip"] == ip]
+            since = iso(mine[0]["since"]) - t0_wall
+            print(f"  {sig.name}, 500 nodes / 10,000 services: {second} announces {ip} after {since:.3f} s (polled:")
+            print(f"    {polled:.3f} s); {since / LEASE_DURATION:.2f} x the lease duration")
+        finally:
+            owner.end()
+            if runner is not None:
+                runner.end()
+
+
+def ranked(nodes: list[str], ip: str) -> list[str]:
+    return sorted(nodes, key=lambda n: hashlib.sha256(f"{n}#{ip}".encode()).digest())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -297,6 +338,10 @@ def main() -> int:
             memory(Path(tmp))
         if "failover" in parts:
             failover(Path(tmp), args.trials)
+        if "failover-big" in parts:
+            print("\n== failover at scale on /status: default lease, 500 nodes, 10,000 services")
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                big_handover(Path(tmp), sig)
     return 0
 
 

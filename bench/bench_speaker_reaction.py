@@ -41,9 +41,10 @@ from l2guard.control.health import SpeakerStatus, StatusBoard
 from l2guard.control.live import DEBOUNCE
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import Reconciler, View
-from l2guard.view import CLUSTER_KINDS, ClusterView, Snapshot
+from l2guard.view import ClusterView, Snapshot
 from speaker.announcer import AllInterfaces
 from speaker.announcer import Status as DataPlaneStatus
+from tests.kube.scripts import speaker_lease
 
 ME = "node-000"
 PEER = "node-001"
@@ -74,11 +75,22 @@ def live_view(snap: Snapshot) -> View:
     return View(snap.plan, nodes=snap.cluster.nodes, alive=snap.alive, synced=snap.synced, live=True)
 
 
+def lease(node: str, rv: int, *, held: bool) -> dict[str, Any]:
+    """`node`'s speaker Lease (the captured one, renamed): held for an hour, or released as a stopping speaker
+    releases it (no holder, 1 s)."""
+    obj = speaker_lease(node, str(rv), duration=3600 if held else 1)
+    if not held:
+        del obj["spec"]["holderIdentity"]
+    return obj
+
+
 def listed_view(kinds: Mapping[str, list[dict[str, Any]]]) -> ClusterView:
-    view = ClusterView(EligibilitySettings(), kinds=CLUSTER_KINDS)
+    """The view as the live source fills it: every kind listed, every node's speaker Lease held."""
+    view = ClusterView(EligibilitySettings())
     for kind in ("Node", "Service", "EndpointSlice", "IPAddressPool", "L2Advertisement"):
         view.replace_kind(kind, kinds[kind])
-    assert view.synced
+    view.replace_kind("Lease", [lease(n["metadata"]["name"], 1, held=True) for n in kinds["Node"]])
+    assert view.synced and view.snapshot.alive is not None and len(view.snapshot.alive) == len(kinds["Node"])
     return view
 
 
@@ -109,7 +121,7 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def reaction(trials: int, seconds: float) -> None:
+def reaction(trials: int, seconds: float, lease_trials: int) -> None:
     kinds = by_kind(cluster_documents(500, 10_000))
     nodes = {n["metadata"]["name"]: n for n in kinds["Node"]}
     t0 = time.perf_counter()
@@ -191,7 +203,31 @@ def reaction(trials: int, seconds: float) -> None:
     worst = pct(everything, 0.99)
     print(f"all label changes together: p99 {worst:.2f} ms ({worst / base99:.2f} x the baseline's p99)")
     print(f"plus the live loop's {DEBOUNCE * 1e3:.0f} ms debounce: p99 {worst + DEBOUNCE * 1e3:.1f} ms")
+    leases(view, reconciler, lease_trials, seconds)
     profile_reconcile(view, reconciler, nodes)
+
+
+def leases(view: ClusterView, reconciler: Reconciler, trials: int, seconds: float) -> None:
+    """A peer's speaker stops (its Lease released, as on SIGTERM) and starts again: the alive set changes."""
+    recorder = reconciler._dataplane
+    assert isinstance(recorder, Recorder)
+    took: dict[str, list[float]] = {"released": [], "held again": []}
+    rv = 100
+    deadline = time.monotonic() + seconds
+    for i in range(trials * 2):
+        if time.monotonic() > deadline:
+            print(f"lease trials stopped after {i}: --seconds {seconds} reached")
+            break
+        held = i % 2 == 1
+        rv += 1
+        start = time.perf_counter()
+        view.apply([("Lease", "MODIFIED", lease(PEER, rv, held=held))])
+        reconciler.reconcile(live_view(view.snapshot))
+        took["held again" if held else "released"].append((recorder.called_at - start) * 1e3)
+    print(f"\nevent -> set() when {PEER}'s speaker Lease is released and held again (the alive set changes):")
+    for what, xs in took.items():
+        if xs:
+            print(f"  {what:12s} {len(xs)} trials: p50 {pct(xs, 0.5):8.1f} ms, max {max(xs):8.1f} ms")
 
 
 def profile_reconcile(view: ClusterView, reconciler: Reconciler, nodes: Mapping[str, Any]) -> None:
@@ -248,9 +284,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--lease-trials", type=int, default=5)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
-    reaction(args.trials, args.seconds)
+    reaction(args.trials, args.seconds, args.lease_trials)
     if not args.skip_memory:
         memory()
     return 0
