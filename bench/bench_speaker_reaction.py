@@ -203,14 +203,12 @@ def reaction(trials: int, seconds: float, lease_trials: int) -> None:
     worst = pct(everything, 0.99)
     print(f"all label changes together: p99 {worst:.2f} ms ({worst / base99:.2f} x the baseline's p99)")
     print(f"plus the live loop's {DEBOUNCE * 1e3:.0f} ms debounce: p99 {worst + DEBOUNCE * 1e3:.1f} ms")
-    leases(view, reconciler, lease_trials, seconds)
+    leases(view, reconciler, recorder, trials=lease_trials, seconds=seconds)
     profile_reconcile(view, reconciler, nodes)
 
 
-def leases(view: ClusterView, reconciler: Reconciler, trials: int, seconds: float) -> None:
+def leases(view: ClusterView, reconciler: Reconciler, recorder: Recorder, *, trials: int, seconds: float) -> None:
     """A peer's speaker stops (its Lease released, as on SIGTERM) and starts again: the alive set changes."""
-    recorder = reconciler._dataplane
-    assert isinstance(recorder, Recorder)
     took: dict[str, list[float]] = {"released": [], "held again": []}
     rv = 100
     deadline = time.monotonic() + seconds
