@@ -7,7 +7,9 @@ Lists and watches are scripted: lists are plain JSON bodies with the captured he
 `list-too-old.json`); watches are chunked streams, one JSON event per chunk and line, as the API server sends them
 (the 410 ERROR event of `watch-too-old.jsonl` included). Each path has a script of responses consumed in order; the
 last one repeats; a reply can be delayed, like a hung API server. A watch with nothing left to say is held open
-briefly and then ended, like a server-side watch timeout.
+briefly and then ended, like a server-side watch timeout; a watch answer says `Connection: close`, since the double
+closes the connection after it (unannounced, urllib3 would send the next request on the closed connection and see
+it fail, which a speaker counts as losing the API).
 
 Leases (coordination.k8s.io/v1) and core/v1 Events are stored objects instead, under the API server's paths
 (`/apis/coordination.k8s.io/v1/namespaces/NS/leases[/NAME]`, `/api/v1/namespaces/NS/events[/NAME]`), unless a
@@ -303,6 +305,7 @@ class APIDouble:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
                 self.end_headers()
                 deadline = time.monotonic() + WATCH_HOLD
                 try:
@@ -357,6 +360,7 @@ class APIDouble:
                     self.wfile.write(reply.body)
                     return
                 self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Connection", "close")
                 self.end_headers()
                 try:
                     for line in reply.events:
