@@ -61,10 +61,11 @@ Seen = list[tuple[float, str, str]]
 
 def instrumented(double: APIDouble) -> Seen:
     """Record every request the double receives, scripted or stored: (monotonic time, method, path); and say
-    `Connection: close` on every answer. The double closes the connection after each watch without saying so, and
-    urllib3 then reuses the dead connection for the next request, which fails (RemoteDisconnected); a single such
-    failure judges the speaker cut off (fail-static, liveness frozen), so without this header the speakers flap
-    in and out of fail-static every few hundred ms and a killed owner is never judged dead (see the report)."""
+    `Connection: close` on every answer. The double closes the connection after each answer it ends; unannounced,
+    urllib3 reuses the dead connection for the next request, which fails (RemoteDisconnected), and a single such
+    failure judges the speaker cut off (fail-static, liveness frozen): the speakers then flap in and out of
+    fail-static and a killed owner is never judged dead (docs/benchmarks.md). The double now says it on its watch
+    answers; this says it on all of them."""
     seen: Seen = []
     base = double.httpd.RequestHandlerClass
 
