@@ -136,12 +136,18 @@ class Liveness:
             self._frozen = self.alive(now)
 
     def thaw(self, now: float) -> None:
-        """Back in contact with the API server: judge from observations again, and restart every held lease's clock
-        at `now`, since renewals made while we could not see them were missed, not absent."""
-        if self._frozen is None:
+        """Back in contact with the API server: judge from observations again, and restart the clock at `now` of
+        the leases that were alive at the freeze, since renewals made while we could not see them were missed, not
+        absent. A lease already expired at the freeze stays expired (its speaker was dead before we lost contact);
+        a lease renewed meanwhile was observed anew and keeps that time."""
+        frozen = self._frozen
+        if frozen is None:
             return
         self._frozen = None
-        self._leases = {node: _Observed(seen.record, now) for node, seen in self._leases.items()}
+        self._leases = {
+            node: _Observed(seen.record, max(seen.at, now) if node in frozen else seen.at)
+            for node, seen in self._leases.items()
+        }
 
 
 # ----- one snapshot (explain --live) ------------------------------------------------------------------------------

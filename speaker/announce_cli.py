@@ -24,7 +24,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from l2guard.options import port_problem
 from l2guard.settings import add_shared_arguments, read_shared
 from speaker.announcer import ALL_INTERFACES, DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer
 from speaker.interfaces import DEFAULT_EXCLUDE, scan_links
+from speaker.responder import raw_socket_problem
 
 PROG = "l2guard announce"
 EXIT_USAGE = 2
@@ -89,16 +89,6 @@ def add_parser(subparsers: Any) -> None:
 def _fail(message: str) -> int:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
     return EXIT_USAGE
-
-
-def _check_raw_sockets() -> str | None:
-    try:
-        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
-    except PermissionError:
-        return "needs root or CAP_NET_RAW to open raw packet sockets"
-    except OSError as exc:
-        return f"cannot open a raw packet socket: {exc.strerror or exc}"
-    return None
 
 
 def _unannounceable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
@@ -181,7 +171,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
         return _fail(f"--burst-interval must be between {MIN_BURST_INTERVAL} and {MAX_BURST_SECONDS:.0f} seconds")
     if not 0 <= args.burst_duration <= MAX_BURST_SECONDS:
         return _fail(f"--burst-duration must be between 0 and {MAX_BURST_SECONDS:.0f} seconds")
-    problem = _interface_problem(args.interface) or _check_raw_sockets()
+    problem = _interface_problem(args.interface) or raw_socket_problem()
     if problem is not None:
         return _fail(problem)
     logs.setup(shared.log_format, "info" if args.verbose else "warning")

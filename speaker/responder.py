@@ -76,6 +76,19 @@ def open_packet_socket(ifname: str, proto: int, *, prog: bpf.Program) -> socket.
     return sock
 
 
+def raw_socket_problem() -> str | None:
+    """Why this process cannot open the raw packet sockets the responders need (one line), or None. The announcer
+    opens them only when it has something to announce, and reports a failure per IP then; a command checks this
+    at start so that a speaker without CAP_NET_RAW refuses to start instead of looking ready and saying nothing."""
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+    except PermissionError:
+        return "needs root or CAP_NET_RAW to open raw packet sockets"
+    except OSError as exc:
+        return f"cannot open a raw packet socket: {exc.strerror or exc}"
+    return None
+
+
 class Port:
     """Responders for one interface: an ARP socket while it owns IPv4 VIPs, an IPv6 packet socket plus
     a multicast-membership socket while it owns IPv6 VIPs."""

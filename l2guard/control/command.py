@@ -5,13 +5,14 @@ State source:
 - file mode (`--cluster-state FILE...`, the same input as `explain`, with `--alive` as there): the files are
   re-read when their content changes (checked every `--poll-interval` seconds), and each change is planned from
   scratch, as `explain` plans it;
-- live mode (in-cluster config or `--kubeconfig`): not wired yet in this command (see the control-plane issue);
-  it exits 2 saying so.
+- live mode (in-cluster config or `--kubeconfig`): the list+watch source feeds the shared view, this node's Lease
+  is kept and the peers' Leases say who runs, Events go to the API server (`l2guard.control.live`).
 
 `--dry-run` (shadow mode) does everything but the packets: it computes, logs and serves on the health port what it
 would announce. Every flag has an environment twin (`--node-name` <-> `L2GUARD_NODE_NAME`, filled from the
 downward API in the DaemonSet). Bad settings, unreadable files and missing privileges end with one line and exit
-2; SIGTERM and SIGINT stop announcing first, then end the process with status 0.
+2; SIGTERM and SIGINT stop announcing first, then (live mode) release the lease so the next node takes over at
+once, then end the process with status 0.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from speaker.announcer import DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, An
 from speaker.announcer import Event as DataPlaneEvent
 from speaker.interfaces import DEFAULT_EXCLUDE
 from speaker.metrics import SpeakerCollector
+from speaker.responder import raw_socket_problem
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +192,7 @@ class FileState:
     def stop(self) -> None:
         pass
 
-    def report(self, key: str, event: ServiceEvent) -> None:
+    def report(self, key: str, event: ServiceEvent) -> bool:
         level = logging.WARNING if event.type.value == "Warning" else logging.INFO
         log.log(
             level,
@@ -199,6 +201,7 @@ class FileState:
             event.message,
             extra={"fields": {"event": "service-event", "service": key, "reason": event.reason}},
         )
+        return True
 
     def poll(self) -> View | None:
         """A new View when the files changed and read well; None when unchanged, or unreadable (logged once per
@@ -253,7 +256,7 @@ class StateSource(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def poll(self) -> View | None: ...
-    def report(self, key: str, event: ServiceEvent) -> None: ...
+    def report(self, key: str, event: ServiceEvent) -> bool: ...
 
 
 def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str, str] | None = None) -> int:
@@ -298,7 +301,7 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str
                 metrics=(metrics := SpeakerMetrics()),
                 wake=wake,
             )
-        except KubeconfigError as exc:
+        except (KubeconfigError, ValueError) as exc:  # ValueError: a node name no Lease name can hold
             err.write(f"{PROG}: {exc}\n")
             return EXIT_USAGE
         return _serve(settings, state, None, wake=wake, metrics=metrics, err=err)
@@ -362,6 +365,9 @@ def _serve(
         stop.set()
         wake.set()
 
+    if announcer is not None and (problem := raw_socket_problem()) is not None:
+        err.write(f"{PROG}: {problem}; or use --dry-run\n")
+        return EXIT_USAGE
     try:
         health.start()
         if announcer is not None:
@@ -370,9 +376,9 @@ def _serve(
         flag = "--health-address" if exc.address_unavailable else "--health-port"
         err.write(f"{PROG}: {exc} (set another with {flag})\n")
         return EXIT_USAGE
-    except PermissionError as exc:
+    except (OSError, RuntimeError) as exc:
         health.stop()
-        err.write(f"{PROG}: cannot open raw sockets ({exc}); run as root or with CAP_NET_RAW, or use --dry-run\n")
+        err.write(f"{PROG}: cannot start: {exc}\n")
         return EXIT_USAGE
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     log.info(
@@ -383,11 +389,12 @@ def _serve(
         state.start()
         control_loop(state, reconciler, first, wake=wake, stop=stop)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         if announcer is not None:
             announcer.stop()  # stop answering first: the next node takes over with its own burst
         state.stop()  # live mode: then release the lease at once
         health.stop()
+        # Only now: a second SIGTERM or Ctrl-C during the shutdown must not skip the release.
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     log.info("speaker stopped", extra={"fields": {"event": "stopped", "node": settings.node_name}})
     return 0

@@ -99,6 +99,7 @@ class LiveState:
         self.poster = EventPoster(api, node=node)
         self._cut_off_since: float | None = None
         self._down_since: float | None = None  # monotonic: since when the source or the lease is failing
+        self._frozen = False  # the view's liveness is frozen (contact lost)
         self._grace = max(0.0, min(lease_renew_interval, (lease_duration - lease_renew_interval) / 2))
         self._was_connected = False
         self._seen: tuple[int, float | None] | None = None  # (snapshot version, cut-off) of the last View
@@ -119,23 +120,39 @@ class LiveState:
         self.source.stop()
         self.poster.stop()
 
-    def report(self, key: str, event: ServiceEvent) -> None:
+    def report(self, key: str, event: ServiceEvent) -> bool:
+        """Hand an Event about Service `key` to the poster (never blocks) and count it: posted, or held back by the
+        rate limit or a full queue (the poster decides that at once, in `post`)."""
         namespace, _, name = key.partition("/")
+        held_before = self.poster.suppressed + self.poster.dropped
         self.poster.post(
             ObjectRef("Service", name, namespace), type=event.type.value, reason=event.reason, message=event.message
         )
+        if self.poster.suppressed + self.poster.dropped > held_before:
+            self._metrics.event_suppressed(event.type.value)
+            return False
+        self._metrics.event_posted(event.type.value)
+        return True
 
     def _connected(self) -> bool:
+        """The watches work and the last renewal succeeded, within the lease duration."""
         lease = self.lease.state()
         if lease.last_renewed is not None:
             self._metrics.lease_renewed(lease.last_renewed)
-        fresh = lease.last_renewed is not None and time.monotonic() - lease.last_renewed < self._duration
-        connected = self.source.status().connected and fresh
-        self._metrics.set_api_connected(connected)
-        return connected
+        fresh = (
+            lease.failures == 0
+            and lease.last_renewed is not None
+            and time.monotonic() - lease.last_renewed < self._duration
+        )
+        return self.source.status().connected and fresh
 
     def poll(self) -> View | None:
-        """The View to reconcile, or None when neither the snapshot nor the connection state changed."""
+        """The View to reconcile, or None when neither the snapshot nor the connection state changed.
+
+        Losing contact freezes the peers' liveness at once: a hung API server keeps the watches open and silent,
+        and a view that merely stopped seeing renewals must not judge every speaker (this one included) dead. The
+        announcements are held (fail-static) only after the grace period; contact back within it thaws and
+        changes nothing else."""
         snap = self._view.snapshot
         connected = self._connected()
         now = time.monotonic()
@@ -143,9 +160,9 @@ class LiveState:
             self._down_since = None
         elif self._down_since is None:
             self._down_since = now
-        # A watch that fails once and re-lists at once is routine; cut off means out of contact for the grace
-        # period. It stays below the time a live peer's lease can run out unobserved (duration minus one renewal
-        # interval), so that no peer is judged dead from a view that merely missed its renewals.
+            if self._was_connected:
+                self._view.freeze()
+                self._frozen = True
         out_of_contact = self._down_since is not None and now - self._down_since >= self._grace
         if connected and self._cut_off_since is not None:
             log.warning(
@@ -153,15 +170,16 @@ class LiveState:
                 self._clock() - self._cut_off_since,
                 extra={"fields": {"event": "api-reconnected"}},
             )
-            self._view.thaw()
             self._cut_off_since = None
         elif out_of_contact and self._was_connected and self._cut_off_since is None:
             log.warning(
                 "cut off from the API server: announcing the last known state (fail-static)",
                 extra={"fields": {"event": "api-cut-off", "reason": self._why_not_connected()}},
             )
-            self._view.freeze()
             self._cut_off_since = self._clock()
+        if connected and self._frozen:
+            self._view.thaw()
+            self._frozen = False
         # Acting on a synced view is what fail-static protects, whether or not the first renewal had landed yet.
         self._was_connected |= snap.synced and self.source.status().connected
         self._metrics.set_config_stale(bool(snap.stale))

@@ -38,7 +38,8 @@ from speaker.announcer import Status as DataPlaneStatus
 log = logging.getLogger(__name__)
 
 Desired = dict[str, frozenset[str] | None]  # ip -> interfaces; None: every eligible interface
-Report = Callable[[str, ServiceEvent], None]  # (service key "ns/name", event) -> post it somewhere
+# (service key "ns/name", event) -> whether it was taken (posted or logged; False: the rate limit held it back)
+Report = Callable[[str, ServiceEvent], bool]
 MAX_QUEUED_EVENTS = 1024  # data-plane events waiting for the control loop; beyond it they are counted, not kept
 
 
@@ -209,13 +210,13 @@ class Reconciler:
 
     def _post(self, key: str, event: ServiceEvent, *, once: bool = True) -> None:
         """Post `event` about service `key` if its message differs from the last one posted about it (`once`),
-        or always (conflicts: the poster deduplicates and counts repeats)."""
+        or always (conflicts: the poster deduplicates and counts repeats). An Event the poster held back (rate
+        limit, full queue) is not taken as said: the next reconcile offers it again."""
         if once and self._reported.get(key) == event.message:
             return
-        if once:
+        taken = self._report(key, event) if self._report is not None else True
+        if once and taken:
             self._reported[key] = event.message
-        if self._report is not None:
-            self._report(key, event)
 
     def _publish(self, view: View, done: Reconcile) -> None:
         def where(ip: str, wanted: frozenset[str] | None) -> tuple[str, ...]:
@@ -234,7 +235,7 @@ class Reconciler:
                 announced=announced,
                 synced_since=self._synced_since,
                 api=ApiConnection(view.cut_off_since) if view.live else None,
-                peers_alive=tuple(sorted(view.alive)) if view.alive is not None else (),
+                peers_alive=tuple(sorted(view.alive if view.alive is not None else view.plan.node_reasons)),
                 last_reconcile=done,
                 dry_run=self._dataplane is None,
             )

@@ -50,13 +50,18 @@ class Speaker:
         self.dataplane = Recorder()
         self.board = StatusBoard(SpeakerStatus(node=name))
         self.events: list[tuple[str, ServiceEvent]] = []
+        self.hold_back = False
         self.reconciler = Reconciler(
             node=name,
             dataplane=None if dry_run else self.dataplane,
             board=self.board,
             metrics=SpeakerMetrics(),
-            report=lambda key, event: self.events.append((key, event)),
+            report=self.report,
         )
+
+    def report(self, key: str, event: ServiceEvent) -> bool:
+        self.events.append((key, event))
+        return not self.hold_back  # a poster out of tokens takes nothing
 
     def run(self, docs: list[dict[str, Any]], **view: Any) -> None:
         parsed = build_cluster(docs)
@@ -176,3 +181,21 @@ def test_a_speaker_not_alive_is_not_elected_and_liveness_is_shown() -> None:
     s.run(cluster(*(node(n) for n in NODES)), alive=frozenset({"worker-1", "worker-2"}))
     assert s.dataplane.last == {IP: ALL_INTERFACES}  # cp-1 would win, but its speaker does not run
     assert s.board.current.peers_alive == ("worker-1", "worker-2")
+
+
+def test_an_event_the_poster_held_back_is_offered_again_until_it_is_taken() -> None:
+    """An Event refused by the rate limit counted as said and was never posted (found in review)."""
+    s = Speaker("cp-1")
+    s.hold_back = True
+    docs = cluster(*(node(n) for n in NODES))
+    s.run(docs)
+    s.hold_back = False
+    s.run(docs)
+    s.run(docs)
+    assert [e.reason for _, e in s.events] == ["Announcing", "Announcing"]  # refused once, then taken once
+
+
+def test_file_mode_shows_every_node_as_a_peer_alive() -> None:
+    s = Speaker("cp-1")
+    s.run(cluster(*(node(n) for n in NODES)))
+    assert s.board.current.peers_alive == NODES

@@ -396,6 +396,26 @@ def test_when_the_api_goes_away_announcements_stay_and_on_its_return_the_speaker
         wait_for(lambda s=s: readyz(s.board)[0] == 200, fleet, f"{s.node} ready again")
 
 
+def test_a_hung_api_server_never_makes_the_speakers_withdraw_their_ips(
+    double: APIDouble, speakers: Callable[..., Fleet]
+) -> None:
+    """The API server accepts connections and never answers: the open watches stay silent, so only the failing
+    renewals tell. Liveness used to run out before fail-static began, every speaker judged every speaker (itself
+    included) dead and the IP went nowhere (found in review)."""
+    lease = (2, 0.5)
+    fleet = speakers(lease=lease)
+    settled(fleet, {"worker-1": {IP}})
+    double.hang = 60.0
+    wait_for(
+        lambda: all((st := s.board.current.api) is not None and st.cut_off_since is not None for s in fleet.values()),
+        fleet,
+        "every speaker cut off",
+    )
+    time.sleep(lease[0] + 1)
+    assert announcements(fleet) == {"cp-1": frozenset(), "worker-1": {IP}, "worker-2": frozenset()}
+    double.hang = 0.0
+
+
 # ---------------------------------------------------------------------------------------------------------- 7
 
 

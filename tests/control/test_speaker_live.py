@@ -83,6 +83,9 @@ def test_the_owner_announces_holds_its_lease_posts_one_event_and_releases_the_le
         assert [(e["reason"], e["message"], e["involvedObject"]["name"]) for e in events] == [
             ("Announcing", "announcing 192.0.2.100 from node worker-1 on all interfaces", "web")
         ]
+        metrics = get(port, "/metrics").text
+        assert 'l2guard_speaker_events_posted_total{type="Normal"} 1.0' in metrics
+        assert "l2guard_speaker_api_connected 1.0" in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0, log.read_text()
     finally:

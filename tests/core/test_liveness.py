@@ -190,3 +190,15 @@ def test_a_snapshot_without_server_time_counts_every_held_lease_alive_as_livenes
         "a": SnapshotVerdict(True, "held", None),
         "b": SnapshotVerdict(False, "released", None),
     }
+
+
+def test_a_lease_already_expired_at_the_freeze_stays_expired_after_the_thaw() -> None:
+    """A SIGKILLed speaker's Lease stays held; thawing restarted its clock too, so after every API hiccup the dead
+    node counted as alive for a full duration and took IPs back (found in review)."""
+    live = Liveness()
+    live.observe("dead", held("1", holder="dead"), 0.0)  # expires 6
+    live.observe("me", held("2", holder="me"), 99.0)  # expires 105
+    live.freeze(100.0)
+    live.thaw(102.0)
+    assert live.alive(102.5) == {"me"}
+    assert live.expires_at("me") == 108.0  # alive at the freeze: its missed renewals count

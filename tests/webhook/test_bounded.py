@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from l2core.policy import Mode
-from webhook.app import MUTATE_NODE, VALIDATE_POOL
+from webhook.app import DECIDE_WORKERS, MUTATE_NODE, VALIDATE_POOL
 from webhook.review import request_timeout
 from webhook.settings import WebhookSettings
 
@@ -66,7 +66,13 @@ def _slow_reviews_in_flight(pki: PKI, r: Running, count: int, *, timeout: str) -
     body = json.dumps(slow_pool()).encode()
     results: list[Any] = []
     threads = [_post_in_thread(pki, f"{r.url}{VALIDATE_POOL}?timeout={timeout}", body, results) for _ in range(count)]
-    time.sleep(0.5)  # let them reach the server; a bound for the test's own pacing, not an assertion
+    # Wait until they are being decided: the executor has started a worker for each (up to its size) and queued
+    # the rest (a fixed sleep was too short on a loaded machine). A bound that catches a hang.
+    pool = r.server.state.decide_pool
+    deadline = time.monotonic() + 30
+    while len(pool._threads) < min(count, DECIDE_WORKERS) or pool._work_queue.qsize() < count - DECIDE_WORKERS:
+        assert time.monotonic() < deadline, "the slow reviews never reached the decision workers"
+        time.sleep(0.01)
 
     def join() -> None:
         for t in threads:
