@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ def test_the_vip_follows_the_file_from_the_labelled_owner_to_the_other_node(
     assert client.neigh(VIP4)[0] == hosts[owner].mac and client.neigh(VIP6)[0] == hosts[owner].mac
 
     probe = start_probe(client, VIP4, 20, until=other, count=40)
+    time.sleep(1.0)  # pacing, not a measurement: the probe is up and served by the owner before the label lands
     f.write_text(state(excluded(owner), node(other)))  # someone labels the owner
     answers = probe_log(probe)
     assert [who for _, who in answers][-40:] == [other] * 40, logs()
