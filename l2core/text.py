@@ -38,3 +38,12 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
         return f"an integer of {value.bit_length()} bits"
     text = repr(value)  # None, a bool, a number or a timestamp
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def escaped(text: str) -> str:
+    """`text` with every character that is not printable (control, format such as bidirectional overrides, line
+    separators, lone surrogates, unassigned) written as its Python escape, so input text cannot steer a terminal
+    or split one line into two."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

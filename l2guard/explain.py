@@ -39,7 +39,7 @@ from l2core.model import EXCLUDE_LABEL, Node
 from l2core.parse import ParsedCluster, build_cluster
 from l2core.plan import Plan, Status, plan
 from l2core.problems import total as problem_count
-from l2core.text import and_more
+from l2core.text import and_more, escaped
 from l2guard.loader import InputError, load_documents, parse_text
 from l2guard.settings import ELIGIBILITY_FLAGS, SHARED, SharedSettings, add_shared_arguments, read_options, read_shared
 
@@ -229,7 +229,7 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
             parsed = load(args, metallb_namespace=shared.metallb_namespace)
             alive = alive_from(args, parsed)
     except (InputError, UsageError, LiveError) as exc:
-        err.write(_escaped(f"l2guard explain: {exc}") + "\n")
+        err.write(escaped(f"l2guard explain: {exc}") + "\n")
         return EXIT_USAGE
     result = plan(parsed.cluster, shared.eligibility, alive=alive)
     if args.output == "json":
@@ -341,15 +341,6 @@ def to_json(
 
 
 # ----- table ------------------------------------------------------------------------------------------------------
-
-
-def _escaped(line: str) -> str:
-    """`line` with every character that is not printable (control, format such as bidirectional overrides, line
-    separators, lone surrogates, unassigned) written as its Python escape, so input text cannot steer the terminal
-    or split one line into two."""
-    if line.isprintable():
-        return line
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
 
 
 def _node_list(names: list[str]) -> str:
@@ -481,4 +472,4 @@ def render_table(result: Plan, parsed: ParsedCluster, *, speakers: Speakers | No
         lines.append(f"{nobody} LoadBalancer service(s) have NO announcer")
     else:
         lines.append("every LoadBalancer IP has an announcer")
-    return "".join(_escaped(line) + "\n" for line in lines)
+    return "".join(escaped(line) + "\n" for line in lines)

@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Any
 
+from l2core.text import escaped
+
 # A text value shown bare: printable, and nothing that would make `key=value` pairs ambiguous.
 _BARE = re.compile(r'[^\s="\\]+')
 
@@ -47,13 +49,7 @@ def _text_value(value: object) -> str:
     text = str(value)
     if _BARE.fullmatch(text) and text.isprintable():
         return text
-    return _printable(json.dumps(text, ensure_ascii=False))
-
-
-def _printable(text: str) -> str:
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return escaped(json.dumps(text, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -64,7 +60,7 @@ class TextFormatter(logging.Formatter):
         """The message line with the fields after it; `format` adds a traceback below, if any. Characters of the
         message a terminal would obey (a name from a review can hold ESC, CR, LF, U+202E) are escaped, so that no
         input can forge a log line or recolour one."""
-        line = _printable(super().formatMessage(record))
+        line = escaped(super().formatMessage(record))
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict) and fields:
             line += " " + " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())

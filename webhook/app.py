@@ -15,6 +15,7 @@ denied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -192,7 +193,13 @@ def create_app(state: AppState) -> FastAPI:
         async def handle(request: Request) -> Response:
             try:
                 return await answer(request)
-            except Exception:  # nothing may become a 500: not even counting a bad request under a memory cap
+            except Exception as exc:  # nothing may become a 500: not even counting a bad request under a memory cap
+                with contextlib.suppress(Exception):  # logging itself may fail there
+                    log.warning(
+                        "request unanswerable: %s",
+                        type(exc).__name__,
+                        extra={"fields": {"event": "unanswerable", "endpoint": name, "reason": type(exc).__name__}},
+                    )
                 return Response(_UNANSWERABLE, status_code=400, media_type="application/json")
 
         async def answer(request: Request) -> Response:
