@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from tests.control.test_speaker_command import REPO, clean_env, free_port
-from tests.kube.scripts import API_DATA, LEASES, NODES, scripts, speaker_lease
-from tests.webhook.apidouble import APIDouble, Reply, captured_json, list_reply, watch_reply
+from tests.kube.scripts import API_DATA, LEASES, quiet_scripts, speaker_lease
+from tests.webhook.apidouble import APIDouble, Reply, captured_json, list_reply
 
 CAPTURED = [
     API_DATA / f"list-{kind}.json"
@@ -74,10 +74,7 @@ def store_lease(
 @pytest.fixture
 def double() -> Iterator[APIDouble]:
     """The captured lists (each answered the same every time); the Leases are the double's stored objects."""
-    script = scripts()
-    script[(NODES, False)] = [list_reply("list-nodes.json")]
-    script[(NODES, True)] = [watch_reply()]
-    del script[(LEASES, False)], script[(LEASES, True)]
+    script = quiet_scripts()
     with APIDouble(script) as d:
         yield d
 

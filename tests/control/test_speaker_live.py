@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from tests.control.test_speaker_command import REPO, clean_env, free_port
-from tests.kube.scripts import LEASES, NODES, scripts
+from tests.kube.scripts import quiet_scripts
 from tests.kube.test_client import kubeconfig
-from tests.webhook.apidouble import APIDouble, list_reply, watch_reply
+from tests.webhook.apidouble import APIDouble
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/l2guard-system/leases/l2guard-speaker-worker-1"
 EVENTS = "/api/v1/namespaces/default/events/"
@@ -32,10 +32,7 @@ EVENTS = "/api/v1/namespaces/default/events/"
 @pytest.fixture
 def double() -> Iterator[APIDouble]:
     """The captured lists with quiet watches; the speakers' Leases and Events are stored objects, watched too."""
-    script = scripts()
-    script[(NODES, False)] = [list_reply("list-nodes.json")]
-    script[(NODES, True)] = [watch_reply()]
-    del script[(LEASES, False)], script[(LEASES, True)]
+    script = quiet_scripts()
     with APIDouble(script) as d:
         yield d
 

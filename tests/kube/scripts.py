@@ -44,6 +44,16 @@ def scripts(*, services_fail_first: bool = False) -> dict[tuple[str, bool], list
     }
 
 
+def quiet_scripts() -> dict[tuple[str, bool], list[Reply]]:
+    """The captured lists, answered the same every time, with quiet watches; the speakers' Leases are the double's
+    stored objects (listed and watched), for tests that run speakers or explain against one steady cluster."""
+    script = scripts()
+    script[(NODES, False)] = [list_reply("list-nodes.json")]
+    script[(NODES, True)] = [watch_reply()]
+    del script[(LEASES, False)], script[(LEASES, True)]
+    return script
+
+
 def source(double: APIDouble, sink: Sink, *, kinds: tuple[str, ...] = KINDS, **options: Any) -> KubeSource:
     api = k8s.ApiClient(k8s.Configuration(host=double.url))
     table = resources(api, metallb_namespace="metallb-system", namespace="l2guard-system", kinds=kinds)

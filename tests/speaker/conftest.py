@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -113,3 +114,14 @@ def start_node() -> Iterator[Callable[..., NodeProc]]:
     finally:
         for p in procs:
             p.kill()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts; whichever still runs at the end is killed, by PID."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)

@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +34,6 @@ def state(*nodes: dict[str, Any]) -> str:
         advertisement("l2", ipAddressPools=["lan"]),
     ]
     return "\n---\n".join(json.dumps(d) for d in docs) + "\n"
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
 
 
 def start_speaker(host: Host, name: str, path: Path, logs: Path) -> subprocess.Popen[str]:

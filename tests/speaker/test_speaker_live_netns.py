@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +83,6 @@ def cluster(hosts: dict[str, Host]) -> dict[tuple[str, bool], list[Reply]]:
     script[(SLICES, True)] = [watch_reply()]
     del script[(LEASES, False)], script[(LEASES, True)]  # the speakers' Leases are stored objects
     return script
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
 
 
 def start_speaker(host: Host, name: str, config: Path, logs: Path) -> subprocess.Popen[str]:
