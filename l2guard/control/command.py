@@ -315,6 +315,7 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str
                 lease_renew_interval=settings.lease_renew_interval,
                 metrics=(metrics := SpeakerMetrics()),
                 wake=wake,
+                l2_status=not settings.dry_run,  # a shadow beside MetalLB's speaker must not rewrite its objects
             )
         except (KubeconfigError, ValueError) as exc:  # ValueError: a node name no Lease name can hold
             err.write(f"{PROG}: {exc}\n")

@@ -13,7 +13,8 @@ nothing: a pass runs when an offer differs from the last one, after a failed wri
 
 The CRD may be absent (MetalLB's CRDs installed without the ServiceL2Status one, or a cluster with none): a 404 on
 the list says so, logged once at INFO, and the writer stays idle, checking again with one list every `recheck`
-seconds. Other failures are logged once per distinct reason, at WARNING.
+seconds. Other failures are logged once per distinct reason, at WARNING, and retried after 5 s (a 403, missing RBAC
+rules, after `recheck` seconds).
 
 Bounds: a token bucket over all writes (`burst` at once, then `rate` per second; the worker waits for a token, the
 caller never does), a newer offer interrupts the pass in progress (the next pass starts from a fresh list), and the
@@ -34,7 +35,7 @@ from urllib.parse import urlencode
 from kubernetes import client as k8s
 
 from l2core.l2status import GENERATE_NAME, Create, Delete, L2Status, Observed, Write, WriteStatus, observed_from, writes
-from l2guard.kube.errors import KubeError, NotFound
+from l2guard.kube.errors import Forbidden, KubeError, NotFound
 from l2guard.kube.events import TokenBucket
 from l2guard.kube.rest import path, request_json
 
@@ -163,6 +164,9 @@ class L2StatusWriter:
                 )
             self.installed = False
             return self._recheck
+        except Forbidden as exc:  # no RBAC rule for them: as rare a check as for an absent resource
+            self._failed(exc, "list")
+            return self._recheck
         except KubeError as exc:
             self._failed(exc, "list")
             return RETRY
@@ -183,7 +187,7 @@ class L2StatusWriter:
                 continue  # deleted meanwhile (by another node taking over): nothing left to do about it
             except KubeError as exc:
                 self._failed(exc, type(write).__name__.lower())
-                return RETRY
+                return self._recheck if isinstance(exc, Forbidden) else RETRY
         if self._problem is not None:
             log.info(
                 "ServiceL2Status objects written again",

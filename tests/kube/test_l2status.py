@@ -4,6 +4,7 @@ MetalLB's object shape on the wire, writes only on change, and a quiet idle writ
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from kubernetes import client as k8s
 
 from l2core.l2status import L2Status
 from l2guard.kube.l2status import L2StatusWriter
-from tests.webhook.apidouble import APIDouble
+from tests.webhook.apidouble import API, APIDouble, Reply
 
 NS = "metallb-system"
 COLLECTION = f"/apis/metallb.io/v1beta1/namespaces/{NS}/servicel2statuses"
@@ -156,3 +157,36 @@ def test_the_double_keeps_the_status_on_object_writes_and_changes_only_it_on_sta
     double.store.patch(path, {"metadata": {"labels": LABELS}, "status": WEB.body()})
     assert "status" not in double.store.objects[path]
     assert double.store.objects[path]["metadata"]["labels"] == LABELS
+
+
+def test_missing_rbac_rules_are_one_warning_and_a_rare_retry(
+    double: APIDouble, writer: L2StatusWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two 403s on the list (the speaker's ServiceAccount lacks the rule), then it works: one WARNING for both, and
+    each retry waits `recheck` (0.3 s here), not the 5 s of a transient failure."""
+    denied = Reply(status=403, body=json.dumps(forbidden()).encode())
+    double.once[(COLLECTION, False)] = [denied, denied]
+    with caplog.at_level(logging.INFO, logger="l2guard.kube.l2status"):
+        writer.offer({"default/web": WEB})
+        double.wait_for(lambda: writer.writes == 2, timeout=4)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [r.getMessage() for r in warnings] == [
+        "ServiceL2Status list failed: HTTP 403: servicel2statuses.metallb.io is forbidden: User "
+        '"system:serviceaccount:l2guard-system:l2guard-speaker" cannot list resource "servicel2statuses" in API '
+        'group "metallb.io" in the namespace "metallb-system"'
+    ]
+    assert writer.failed == 2
+
+
+def forbidden() -> dict[str, Any]:
+    """The API server's 403 Status (the captured 409's shape, with the RBAC denial's reason and message)."""
+    body: dict[str, Any] = json.loads((API / "lease-update-conflict.json").read_text())
+    body.update(
+        code=403,
+        reason="Forbidden",
+        message='servicel2statuses.metallb.io is forbidden: User "system:serviceaccount:l2guard-system:'
+        'l2guard-speaker" cannot list resource "servicel2statuses" in API group "metallb.io" in the namespace '
+        '"metallb-system"',
+        details={"group": "metallb.io", "kind": "servicel2statuses"},
+    )
+    return body
