@@ -8,8 +8,15 @@ objects in the namespace (pages of 500), computes the writes and makes them: a c
 l2-` and the three labels) followed by a merge patch of the status subresource (the API server drops `status` on a
 create when the CRD has the subresource, as MetalLB's does; controller-runtime's CreateOrPatch does the same two
 writes), a status patch when the status differs, a delete when it must go. A steady state lists nothing and writes
-nothing: a pass runs when an offer differs from the last one, after a failed write (5 s later), and once per
-`resync` seconds (an object deleted by someone else comes back).
+nothing: a pass runs when an offer differs from the last one, after a failed write (5 s later), when someone else
+changed or deleted one of this node's objects, and once per `resync` seconds as a safety net.
+
+Someone else: a second thread watches this node's objects (`labelSelector=metallb.io/node=NODE`, from the last
+list's resourceVersion), as MetalLB's controller watches them (its event filter passes only this node's objects).
+An event that matches what this node wrote itself (kept in `_mine`: name -> status) is ignored, so the writer's own
+writes cause no pass; a deletion or a status it did not write starts one at once. That is what repairs a split
+view: while two speakers briefly both think they own a service, the second deletes the first's object, and the
+first, whose offer does not change, learns of it from the watch.
 
 The CRD may be absent (MetalLB's CRDs installed without the ServiceL2Status one, or a cluster with none): a 404 on
 the list says so, logged once at INFO, and the writer stays idle, checking again with one list every `recheck`
@@ -25,17 +32,33 @@ It must not decide which objects this node should have: `l2core.l2status` does.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client as k8s
+from kubernetes.watch.watch import iter_resp_lines
 
-from l2core.l2status import GENERATE_NAME, Create, Delete, L2Status, Observed, Write, WriteStatus, observed_from, writes
-from l2guard.kube.errors import Forbidden, KubeError, NotFound
+from l2core.l2status import (
+    GENERATE_NAME,
+    LABEL_NODE,
+    Create,
+    Delete,
+    L2Status,
+    Observed,
+    Write,
+    WriteStatus,
+    observed_from,
+    status_from,
+    writes,
+)
+from l2guard.kube.errors import TRANSLATED, Forbidden, Invalid, KubeError, NotFound, one_line, translate
 from l2guard.kube.events import TokenBucket
 from l2guard.kube.rest import path, request_json
 
@@ -51,6 +74,7 @@ DEFAULT_RECHECK = 60.0  # seconds between checks for the CRD while it is absent
 RETRY = 5.0  # seconds after a failed pass
 PAGE = 500  # objects per list page
 MAX_PAGES = 200  # 100,000 objects: beyond, the list is cut (and logged)
+WATCH_TIMEOUT = 300  # seconds: the server ends a watch after this; it is watched again from the last version
 
 
 class L2StatusWriter:
@@ -86,6 +110,14 @@ class L2StatusWriter:
         self._thread: threading.Thread | None = None
         self._problem: str | None = None  # the failure last logged, until a pass succeeds
         self._in_pass = False
+        # Shared with the watch thread, under _lock: this node's objects as it last listed or wrote them, the last
+        # list's resourceVersion, and whether someone else changed them since.
+        self._mine: dict[str, L2Status | None] = {}
+        self._rv: str | None = None
+        self._dirty = False
+        self._watcher: threading.Thread | None = None
+        self._stream: Any = None  # the open watch response, for stop() to interrupt
+        self._custom = k8s.CustomObjectsApi(api)
 
     # ------------------------------------------------------------------ the caller's side (never blocks)
 
@@ -102,7 +134,9 @@ class L2StatusWriter:
     def start(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="l2status-writer", daemon=True)
+        self._watcher = threading.Thread(target=self._watch_loop, name="l2status-watch", daemon=True)
         self._thread.start()
+        self._watcher.start()
 
     def stop(self, *, flush: float = 0.0) -> None:
         """Stop the worker; with `flush`, first give it up to that many seconds to finish the last offer (the
@@ -113,9 +147,17 @@ class L2StatusWriter:
                 self._stop.wait(0.05)
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(self.request_timeout * 2 + 1)
-            self._thread = None
+        with self._lock:
+            stream = self._stream
+        if stream is not None:  # interrupt a read blocked in the watch thread (as the list+watch source does)
+            with contextlib.suppress(Exception):
+                stream.shutdown()
+            with contextlib.suppress(Exception):
+                stream.close()
+        for thread in (self._thread, self._watcher):
+            if thread is not None:
+                thread.join(self.request_timeout * 2 + 1)
+        self._thread = self._watcher = None
 
     def _busy(self) -> bool:
         with self._lock:
@@ -134,7 +176,8 @@ class L2StatusWriter:
                 return
             with self._lock:
                 offered, self._offered = self._offered, None
-            due = next_pass is not None and time.monotonic() >= next_pass
+                dirty, self._dirty = self._dirty, False
+            due = dirty or (next_pass is not None and time.monotonic() >= next_pass)
             if offered is not None:
                 target = offered
                 # While the resource is absent, only the periodic check lists: a change of what this node
@@ -176,6 +219,8 @@ class L2StatusWriter:
                 extra={"fields": {"event": "l2status-present", "node": self.node}},
             )
         self.installed = True
+        with self._lock:
+            self._mine = {o.name: o.status for o in observed if o.node == self.node}
         for write in writes(target, observed, self.node):
             if self._stop.is_set() or self._newer():
                 return 0.0  # a newer offer: a fresh list
@@ -187,7 +232,8 @@ class L2StatusWriter:
                 continue  # deleted meanwhile (by another node taking over): nothing left to do about it
             except KubeError as exc:
                 self._failed(exc, type(write).__name__.lower())
-                return self._recheck if isinstance(exc, Forbidden) else RETRY
+                # Forbidden: RBAC rules missing; Invalid: a node name no label value can hold (63 characters)
+                return self._recheck if isinstance(exc, Forbidden | Invalid) else RETRY
         if self._problem is not None:
             log.info(
                 "ServiceL2Status objects written again",
@@ -234,6 +280,9 @@ class L2StatusWriter:
             meta = page.get("metadata")
             more = str(meta.get("continue") or "") if isinstance(meta, Mapping) else ""
             if not more:
+                rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+                with self._lock:
+                    self._rv = rv if isinstance(rv, str) and rv else None
                 return out
         log.warning(
             "more than %d ServiceL2Status objects: only the first are considered",
@@ -244,6 +293,8 @@ class L2StatusWriter:
 
     def _write(self, write: Write) -> None:
         if isinstance(write, Delete):
+            with self._lock:  # before the request: its watch event must find it gone already
+                self._mine.pop(write.name, None)
             self._request("DELETE", path(self._collection(), write.name))
             self.writes += 1
             log.info(
@@ -264,6 +315,8 @@ class L2StatusWriter:
             self.writes += 1
             meta = created.get("metadata")
             name = str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
+            with self._lock:
+                self._mine[name] = status_from(created.get("status"))
             log.info(
                 "created ServiceL2Status %s for %s",
                 name,
@@ -276,8 +329,98 @@ class L2StatusWriter:
             # A merge patch (RFC 7386) of the whole status: the list of interfaces is replaced, or removed (null).
             patch = {"status": write.status.body() | ({} if write.status.interfaces else {"interfaces": None})}
             where = path(self._collection(), write.name, "status")
+            with self._lock:
+                self._mine[write.name] = write.status
             self._request("PATCH", where, patch, content_type="application/merge-patch+json")
             self.writes += 1
+
+    # ------------------------------------------------------------------ the watch thread
+
+    def _watch_loop(self) -> None:
+        """Watch this node's objects from the last list's version while the resource is there; on an event this
+        node did not cause, start a pass. Any failure (410 Gone included): a pass, which lists afresh, and after
+        `RETRY` seconds a watch from that list."""
+        rv: str | None = None
+        while not self._stop.is_set():
+            with self._lock:
+                listed = self._rv
+            if rv is None:
+                rv = listed
+            if rv is None or self.installed is not True:
+                self._stop.wait(1.0)
+                continue
+            try:
+                for event_type, obj in self._watch(rv):
+                    meta = obj.get("metadata")
+                    version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+                    if isinstance(version, str) and version:
+                        rv = version
+                    if self._foreign(event_type, obj):
+                        with self._lock:
+                            self._dirty = True
+                        self._wake.set()
+            except KubeError:
+                if self._stop.is_set():
+                    return
+                with self._lock:
+                    self._dirty = True
+                self._wake.set()
+                self._stop.wait(RETRY)
+                rv = None
+
+    def _foreign(self, event_type: str, obj: Mapping[str, Any]) -> bool:
+        """Whether a watch event of this node's objects shows a change this node did not make itself."""
+        seen = observed_from(obj)
+        if event_type not in ("MODIFIED", "DELETED") or seen is None or seen.node != self.node:
+            return False  # ADDED: only this node creates its objects; others' objects are not its business
+        with self._lock:
+            if seen.name not in self._mine:
+                return False  # deleted (or about to be) by this node
+            return event_type == "DELETED" or self._mine[seen.name] != seen.status
+
+    def _watch(self, rv: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        try:
+            resp: Any = self._custom.list_namespaced_custom_object(
+                "metallb.io",
+                "v1beta1",
+                self.namespace,
+                PLURAL,
+                label_selector=f"{LABEL_NODE}={self.node}",
+                watch=True,
+                resource_version=rv,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_TIMEOUT,
+                _preload_content=False,
+                _request_timeout=(self.request_timeout, WATCH_TIMEOUT + 30),
+            )
+        except TRANSLATED as exc:
+            raise translate(exc) from exc
+        with self._lock:
+            self._stream = resp
+        try:
+            if not 200 <= int(getattr(resp, "status", 200)) <= 299:
+                raise KubeError(f"watch {PLURAL}: HTTP {getattr(resp, 'status', 0)}")
+            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
+                if self._stop.is_set():
+                    return
+                try:
+                    event = json.loads(line)
+                except ValueError as exc:
+                    raise KubeError(f"watch {PLURAL}: malformed event line") from exc
+                obj = event.get("object") if isinstance(event, Mapping) else None
+                if not isinstance(obj, Mapping):
+                    raise KubeError(f"watch {PLURAL}: event without object")
+                if event.get("type") == "ERROR":
+                    raise KubeError(one_line(f"watch {PLURAL}: ERROR {obj.get('code')}: {obj.get('message')}"))
+                yield str(event.get("type")), obj
+        except (urllib3.exceptions.HTTPError, OSError, AttributeError) as exc:  # a dropped stream, or stop()
+            if not self._stop.is_set():
+                raise KubeError(one_line(f"watch {PLURAL}: {type(exc).__name__}: {exc}")) from exc
+        finally:
+            with self._lock:
+                self._stream = None
+            with contextlib.suppress(Exception):
+                resp.release_conn()
 
     def _request(
         self, method: str, where: str, body: dict[str, Any] | None = None, *, content_type: str = "application/json"

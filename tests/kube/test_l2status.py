@@ -190,3 +190,23 @@ def forbidden() -> dict[str, Any]:
         details={"group": "metallb.io", "kind": "servicel2statuses"},
     )
     return body
+
+
+def test_an_object_someone_else_deletes_or_changes_is_repaired_at_once_through_the_watch(
+    double: APIDouble, writer: L2StatusWriter
+) -> None:
+    """The writer's resync is 5 minutes here: only the watch of its own objects can bring it back this fast (a
+    split view: another speaker that briefly believed it owned the service deleted this one's object)."""
+    writer.offer({"default/web": WEB})
+    double.wait_for(lambda: writer.writes == 2)
+    [obj] = objects(double)
+    double.store.delete(f"{COLLECTION}/{obj['metadata']['name']}")
+    double.wait_for(lambda: writer.writes == 4)  # created again, and its status written
+    [again] = objects(double)
+    assert again["metadata"]["name"] != obj["metadata"]["name"] and again["status"] == WEB.body()
+    where = f"{COLLECTION}/{again['metadata']['name']}/status"
+    double.store.patch(where, {"status": {"interfaces": [{"name": "eth9"}]}})
+    double.wait_for(lambda: writer.writes == 5)
+    [repaired] = objects(double)
+    assert repaired["status"] == WEB.body()
+    assert [m for m, _, _ in settle(double) if m != "GET"] == ["POST", "PATCH", "POST", "PATCH", "PATCH"]
