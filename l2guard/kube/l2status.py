@@ -58,7 +58,7 @@ from l2core.l2status import (
     status_from,
     writes,
 )
-from l2guard.kube.errors import TRANSLATED, Forbidden, Invalid, KubeError, NotFound, one_line, translate
+from l2guard.kube.errors import TRANSLATED, Forbidden, Gone, Invalid, KubeError, NotFound, one_line, translate
 from l2guard.kube.events import TokenBucket
 from l2guard.kube.rest import path, request_json
 
@@ -338,9 +338,11 @@ class L2StatusWriter:
 
     def _watch_loop(self) -> None:
         """Watch this node's objects from the last list's version while the resource is there; on an event this
-        node did not cause, start a pass. Any failure (410 Gone included): a pass, which lists afresh, and after
-        `RETRY` seconds a watch from that list."""
+        node did not cause, start a pass. 410 Gone: a pass, which lists afresh, and a watch from that list; any
+        other failure (a dropped stream, no `watch` verb in the RBAC rules): the watch again from the last version,
+        after `RETRY` seconds doubling up to `recheck` (a failing watch costs no list)."""
         rv: str | None = None
+        failures = 0
         while not self._stop.is_set():
             with self._lock:
                 listed = self._rv
@@ -349,6 +351,7 @@ class L2StatusWriter:
             if rv is None or self.installed is not True:
                 self._stop.wait(1.0)
                 continue
+            started = time.monotonic()
             try:
                 for event_type, obj in self._watch(rv):
                     meta = obj.get("metadata")
@@ -359,14 +362,21 @@ class L2StatusWriter:
                         with self._lock:
                             self._dirty = True
                         self._wake.set()
+                if time.monotonic() - started < 1.0:  # ended at once, cleanly: no tight loop of watches
+                    failures += 1
+                    self._stop.wait(min(self._recheck, RETRY * 2 ** (failures - 1)))
+                else:
+                    failures = 0
+            except Gone:
+                with self._lock:
+                    self._dirty, self._rv = True, None
+                self._wake.set()
+                rv = None
             except KubeError:
                 if self._stop.is_set():
                     return
-                with self._lock:
-                    self._dirty = True
-                self._wake.set()
-                self._stop.wait(RETRY)
-                rv = None
+                failures += 1
+                self._stop.wait(min(self._recheck, RETRY * 2 ** (failures - 1)))
 
     def _foreign(self, event_type: str, obj: Mapping[str, Any]) -> bool:
         """Whether a watch event of this node's objects shows a change this node did not make itself."""
@@ -398,8 +408,10 @@ class L2StatusWriter:
         with self._lock:
             self._stream = resp
         try:
-            if not 200 <= int(getattr(resp, "status", 200)) <= 299:
-                raise KubeError(f"watch {PLURAL}: HTTP {getattr(resp, 'status', 0)}")
+            status = int(getattr(resp, "status", 200))
+            if not 200 <= status <= 299:
+                text = f"watch {PLURAL}: HTTP {status}"
+                raise Gone(text, status=status) if status == 410 else KubeError(text, status=status)
             for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
                 if self._stop.is_set():
                     return
@@ -411,7 +423,8 @@ class L2StatusWriter:
                 if not isinstance(obj, Mapping):
                     raise KubeError(f"watch {PLURAL}: event without object")
                 if event.get("type") == "ERROR":
-                    raise KubeError(one_line(f"watch {PLURAL}: ERROR {obj.get('code')}: {obj.get('message')}"))
+                    text = one_line(f"watch {PLURAL}: ERROR {obj.get('code')}: {obj.get('message')}")
+                    raise Gone(text, status=410) if obj.get("code") == 410 else KubeError(text)
                 yield str(event.get("type")), obj
         except (urllib3.exceptions.HTTPError, OSError, AttributeError) as exc:  # a dropped stream, or stop()
             if not self._stop.is_set():
