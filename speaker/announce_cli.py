@@ -37,6 +37,7 @@ from l2guard.options import port_problem
 from l2guard.settings import add_shared_arguments, read_shared
 from speaker.announcer import ALL_INTERFACES, DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer
 from speaker.interfaces import DEFAULT_EXCLUDE, scan_links
+from speaker.refresh import MAX_INTERVAL, MIN_INTERVAL
 from speaker.responder import raw_socket_problem
 
 PROG = "l2guard announce"
@@ -67,6 +68,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--burst-interval", type=float, default=DEFAULT_BURST_INTERVAL, metavar="SECONDS")
     p.add_argument("--burst-duration", type=float, default=DEFAULT_BURST_DURATION, metavar="SECONDS")
+    p.add_argument(
+        "--refresh-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help=f"announce every IP again at this interval, spread over it ({MIN_INTERVAL:.0f}-{MAX_INTERVAL:.0f}; "
+        "default 0: off)",
+    )
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT", help="serve Prometheus /metrics")
     p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR")
     p.add_argument("--json", action="store_true", help="print the exit counters as JSON")
@@ -171,6 +180,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
         return _fail(f"--burst-interval must be between {MIN_BURST_INTERVAL} and {MAX_BURST_SECONDS:.0f} seconds")
     if not 0 <= args.burst_duration <= MAX_BURST_SECONDS:
         return _fail(f"--burst-duration must be between 0 and {MAX_BURST_SECONDS:.0f} seconds")
+    if args.refresh_interval != 0 and not MIN_INTERVAL <= args.refresh_interval <= MAX_INTERVAL:
+        return _fail(f"--refresh-interval must be 0 (off) or between {MIN_INTERVAL:.0f} and {MAX_INTERVAL:.0f} seconds")
     problem = _interface_problem(args.interface) or raw_socket_problem()
     if problem is not None:
         return _fail(problem)
@@ -186,6 +197,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | No
         exclude=exclude,
         burst_interval=args.burst_interval,
         burst_duration=args.burst_duration,
+        refresh_interval=args.refresh_interval,
     )  # no on_event: the announcer logs every event itself, and printing it again said everything twice
     where = frozenset(args.interface) if args.interface else ALL_INTERFACES
     try:

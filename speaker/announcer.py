@@ -9,6 +9,8 @@ optional ``on_event`` callback, so the control plane can turn them into Kubernet
 
 All sockets belong to one I/O thread (selectors); ``set()`` hands the new desired state to it and waits
 until it is applied. Link changes (netlink events, plus a periodic rescan) re-resolve "all interfaces".
+With a ``refresh_interval``, the I/O thread also announces every owned (IP, interface) pair again once per
+interval, spread over it (:mod:`speaker.refresh`).
 
 This module must not read Kubernetes, parse frames (see :mod:`speaker.packets`) or import scapy.
 """
@@ -32,6 +34,7 @@ from l2core.addresses import parse_ip
 from speaker import bpf
 from speaker.interfaces import DEFAULT_EXCLUDE, Link, eligible_for_all, open_link_events, scan_links
 from speaker.metrics import Counters, Family
+from speaker.refresh import TICK, RefreshSchedule
 from speaker.responder import Port
 
 log = logging.getLogger(__name__)
@@ -196,6 +199,7 @@ class Announcer:
         burst_interval: float = DEFAULT_BURST_INTERVAL,
         burst_duration: float = DEFAULT_BURST_DURATION,
         rescan_interval: float = DEFAULT_RESCAN_INTERVAL,
+        refresh_interval: float = 0.0,
         max_arp_filter_ips: int = bpf.DEFAULT_MAX_ARP_IPS,
         max_ndp_filter_ips: int = bpf.DEFAULT_MAX_NDP_IPS,
         on_event: Callable[[Event], None] | None = None,
@@ -204,6 +208,8 @@ class Announcer:
     ) -> None:
         if burst_interval <= 0 or burst_duration < 0 or not 0 < rescan_interval <= 10.0:
             raise ValueError("need burst_interval > 0, burst_duration >= 0, 0 < rescan_interval <= 10 s")
+        if not refresh_interval >= 0:
+            raise ValueError("need refresh_interval >= 0 (0: no refresh)")
         # Exact filters grow by 4 (ARP) and 9 (NDP) instructions per IP; past BPF_MAXINSNS they cannot exist.
         if (
             not 0 <= max_arp_filter_ips <= bpf.MAX_ARP_IPS_POSSIBLE
@@ -216,6 +222,7 @@ class Announcer:
         self._burst_interval = burst_interval
         self._burst_duration = burst_duration
         self._rescan_interval = rescan_interval
+        self._refresh = RefreshSchedule(refresh_interval) if refresh_interval else None
         self._max_arp = max_arp_filter_ips
         self._max_ndp = max_ndp_filter_ips
         self._on_event = on_event
@@ -244,6 +251,8 @@ class Announcer:
         self._burst_seq = 0
         self._burst_started: dict[tuple[str, str], float] = {}
         self._next_rescan = 0.0
+        self._next_refresh = 0.0
+        self._owned: list[tuple[str, str]] = []  # sorted (iface, ip) pairs answered now, for the refresh
         self._conflicts: deque[Conflict] = deque(maxlen=MAX_RECENT_CONFLICTS)
         self._conflict_last: dict[tuple[str, str, bytes], float] = {}
         self._conflict_limit = ReportLimit(window=CONFLICT_REPORT_WINDOW, burst=CONFLICT_REPORT_BURST)
@@ -376,11 +385,15 @@ class Announcer:
                 if now >= self._next_rescan:
                     self._rescan(now)
                 self._fire_bursts(now)
+                if self._refresh is not None and now >= self._next_refresh:
+                    self._refresh_tick(now)
                 if self._conflict_limit.due(now):
                     self._report_suppressed()
                 deadline = self._next_rescan
                 if self._bursts:
                     deadline = min(deadline, self._bursts[0][0])
+                if self._refresh is not None:
+                    deadline = min(deadline, self._next_refresh)
                 summary_due = self._conflict_limit.deadline()
                 if summary_due is not None:
                     deadline = min(deadline, summary_due)
@@ -603,6 +616,17 @@ class Announcer:
                 self._burst_seq += 1
                 heapq.heappush(self._bursts, (nxt, self._burst_seq, ip, iface, started))
 
+    def _refresh_tick(self, now: float) -> None:
+        """This tick's share of the periodic refresh: the same frames as one burst step, for each pair due."""
+        assert self._refresh is not None
+        # A late tick is not made up (no catching-up burst): the next one is then a TICK from now.
+        nxt = self._next_refresh + TICK
+        self._next_refresh = nxt if nxt > now else now + TICK
+        for iface, ip in self._refresh.tick(self._owned):
+            port = self._ports.get(iface)
+            if port is not None:
+                port.announce(ip)
+
     # ------------------------------------------------------------------------------------ reporting
 
     def _emit(self, event: Event) -> None:
@@ -685,6 +709,7 @@ class Announcer:
                 fallback.add(f"{name}/ipv4")
             if port.ndp_fallback:
                 fallback.add(f"{name}/ipv6")
+        self._owned = sorted((iface, ip) for ip, ifaces in announcing.items() for iface in ifaces)
         st = Status(
             desired=dict(self._desired),
             announcing={ip: frozenset(v) for ip, v in sorted(announcing.items())},

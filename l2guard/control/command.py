@@ -55,6 +55,8 @@ from speaker.announcer import DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, An
 from speaker.announcer import Event as DataPlaneEvent
 from speaker.interfaces import DEFAULT_EXCLUDE
 from speaker.metrics import SpeakerCollector
+from speaker.refresh import MAX_INTERVAL as REFRESH_MAX
+from speaker.refresh import MIN_INTERVAL as REFRESH_MIN
 from speaker.responder import raw_socket_problem
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("--burst-interval", "float", DEFAULT_BURST_INTERVAL, "seconds between takeover announcements"),
     Option("--burst-duration", "float", DEFAULT_BURST_DURATION, "seconds a takeover burst lasts"),
+    Option(
+        "--refresh-interval",
+        "float",
+        0.0,
+        f"seconds between re-announcements of every owned IP, spread over the interval "
+        f"({REFRESH_MIN:.0f}-{REFRESH_MAX:.0f}; 0: off, the default)",
+    ),
     Option("--poll-interval", "float", 1.0, "file mode: seconds between checks of the cluster-state files"),
     Option("--dry-run", "bool", False, "shadow mode: compute, log and serve what would be announced; send nothing"),
 )
@@ -96,6 +105,7 @@ class SpeakerSettings:
     exclude_interfaces: str
     burst_interval: float
     burst_duration: float
+    refresh_interval: float
     poll_interval: float
     dry_run: bool
 
@@ -131,6 +141,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Sp
             problems.append(f"{flag} must be between 0.01 and 3600 seconds")
     if not 0 <= values["burst_duration"] <= 3600:
         problems.append("--burst-duration must be between 0 and 3600 seconds")
+    if values["refresh_interval"] != 0 and not REFRESH_MIN <= values["refresh_interval"] <= REFRESH_MAX:
+        problems.append(
+            f"--refresh-interval must be 0 (off) or between {REFRESH_MIN:.0f} and {REFRESH_MAX:.0f} seconds"
+        )
     if values["lease_renew_interval"] >= values["lease_duration"]:
         problems.append("--lease-renew-interval must be shorter than --lease-duration")
     try:
@@ -153,6 +167,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Sp
             exclude_interfaces=values["exclude_interfaces"],
             burst_interval=values["burst_interval"],
             burst_duration=values["burst_duration"],
+            refresh_interval=values["refresh_interval"],
             poll_interval=values["poll_interval"],
             dry_run=bool(values["dry_run"]),
         ),
@@ -300,6 +315,7 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str
                 lease_renew_interval=settings.lease_renew_interval,
                 metrics=(metrics := SpeakerMetrics()),
                 wake=wake,
+                l2_status=not settings.dry_run,  # a shadow beside MetalLB's speaker must not rewrite its objects
             )
         except (KubeconfigError, ValueError) as exc:  # ValueError: a node name no Lease name can hold
             err.write(f"{PROG}: {exc}\n")
@@ -352,6 +368,7 @@ def _serve(
             exclude=settings.exclude_interfaces,
             burst_interval=settings.burst_interval,
             burst_duration=settings.burst_duration,
+            refresh_interval=settings.refresh_interval,
             on_event=on_dataplane_event,
         )
         metrics.registry.register(SpeakerCollector(announcer.counters))

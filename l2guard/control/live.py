@@ -8,6 +8,9 @@ been failing for a grace period (one renewal interval, and at most half of what 
 cut off; it freezes the peers' liveness (a stale view must not judge
 them dead) and keeps announcing what it announced until it is back in contact.
 
+Unless in dry-run, it also owns the writer of MetalLB's ServiceL2Status objects (`l2guard.kube.l2status`), offered
+what this node announces with each new synced View while in contact (`l2core.l2status.wanted`).
+
 It decides nothing about who announces: the planner does, in the view.
 """
 
@@ -19,12 +22,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from l2core.l2status import wanted
 from l2core.liveness import lease_name
 from l2core.reporting import ServiceEvent
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import View
 from l2guard.kube.client import make_api_client
 from l2guard.kube.events import EventPoster, ObjectRef
+from l2guard.kube.l2status import L2StatusWriter
 from l2guard.kube.lease import LeaseKeeper
 from l2guard.kube.resources import resources
 from l2guard.kube.source import Event, KubeSource
@@ -56,6 +61,7 @@ class _Waking:
 
 DEBOUNCE = 0.05  # seconds: watch events of one burst (a rollout, a re-list) are planned once
 POLL = 0.5  # seconds between checks of the connection state when nothing happens
+STATUS_FLUSH = 2.0  # seconds a stopping speaker gives the deletion of its ServiceL2Status objects
 
 
 class LiveState:
@@ -75,6 +81,7 @@ class LiveState:
         lease_renew_interval: float,
         metrics: SpeakerMetrics,
         wake: threading.Event,
+        l2_status: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         api = make_api_client(kubeconfig)  # KubeconfigError (one line) when there is no usable configuration
@@ -97,6 +104,8 @@ class LiveState:
             renew_interval=lease_renew_interval,
         )
         self.poster = EventPoster(api, node=node)
+        # MetalLB keeps them in its speaker's namespace, which is MetalLB's: where tools written for it look.
+        self.statuses = L2StatusWriter(api, node=node, namespace=metallb_namespace) if l2_status else None
         self._cut_off_since: float | None = None
         self._down_since: float | None = None  # monotonic: since when the source or the lease is failing
         self._frozen = False  # the view's liveness is frozen (contact lost)
@@ -106,6 +115,8 @@ class LiveState:
 
     def start(self) -> None:
         self.poster.start()
+        if self.statuses is not None:
+            self.statuses.start()
         self.lease.start()
         self.source.start()
 
@@ -117,6 +128,9 @@ class LiveState:
             self.lease.release()
         except Exception as exc:  # the API may be gone: the lease then expires on its own
             log.warning("could not release the lease: %s", exc, extra={"fields": {"event": "lease-release-failed"}})
+        if self.statuses is not None:  # this node announces nothing now: its status objects go (bounded)
+            self.statuses.offer({})
+            self.statuses.stop(flush=STATUS_FLUSH)
         self.source.stop()
         self.poster.stop()
 
@@ -187,6 +201,8 @@ class LiveState:
         if seen == self._seen:
             return None
         self._seen = seen
+        if self.statuses is not None and snap.synced and self._cut_off_since is None:
+            self.statuses.offer(wanted(snap.plan, self._node))
         return View(
             snap.plan,
             nodes=snap.cluster.nodes,

@@ -136,6 +136,26 @@ def test_settings_problems_are_one_line_each_and_exit_2(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "ghost" in unknown.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["--refresh-interval", "2"], {}),
+        (["--refresh-interval", "inf"], {}),
+        ([], {"L2GUARD_REFRESH_INTERVAL": "7200"}),
+    ],
+)
+def test_a_refresh_interval_out_of_bounds_is_refused_in_one_line(
+    tmp_path: Path, argv: list[str], environ: dict[str, str]
+) -> None:
+    f = tmp_path / "state.yaml"
+    f.write_text(state(node("cp-1")))
+    res = run("--cluster-state", str(f), "--node-name", "cp-1", "--dry-run", *argv, **environ)
+    assert (res.returncode, res.stderr) == (
+        2,
+        "l2guard speaker: --refresh-interval must be 0 (off) or between 5 and 3600 seconds\n",
+    )
+
+
 def test_status_follows_the_file_and_a_bad_edit_keeps_the_last_good_state(speaker: Any, tmp_path: Path) -> None:
     f = tmp_path / "state.yaml"
     f.write_text(state(node("cp-1"), node("worker-1"), node("worker-2")))

@@ -127,3 +127,19 @@ def test_the_runner_up_takes_over_when_the_owner_stops_or_dies(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+def test_a_dry_run_owner_leaves_metallbs_status_objects_alone(tmp_path: Path, double: APIDouble) -> None:
+    """A shadow beside MetalLB's speaker must not rewrite MetalLB's ServiceL2Status objects (issue 9, part 2): the
+    dry-run owner neither lists nor writes them (the live netns test shows a real owner does)."""
+    proc, port, log = start(tmp_path, double, "worker-1")
+    try:
+        assert wait(lambda: announced(port) == ["192.0.2.100"], proc), log.read_text()
+        assert wait(lambda: any(p.startswith(EVENTS) for p in double.store.objects), proc)  # well past the first plan
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert [r for r in double.requests if "servicel2statuses" in r[1]] == []

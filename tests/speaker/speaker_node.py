@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--burst-interval", type=float, default=1.1)
     ap.add_argument("--burst-duration", type=float, default=5.0)
     ap.add_argument("--rescan-interval", type=float, default=10.0)
+    ap.add_argument("--refresh-interval", type=float, default=0.0)
     ap.add_argument("--max-arp", type=int, default=400)
     ap.add_argument("--log-json", action="store_true", help="log JSON lines with their fields to stderr")
     args = ap.parse_args()
@@ -66,6 +67,7 @@ def main() -> int:
         burst_interval=args.burst_interval,
         burst_duration=args.burst_duration,
         rescan_interval=args.rescan_interval,
+        refresh_interval=args.refresh_interval,
         max_arp_filter_ips=args.max_arp,
         on_event=on_event,
     )

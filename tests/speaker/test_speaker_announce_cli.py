@@ -91,6 +91,9 @@ def test_announce_refuses_a_metrics_port_out_of_range_as_the_webhook_does(port: 
         ("--burst-interval", "nan", "--burst-interval must be between 0.01 and 3600 seconds"),
         ("--burst-interval", "0.000001", "--burst-interval must be between 0.01 and 3600 seconds"),
         ("--burst-duration", "inf", "--burst-duration must be between 0 and 3600 seconds"),
+        ("--refresh-interval", "1", "--refresh-interval must be 0 (off) or between 5 and 3600 seconds"),
+        ("--refresh-interval", "nan", "--refresh-interval must be 0 (off) or between 5 and 3600 seconds"),
+        ("--refresh-interval", "-5", "--refresh-interval must be 0 (off) or between 5 and 3600 seconds"),
     ],
 )
 def test_announce_refuses_burst_timing_that_would_never_end_or_flood(flag: str, value: str, line: str) -> None:

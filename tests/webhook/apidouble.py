@@ -15,7 +15,11 @@ Every kind the speaker reads or writes is a stored object instead, under the API
 cluster objects: Nodes (cluster-scoped), Services, EndpointSlices, and MetalLB's IPAddressPools and L2Advertisements
 (`/api/v1/nodes[/NAME]`, `/api/v1/namespaces/NS/services[/NAME]`, `/apis/metallb.io/v1beta1/namespaces/NS/...`;
 a namespaced kind's collection is also listed and watched across namespaces, `/api/v1/services`, as the speaker
-reads it). `store.seed()` fills the store from the captured lists; a test changes a cluster object mid-test with
+reads it), and MetalLB's ServiceL2Statuses, which the speaker writes: a create with `generateName` gets a name from
+the API server's alphabet, and their status is a subresource (`NAME/status`: writes there change only the status,
+writes to the object never do, a create drops it, as the captured `servicel2status-create.json` shows). A kind in
+`store.missing` answers every request with 404, as the API server does for a CRD that is not installed.
+`store.seed()` fills the store from the captured lists; a test changes a cluster object mid-test with
 `store.put()`, `store.patch()` (a merge patch, as `kubectl label` or `kubectl patch --type=merge`) or
 `store.delete()`, the same code paths as the HTTP verbs, and every open watch of its collection sees the event:
 - create (POST, 201; 409 AlreadyExists shaped like `secret-create-conflict.json`), get (200; 404 NotFound, the same
@@ -104,7 +108,7 @@ def watch_reply(name: str | None = None, *, hold: float = 0.3) -> Reply:
 
 RESOURCE_PATH = re.compile(
     r"^/(?P<prefix>api/v1|apis/[a-z0-9.-]+/v[a-z0-9]+)(?:/namespaces/(?P<namespace>[^/]+))?"
-    r"/(?P<plural>[a-z0-9]+)(?:/(?P<name>[^/]+))?$"
+    r"/(?P<plural>[a-z0-9]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?$"
 )
 
 
@@ -115,6 +119,7 @@ class StoredKind:
     kind: str
     resource: str  # as the API server names it in messages ("leases.coordination.k8s.io")
     namespaced: bool
+    status_subresource: bool = False  # writes to the object keep its status; `NAME/status` writes only that
 
 
 # (path prefix, plural) -> the kind stored there
@@ -134,7 +139,13 @@ STORED: dict[tuple[str, str], StoredKind] = {
     ("apis/metallb.io/v1beta1", "l2advertisements"): StoredKind(
         "metallb.io", "metallb.io/v1beta1", "L2Advertisement", "l2advertisements.metallb.io", True
     ),
+    # MetalLB's CRD has a status subresource (api/v1beta1/servicel2status_types.go: +kubebuilder:subresource:status);
+    # the captured create (servicel2status-create.json) came back without the status it was sent.
+    ("apis/metallb.io/v1beta1", "servicel2statuses"): StoredKind(
+        "metallb.io", "metallb.io/v1beta1", "ServiceL2Status", "servicel2statuses.metallb.io", True, True
+    ),
 }
+GENERATED = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName suffix alphabet (apimachinery rand.String)
 MAX_BODY = 1024 * 1024
 WATCH_HOLD = 5.0  # seconds a watch of stored objects stays open
 
@@ -147,6 +158,7 @@ class Target:
     plural: str
     namespace: str | None
     name: str | None
+    sub: str | None = None  # "status": the status subresource of the object `name`
 
     @property
     def kind(self) -> StoredKind:
@@ -181,7 +193,9 @@ def target(path: str) -> Target | None:
         return None  # a cluster-scoped kind has no namespace
     if namespaced and m["namespace"] is None and m["name"] is not None:
         return None  # a namespaced object is named within its namespace (its collection spans them all)
-    return Target(m["prefix"], m["plural"], m["namespace"], m["name"])
+    if m["sub"] is not None and not STORED[(m["prefix"], m["plural"])].status_subresource:
+        return None
+    return Target(m["prefix"], m["plural"], m["namespace"], m["name"], m["sub"])
 
 
 def path_of(obj: dict[str, Any]) -> str:
@@ -225,6 +239,9 @@ class ObjectStore:
         self.changed = threading.Condition(self.lock)
         # Every write that took a new resourceVersion, for watches: (revision, object path, type, object).
         self.changes: list[tuple[int, str, str, dict[str, Any]]] = []
+        # (prefix, plural) of kinds whose CRD is not installed: every request answers 404, as the API server does
+        # for a resource it does not know
+        self.missing: set[tuple[str, str]] = set()
 
     # ----- what tests call ---------------------------------------------------------------------------------------
 
@@ -329,6 +346,10 @@ class ObjectStore:
 
     def handle(self, method: str, where: Target, body: Any, content_type: str) -> tuple[int, Any]:
         name, kind = where.name, where.kind
+        if (where.prefix, where.plural) in self.missing:
+            code, status = self._status(404, "NotFound", "the server could not find the requested resource", where, "")
+            status["details"] = {}
+            return code, status
         with self.lock:
             if method == "GET" and name is None:
                 items = [o for p, o in sorted(self.objects.items()) if where.holds(p)]
@@ -343,10 +364,17 @@ class ObjectStore:
                 if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
                     return self._status(400, "BadRequest", "the body is not an object", where, "")
                 name = str(body["metadata"].get("name", ""))
+                prefix = body["metadata"].get("generateName")
+                if not name and isinstance(prefix, str) and prefix:
+                    name = prefix + "".join(GENERATED[b % len(GENERATED)] for b in uuid.uuid4().bytes[:5])
+                    body = copy.deepcopy(body)
+                    body["metadata"]["name"] = name
                 path = where.object_path(name)
                 if path in self.objects:
                     return self._status(409, "AlreadyExists", f'{kind.resource} "{name}" already exists', where, name)
                 obj = copy.deepcopy(body)
+                if kind.status_subresource:
+                    obj.pop("status", None)  # a create sets no status through the main resource
                 obj.update(kind=kind.kind, apiVersion=kind.api_version)
                 if where.namespace is not None:
                     obj["metadata"]["namespace"] = where.namespace
@@ -364,6 +392,8 @@ class ObjectStore:
                 return self._not_found(where, name)
             if method == "GET":
                 return 200, stored
+            if method == "DELETE" and where.sub is not None:
+                return self._status(405, "MethodNotAllowed", "DELETE on a status subresource", where, name)
             if method == "DELETE":
                 del self.objects[path]
                 self.revision += 1
@@ -388,6 +418,16 @@ class ObjectStore:
             rv = new["metadata"].get("resourceVersion")
             if rv not in (None, "") and rv != stored["metadata"]["resourceVersion"]:
                 return self._conflict(where, name)
+            if where.sub is not None:  # the status subresource: only the status changes
+                status = new.get("status")
+                new = copy.deepcopy(stored)
+                new.pop("status", None)
+                if status is not None:
+                    new["status"] = status
+            elif kind.status_subresource:  # the main resource: the status stays as it is
+                new.pop("status", None)
+                if "status" in stored:
+                    new["status"] = copy.deepcopy(stored["status"])
             new.update(kind=kind.kind, apiVersion=kind.api_version)
             for key in ("name", "namespace", "uid", "creationTimestamp"):
                 if key in stored["metadata"]:
