@@ -104,6 +104,7 @@ def test_the_webhook_has_two_spread_replicas_a_budget_probes_on_http_and_a_servi
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= labels.items()
     (pdb,) = of_kind(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1 and pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"  # a replica not ready never blocks a drain
     c = container(spec)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert {c["readinessProbe"]["httpGet"]["port"], c["livenessProbe"]["httpGet"]["port"]} == {"health"}
