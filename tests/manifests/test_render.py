@@ -166,7 +166,9 @@ def test_the_crds_accept_the_metallb_objects_captured_from_a_real_cluster(render
     found = crds(renders)
     objects = captured_metallb_objects()
     assert {o["kind"] for o in objects} == {"IPAddressPool", "L2Advertisement"}
-    for obj in objects:
+    # A pool as MetalLB's controller leaves it, with its status counters (MetalLB 0.15).
+    counted = dict(objects[0], status={"assignedIPv4": 1, "assignedIPv6": 0, "availableIPv4": 20, "availableIPv6": 16})
+    for obj in [*objects, counted]:
         schema = found[obj["kind"]]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         jsonschema.Draft4Validator(schema).validate(obj)
 
@@ -178,6 +180,7 @@ def test_the_crds_accept_the_metallb_objects_captured_from_a_real_cluster(render
         ("IPAddressPool", {"addresses": ["192.0.2.0/24"], "autoAssign": "yes"}),
         ("IPAddressPool", {"addresses": "192.0.2.0/24"}),
         ("L2Advertisement", {"interfaces": "eth0"}),
+        ("L2Advertisement", {"ipAddressPoolSelectors": [{"matchLabels": {"a": 1}}]}),  # label values are strings
         ("L2Advertisement", {"nodeSelectors": [{"matchExpressions": [{"key": "a"}]}]}),  # operator is required
     ],
 )
