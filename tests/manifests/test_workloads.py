@@ -193,3 +193,14 @@ def test_every_container_runs_the_one_image_of_the_image_component(install: tupl
     assert entry["name"] == "l2guard" and set(entry) == {"name", "newTag"}
     images = {c["image"] for _, spec in pod_specs(docs) for c in spec["containers"] + spec.get("initContainers", [])}
     assert images == {f"l2guard:{entry['newTag']}"}
+
+
+def test_every_object_is_labelled_part_of_l2guard(install: tuple[str, list[Doc]]) -> None:
+    """`kubectl get all,... -l app.kubernetes.io/part-of=l2guard` finds the whole install."""
+    _, docs = install
+    unlabelled = [
+        (d["kind"], d["metadata"]["name"])
+        for d in docs
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "l2guard"
+    ]
+    assert unlabelled == []
