@@ -1,6 +1,6 @@
 """RBAC grants exactly what each component uses.
 
-`USES` is written by hand from the code, each line citing where the call is made. The rendered RBAC of every
+`WEBHOOK`, `SELF_MANAGED` and `SPEAKER` are written by hand from the code, citing where the calls are made. The rendered RBAC of every
 install must grant each ServiceAccount exactly that set, nothing more. Then the real processes run against the API
 double (tests/webhook/apidouble.py) and every request they make, mapped to RBAC attributes as the API server's
 request-info does (GET on a collection: list, or watch with ?watch; on a name: get; POST create; PUT update;
