@@ -1,8 +1,9 @@
 """The CEL of the rendered manifests, evaluated on captured AdmissionReviews as the API server evaluates it.
 
-Library: cel-python (`celpy`), a pure-Python implementation of the CEL specification, written against the
-cel-spec conformance tests; it needs no compiled CEL runtime of its own, and its errors are values we can tell
-apart from `false`, which the API server's semantics need (a condition that errs is neither true nor false).
+Library: cel-python (`celpy`), an interpreter of the CEL specification in Python, tested against the cel-spec
+conformance suite (its only compiled dependency is re2, for `matches()`), rather than common-expression-language,
+bindings to a Rust interpreter that bring a CLI's dependencies along. Its errors are values we can tell apart
+from `false`, which the API server's semantics need (a condition that errs is neither true nor false).
 
 Variables, as the API server binds them (k8s.io/apiserver admission/plugin/cel, "CEL in admission"): `object` and
 `oldObject` are the review's objects (`oldObject` null on CREATE, `object` null on DELETE); `request` is the
