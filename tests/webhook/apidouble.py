@@ -40,6 +40,8 @@ writes to the object never do, a create drops it, as the captured `servicel2stat
   the captured ERROR 410 event of `watch-too-old.jsonl` (its versions replaced) and ends; `store.drop_watches()`
   ends every open watch cleanly (a server-side timeout, an API server restart), so the watchers resume from their
   last version; a watch that ends cleanly leaves its connection open for the next request, as the API server does;
+- `seen` records every request as it came (method, path and query), for tests of what a client asks for (the
+  RBAC it needs);
 - `hang` delays the answer to every stored-object request (a hung API server; cut short when the double stops),
   and a stopped double closes even kept-alive connections unanswered, like a dead one; `restart()` answers again
   on the same port from the same store, like an API server back up.
@@ -453,6 +455,7 @@ class APIDouble:
         self.store = ObjectStore()
         self.hang = 0.0  # seconds before a stored-object request is answered
         self.requests: list[tuple[str, str, int]] = []  # stored-object requests: (method, path, status)
+        self.seen: list[tuple[str, str]] = []  # every request, scripted or stored, as it came: (method, path?query)
         double = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -537,22 +540,27 @@ class APIDouble:
                 self.close_connection |= stopping.is_set()
 
             def do_POST(self) -> None:
+                double.seen.append(("POST", self.path))
                 if not self._stored("POST"):
                     self.send_error(405)
 
             def do_PUT(self) -> None:
+                double.seen.append(("PUT", self.path))
                 if not self._stored("PUT"):
                     self.send_error(405)
 
             def do_PATCH(self) -> None:
+                double.seen.append(("PATCH", self.path))
                 if not self._stored("PATCH"):
                     self.send_error(405)
 
             def do_DELETE(self) -> None:
+                double.seen.append(("DELETE", self.path))
                 if not self._stored("DELETE"):
                     self.send_error(405)
 
             def do_GET(self) -> None:
+                double.seen.append(("GET", self.path))
                 if self._stored("GET"):
                     return
                 url = urlsplit(self.path)
