@@ -71,6 +71,14 @@ SPEAKER = (
         (None, "", "events", v, None)
         for v in ("create", "patch")
     }
+    | {
+        # l2guard/kube/l2status.py: MetalLB's ServiceL2Status objects for what this node announces, in the MetalLB
+        # namespace: listed and watched, created (generateName) and deleted; the status written through its
+        # subresource with a merge patch, as MetalLB's speaker does.
+        (METALLB, "metallb.io", "servicel2statuses", v, None)
+        for v in ("list", "watch", "create", "delete")
+    }
+    | {(METALLB, "metallb.io", "servicel2statuses/status", "patch", None)}
 )
 
 
