@@ -24,7 +24,7 @@ from l2core.reporting import ServiceEvent
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import View
 from l2guard.kube.client import make_api_client
-from l2guard.kube.events import EventPoster, ObjectRef
+from l2guard.kube.events import EventPoster, ObjectRef, object_ref
 from l2guard.kube.lease import LeaseKeeper
 from l2guard.kube.resources import resources
 from l2guard.kube.source import Event, KubeSource
@@ -124,10 +124,16 @@ class LiveState:
         """Hand an Event about Service `key` to the poster (never blocks) and count it: posted, or held back by the
         rate limit or a full queue (the poster decides that at once, in `post`)."""
         namespace, _, name = key.partition("/")
+        return self._post(ObjectRef("Service", name, namespace), event)
+
+    def report_object(self, kind: str, key: str, uid: str, event: ServiceEvent) -> bool:
+        """As `report`, for an Event on the object `kind` `key` (a stale IPAddressPool: metallb.io/v1beta1, in its
+        namespace), with its uid when known."""
+        return self._post(object_ref(kind, key, uid=uid), event)
+
+    def _post(self, obj: ObjectRef, event: ServiceEvent) -> bool:
         held_before = self.poster.suppressed + self.poster.dropped
-        self.poster.post(
-            ObjectRef("Service", name, namespace), type=event.type.value, reason=event.reason, message=event.message
-        )
+        self.poster.post(obj, type=event.type.value, reason=event.reason, message=event.message)
         if self.poster.suppressed + self.poster.dropped > held_before:
             self._metrics.event_suppressed(event.type.value)
             return False
@@ -194,6 +200,8 @@ class LiveState:
             synced=snap.synced,
             cut_off_since=self._cut_off_since,
             live=True,
+            stale=snap.stale,
+            cluster=snap.cluster,
         )
 
     def _why_not_connected(self) -> str:

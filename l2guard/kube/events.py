@@ -1,5 +1,5 @@
-"""The Event poster: core/v1 Events about a Service (or a Node), posted from a worker thread so the caller never
-waits on the API server.
+"""The Event poster: core/v1 Events about a Service (or a Node, or a MetalLB object such as an IPAddressPool), posted
+from a worker thread so the caller never waits on the API server.
 
 `EventPoster.post(obj, type=, reason=, message=)` returns at once. The same (object, type, reason, message) again
 updates the Event it created before, as client-go's legacy recorder does (tools/record/events_cache.go,
@@ -35,6 +35,7 @@ from typing import Any, Literal
 from kubernetes import client as k8s
 
 from l2guard.kube.errors import KubeError, NotFound
+from l2guard.kube.resources import API_VERSIONS
 from l2guard.kube.rest import path, request_json
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,13 @@ class ObjectRef:
     namespace: str = ""
     uid: str = ""
     api_version: str = "v1"
+
+
+def object_ref(kind: str, key: str, *, uid: str = "") -> ObjectRef:
+    """The reference to an object of one of the resource table's kinds by its key ("namespace/name", or a
+    cluster-scoped object's name), with that kind's apiVersion (an IPAddressPool's is metallb.io/v1beta1)."""
+    namespace, _, name = key.rpartition("/")
+    return ObjectRef(kind, name, namespace, uid=uid, api_version=API_VERSIONS[kind])
 
 
 @dataclass(frozen=True, slots=True)

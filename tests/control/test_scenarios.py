@@ -54,6 +54,7 @@ SLICE = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-abc12"
 POOL = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/lan"
 ADVERTISEMENT = "/apis/metallb.io/v1beta1/namespaces/metallb-system/l2advertisements/lan"
 EVENTS = "/api/v1/namespaces/default/events/"
+POOL_EVENTS = "/api/v1/namespaces/metallb-system/events/"
 WAIT = 20.0  # seconds: a bound that catches a hang, never a performance target
 
 
@@ -108,7 +109,12 @@ class Speaker:
         self.dataplane = Recorder()
         self.board = StatusBoard(SpeakerStatus(node=node))
         self.reconciler = ObservedReconciler(
-            node=node, dataplane=self.dataplane, board=self.board, metrics=self.metrics, report=self.state.report
+            node=node,
+            dataplane=self.dataplane,
+            board=self.board,
+            metrics=self.metrics,
+            report=self.state.report,
+            report_object=self.state.report_object,
         )
         self._thread = threading.Thread(target=self._run, name=f"speaker-{node}", daemon=True)
         self.running = False
@@ -220,6 +226,13 @@ def speakers(double: APIDouble, tmp_path: Path) -> Iterator[Callable[..., Fleet]
 def warnings_in(double: APIDouble) -> list[dict[str, Any]]:
     with double.store.lock:
         return [o for p, o in double.store.objects.items() if p.startswith(EVENTS) and o["type"] == "Warning"]
+
+
+def pool_events(double: APIDouble) -> list[dict[str, Any]]:
+    """The Events about the pool `lan` (in its namespace), Warnings first."""
+    with double.store.lock:
+        found = [o for p, o in double.store.objects.items() if p.startswith(POOL_EVENTS)]
+    return sorted(found, key=lambda e: e["type"] != "Warning")
 
 
 # ---------------------------------------------------------------------------------------------------------- 1
@@ -348,10 +361,41 @@ def test_an_invalid_pool_edit_keeps_the_last_good_version_announced_and_reports_
         stale = s.view.snapshot.stale[key]
         assert stale.kept and "spec.addresses[0]" in stale.problem
         assert s.metrics.registry.get_sample_value("l2guard_speaker_config_stale") == 1.0
-    # A valid edit again clears it (and this one changes nothing for 192.0.2.100).
+    # One speaker says so on the pool itself: worker-2, first of the three in hash order for the pool's kind and key
+    # (tests/core/test_reporting.py's vectors).
+    wait_for(lambda: pool_events(double), fleet, "the Warning Event on the pool")
+    # A valid edit again clears it (and this one changes nothing for 192.0.2.100), and the reporter says that too.
     double.store.patch(POOL, {"spec": {"addresses": ["192.0.2.100-192.0.2.110"]}})
     wait_for(lambda: all(not s.view.snapshot.stale for s in fleet.values()), fleet, "the pool valid again")
     settled(fleet, {"worker-1": {IP}})
+    wait_for(lambda: len(pool_events(double)) == 2, fleet, "the Normal Event on the pool")
+    wait_for(lambda: all(s.state.poster._queue.empty() for s in fleet.values()), fleet, "the posters' queues")
+    for s in fleet.values():
+        s.state.poster.stop()
+    warning, normal = pool_events(double)
+    uid = double.store.objects[POOL]["metadata"]["uid"]
+    assert (
+        warning["involvedObject"]
+        == normal["involvedObject"]
+        == {
+            "kind": "IPAddressPool",
+            "name": "lan",
+            "namespace": "metallb-system",
+            "apiVersion": "metallb.io/v1beta1",
+            "uid": uid,
+        }
+    )
+    assert [(e["type"], e["reason"], e["source"]["host"], e["count"]) for e in (warning, normal)] == [
+        ("Warning", "InvalidObject", "worker-2", 1),
+        ("Normal", "ValidAgain", "worker-2", 1),
+    ]
+    assert warning["message"].startswith("IPAddressPool metallb-system/lan is invalid since ")
+    assert warning["message"].endswith(
+        "; its last valid version is still in use (correct the object: kubectl edit ipaddresspool lan -n "
+        "metallb-system)"
+    )
+    assert ": spec.addresses[0]: '192.0.2.300-192.0.2.7' is not a valid range" in warning["message"]
+    assert normal["message"] == "IPAddressPool metallb-system/lan is valid again: its current version is in use"
 
 
 # ---------------------------------------------------------------------------------------------------------- 6

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from l2guard.kube.events import EventPoster, ObjectRef
+from l2guard.kube.events import EventPoster, ObjectRef, object_ref
 from tests.webhook.apidouble import APIDouble
 
 WEB = ObjectRef("Service", "web", "default", uid="5c6a22f5-0000-4000-8000-000000000001")
@@ -83,6 +83,25 @@ def test_an_event_about_a_node_goes_to_the_default_namespace(double: APIDouble, 
     [event] = events(double)
     assert event["metadata"]["namespace"] == "default"
     assert event["involvedObject"] == {"kind": "Node", "name": "worker-2", "apiVersion": "v1"}
+
+
+def test_an_event_about_a_metallb_object_names_its_group_version_and_goes_to_its_namespace(
+    double: APIDouble, poster: EventPoster
+) -> None:
+    pool = object_ref("IPAddressPool", "metallb-system/lan", uid="uid-lan")
+    poster.post(pool, type="Warning", reason="InvalidObject", message="IPAddressPool metallb-system/lan is invalid")
+    double.wait_for(lambda: poster.posted == 1)
+    [event] = events(double)
+    assert event["metadata"]["namespace"] == "metallb-system"
+    assert event["involvedObject"] == {
+        "kind": "IPAddressPool",
+        "name": "lan",
+        "namespace": "metallb-system",
+        "apiVersion": "metallb.io/v1beta1",
+        "uid": "uid-lan",
+    }
+    assert object_ref("Node", "worker-1") == ObjectRef("Node", "worker-1", "", api_version="v1")
+    assert object_ref("L2Advertisement", "metallb-system/lan").api_version == "metallb.io/v1beta1"
 
 
 def test_an_expired_event_is_created_again(double: APIDouble, api: k8s.ApiClient, poster: EventPoster) -> None:
