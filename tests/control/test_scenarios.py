@@ -89,11 +89,13 @@ class ObservedReconciler(Reconciler):
 class Speaker:
     """One node's speaker in-process, wired as `l2guard speaker` wires it in live mode, with a recording data plane."""
 
-    def __init__(self, node: str, kubeconfig_path: Path, *, lease: tuple[int, float]) -> None:
+    def __init__(
+        self, node: str, kubeconfig_path: Path, *, lease: tuple[int, float], view: ClusterView | None = None
+    ) -> None:
         self.node = node
         self.wake = threading.Event()
         self._stop = threading.Event()
-        self.view = ClusterView(EligibilitySettings())
+        self.view = view or ClusterView(EligibilitySettings())
         self.metrics = SpeakerMetrics()
         self.state = LiveState(
             node=node,
@@ -438,6 +440,45 @@ def test_when_the_api_goes_away_announcements_stay_and_on_its_return_the_speaker
     for s in fleet.values():
         assert s.state.source.status().relists["nodes"] >= 1
         wait_for(lambda s=s: readyz(s.board)[0] == 200, fleet, f"{s.node} ready again")
+
+
+class SlowNodeLists(ClusterView):
+    """A view whose lists of Nodes take a while to apply once `slow` is set, as a re-list of a large cluster does (a
+    full replan of 10k services costs about 1.5 s, see l2guard/view.py)."""
+
+    slow = False
+
+    def replace_kind(self, kind: str, items: Any) -> None:
+        if self.slow and kind == "Node":
+            time.sleep(1.5)
+        super().replace_kind(kind, items)
+
+
+def test_after_reconnecting_the_first_plan_is_made_from_the_relisted_view(double: APIDouble, tmp_path: Path) -> None:
+    """Cut off, the owner is labelled; back in contact, the speaker stays cut off until the re-list of Nodes has
+    landed in its view, then plans once: its first set() not held by fail-static already withdraws the IP. It used to
+    thaw as soon as the lists had answered, and plan once from the snapshot of before the outage (announcing the IP
+    it no longer owned) while the re-list was still being applied."""
+    view = SlowNodeLists(EligibilitySettings())
+    speaker = Speaker("worker-1", kubeconfig(tmp_path, double.url), lease=(2, 0.5), view=view)
+    speaker.state.source.backoff = (0.05, 0.1)  # every resource lists again within a moment of the return
+    fleet = {"worker-1": speaker}
+    speaker.start()
+    try:
+        settled(fleet, {"worker-1": {IP}})
+        double.stop()
+        wait_for(lambda: (v := speaker.last_view) is not None and v.cut_off_since is not None, fleet, "cut off")
+        label(double, "worker-1")
+        view.slow = True
+        outage = len(speaker.reconciler.seen)
+        double.restart()
+        wait_for(lambda: speaker.announced == frozenset(), fleet, "the IP withdrawn after the re-list")
+        time.sleep(1)  # whatever follows the first plan back in contact is recorded too
+        back = [told for v, told in speaker.reconciler.seen[outage:] if v.cut_off_since is None]
+        assert back and all(told == frozenset() for told in back), back
+        assert all(told == {IP} for v, told in speaker.reconciler.seen[outage:] if v.cut_off_since is not None)
+    finally:
+        speaker.stop()
 
 
 def test_a_hung_api_server_never_makes_the_speakers_withdraw_their_ips(
