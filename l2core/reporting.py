@@ -4,7 +4,9 @@ Every speaker computes the same plan, so every speaker could post the same Event
 it: the service's announcer, or when nobody announces it, the first alive speaker in election hash order for the
 service's first IP (sha256(node + "#" + ip), ascending, as `l2core.election` ranks candidates, without weights).
 Every speaker with the same view and the same live peers agrees on it, and a different node tends to report each
-unannounced service, so the reporting load spreads.
+unannounced service, so the reporting load spreads. An object whose latest version does not parse (a stale pool,
+kept at its last valid version by the cluster view) is reported by `object_reporter`: the first alive speaker in
+the same hash order for the object's kind and key (sha256(node + "#" + kind + "/" + key)), since no node owns it.
 
 The texts come from the functions `l2guard explain` prints: node reasons from `eligibility.REASON_TEXT` and
 remedies from `diagnose.fixes`, word for word, so an Event and `explain` cannot disagree. Every message is bounded
@@ -40,8 +42,9 @@ class EventType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ServiceEvent:
-    """One Event about a Service: `reason` is the short CamelCase word Kubernetes shows in the REASON column (at
-    most 128 characters), `message` the sentence (at most NOTE_LIMIT bytes)."""
+    """One Event about a Service (or, from `stale_object` and `valid_again`, about another object): `reason` is
+    the short CamelCase word Kubernetes shows in the REASON column (at most 128 characters), `message` the
+    sentence (at most NOTE_LIMIT bytes)."""
 
     type: EventType
     reason: str
@@ -58,6 +61,15 @@ def reporter(sp: ServicePlan, alive: Collection[str]) -> str | None:
         return None
     ip = sp.ips[0]
     return min(alive, key=lambda node: digest_from(election_prefix(node), ip))
+
+
+def object_reporter(kind: str, key: str, alive: Collection[str]) -> str | None:
+    """The one node whose speaker reports on the object `kind` `key` ("IPAddressPool", "metallb-system/lan"): the
+    alive speaker whose digest sha256(node + "#" + kind + "/" + key) is smallest; None when no speaker is alive."""
+    if not alive:
+        return None
+    subject = f"{kind}/{key}"
+    return min(alive, key=lambda node: digest_from(election_prefix(node), subject))
 
 
 def bounded(text: str, limit: int = NOTE_LIMIT) -> str:
@@ -133,4 +145,28 @@ def interfaces_missing(ips: Sequence[str], node: str, missing: Collection[str]) 
             f"{_ips(ips)} not announced on {names}: node {node} has no such interface (create it, or change the "
             "interfaces of the L2Advertisements that select the node)"
         ),
+    )
+
+
+def _kubectl_edit(kind: str, key: str) -> str:
+    namespace, _, name = key.rpartition("/")
+    return f"kubectl edit {kind.lower()} {name}" + (f" -n {namespace}" if namespace else "")
+
+
+def stale_object(kind: str, key: str, problem: str, *, kept: bool, since: str) -> ServiceEvent:
+    """Warning on an object whose latest version does not parse: what is wrong, what is used instead since when
+    (`since`: a time as the caller writes it, say RFC 3339), and the fix. `kept`: a last valid version is still used
+    (else nothing is)."""
+    what = (
+        "its last valid version is still in use" if kept else "it has no valid version to fall back on and is ignored"
+    )
+    problem = problem.replace(f"{kind} {key}: ", "")  # the parser's problems name the object: it is named once
+    text = f"{kind} {key} is invalid since {since}: {problem}; {what} (correct the object: {_kubectl_edit(kind, key)})"
+    return ServiceEvent(EventType.WARNING, "InvalidObject", bounded(text))
+
+
+def valid_again(kind: str, key: str) -> ServiceEvent:
+    """Normal, after `stale_object`: the object parses again and its current version is in use."""
+    return ServiceEvent(
+        EventType.NORMAL, "ValidAgain", bounded(f"{kind} {key} is valid again: its current version is in use")
     )

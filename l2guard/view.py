@@ -21,9 +21,10 @@ set while the owner is cut off from the API server (fail-static; see `Liveness.f
 
 One bad edit never withdraws IPs: an object that stops parsing (a pool edited into an invalid one) keeps its last
 valid version in the plan, as MetalLB keeps its last good configuration, and is recorded as stale in the snapshot
-(`Snapshot.stale`: kind, key, the problem, since when on the view's clock), with one WARNING log line per change
-of its problem. A later valid version clears it; a DELETE still deletes. An object that never parsed has nothing to
-keep and is recorded the same way (`kept=False`).
+(`Snapshot.stale`: kind, key, the problem, since when on the view's clock, its uid), with one WARNING log line per
+change of its problem; the speaker posts the Event on the object (`l2guard.control.reconcile`). A later valid
+version clears it; a DELETE still deletes. An object that never parsed has nothing to keep and is recorded the
+same way (`kept=False`).
 
 This module knows neither the kubernetes client nor HTTP nor the webhook: events arrive as plain dicts, with the
 kind as its Kubernetes name ("Node", ...).
@@ -93,6 +94,7 @@ class StaleObject:
     problem: str  # why the latest version is refused, one line
     since: float  # when it was first seen invalid, on the view's clock
     kept: bool  # a last valid version stays in the plan (False: it never parsed, nothing is planned for it)
+    uid: str = ""  # metadata.uid of the invalid version, when it has one (for the Event on the object)
 
 
 @dataclass(frozen=True)
@@ -240,21 +242,21 @@ class ClusterView:
                 self._publish()
             return
         store: dict[str, Any] = {}
-        invalid: dict[str, str] = {}
+        invalid: dict[str, tuple[str, str]] = {}  # key -> (problem, uid)
         for raw in items:
             parsed, problems = _parse(kind, raw)
             if parsed is not None:
                 store[parsed[0]] = parsed[1]
                 invalid.pop(parsed[0], None)
             elif (key := _key(raw)) is not None:
-                invalid[key] = _problem_text(problems)
+                invalid[key] = (_problem_text(problems), _uid(raw))
         with self._lock:
             old = self._store(kind)
             now = self._clock()
-            for key, problem in invalid.items():
+            for key, (problem, uid) in invalid.items():
                 if key not in store and key in old:
                     store[key] = old[key]  # keep the last valid version
-                self._mark_stale(kind, key, problem, kept=key in store, now=now)
+                self._mark_stale(kind, key, problem, kept=key in store, now=now, uid=uid)
             for kind_key in [k for k in self._stale if k[0] == kind and k[1] not in invalid]:
                 self._clear_stale(kind, kind_key[1], deleted=kind_key[1] not in store)
             if self._planner is not None:
@@ -292,7 +294,8 @@ class ClusterView:
                 else:
                     parsed, problems = _parse(kind, raw)
                     if parsed is None:
-                        changed += self._mark_stale(kind, key, _problem_text(problems), kept=key in store, now=now)
+                        problem = _problem_text(problems)
+                        changed += self._mark_stale(kind, key, problem, kept=key in store, now=now, uid=_uid(raw))
                         continue
                     changed += self._clear_stale(kind, key)
                     if store.get(key) == parsed[1]:
@@ -335,13 +338,13 @@ class ClusterView:
 
     # ----- stale objects (under the lock) ------------------------------------------------------------------------
 
-    def _mark_stale(self, kind: Kind, key: str, problem: str, *, kept: bool, now: float) -> bool:
+    def _mark_stale(self, kind: Kind, key: str, problem: str, *, kept: bool, now: float, uid: str = "") -> bool:
         """Record `key` as stale; True (and one WARNING) when that is news or its problem changed."""
         seen = self._stale.get((kind, key))
-        if seen is not None and (seen.problem, seen.kept) == (problem, kept):
+        if seen is not None and (seen.problem, seen.kept, seen.uid) == (problem, kept, uid):
             return False
         since = seen.since if seen is not None else now
-        self._stale[(kind, key)] = StaleObject(kind.value, key, problem, since, kept)
+        self._stale[(kind, key)] = StaleObject(kind.value, key, problem, since, kept, uid)
         what = "keeping its last valid version" if kept else "it has no valid version to keep"
         fields = {"event": "object-stale", "kind": kind.value, _LOG_FIELD.get(kind.value, "object"): key}
         log.warning(
@@ -481,6 +484,12 @@ class ClusterView:
             alive=self._alive,
             stale=MappingProxyType(dict(self._stale)),
         )
+
+
+def _uid(raw: Mapping[str, Any]) -> str:
+    meta = raw.get("metadata")
+    uid = meta.get("uid") if isinstance(meta, Mapping) else None
+    return uid if isinstance(uid, str) else ""
 
 
 def _parse(kind: Kind, raw: Mapping[str, Any]) -> tuple[tuple[str, Any] | None, list[Problem]]:

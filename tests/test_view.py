@@ -134,6 +134,7 @@ def test_a_pool_edited_into_an_invalid_one_keeps_announcing_from_its_last_good_v
     assert snap.plan.services["default/web"].ips == ("192.0.2.100",)
     (stale,) = snap.stale.values()
     assert (stale.kind, stale.key, stale.since, stale.kept) == ("IPAddressPool", "metallb-system/lan", 1005.0, True)
+    assert stale.uid == "uid-lan"  # for the Event on the pool itself
     assert "not an address" in stale.problem
     # One WARNING, naming the pool in a structured field, not in key=value text.
     (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -35,7 +35,7 @@ from l2core.reporting import ServiceEvent
 from l2guard import logs
 from l2guard.control.health import HealthServer, SpeakerStatus, StatusBoard
 from l2guard.control.metrics import SpeakerMetrics
-from l2guard.control.reconcile import Reconciler, View
+from l2guard.control.reconcile import ObjectReport, Reconciler, View
 from l2guard.listen import BindError
 from l2guard.loader import MAX_INPUT_BYTES, InputError, load_documents
 from l2guard.options import port_problem
@@ -182,6 +182,7 @@ class FileState:
 
     mode = "file"
     debounce = 0.0
+    report_object = None  # no object is kept stale: a file that does not read keeps the whole last good view
 
     def __init__(self, settings: SpeakerSettings) -> None:
         self._settings = settings
@@ -267,6 +268,10 @@ class StateSource(Protocol):
     mode: str
     wait: float  # seconds between polls when nothing wakes the loop
     debounce: float  # after a wake-up, seconds to let a burst of changes land before planning
+
+    @property
+    def report_object(self) -> ObjectReport | None:
+        """Where Events on other objects than Services go (stale ones); None: there are none to post."""
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -373,7 +378,12 @@ def _serve(
         )
         metrics.registry.register(SpeakerCollector(announcer.counters))
     reconciler = Reconciler(
-        node=settings.node_name, dataplane=announcer, board=board, metrics=metrics, report=state.report
+        node=settings.node_name,
+        dataplane=announcer,
+        board=board,
+        metrics=metrics,
+        report=state.report,
+        report_object=state.report_object,
     )
     health = HealthServer(board, metrics.registry, host=settings.health_address, port=settings.health_port)
 

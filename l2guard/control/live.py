@@ -5,8 +5,9 @@ the shared cluster view (`l2guard.view.ClusterView`, which holds the speakers' L
 keeper, and the Event poster. `poll()` turns the view's latest snapshot and the connection state into the
 reconcile step's `View`, and decides fail-static: once synced, a speaker whose watches or lease renewals have
 been failing for a grace period (one renewal interval, and at most half of what a lease has left after one) is
-cut off; it freezes the peers' liveness (a stale view must not judge
-them dead) and keeps announcing what it announced until it is back in contact.
+cut off; it freezes the peers' liveness (a stale view must not judge them dead) and keeps announcing what it
+announced until it is back in contact: until the watches and renewals work again and every resource that failed
+has been listed again into the view; then it thaws and plans once.
 
 Unless in dry-run, it also owns the writer of MetalLB's ServiceL2Status objects (`l2guard.kube.l2status`), offered
 what this node announces with each new synced View while in contact (`l2core.l2status.wanted`).
@@ -28,11 +29,11 @@ from l2core.reporting import ServiceEvent
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import View
 from l2guard.kube.client import make_api_client
-from l2guard.kube.events import EventPoster, ObjectRef
+from l2guard.kube.events import EventPoster, ObjectRef, object_ref
 from l2guard.kube.l2status import L2StatusWriter
 from l2guard.kube.lease import LeaseKeeper
 from l2guard.kube.resources import resources
-from l2guard.kube.source import Event, KubeSource
+from l2guard.kube.source import Event, KubeSource, SourceStatus
 from l2guard.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -138,18 +139,25 @@ class LiveState:
         """Hand an Event about Service `key` to the poster (never blocks) and count it: posted, or held back by the
         rate limit or a full queue (the poster decides that at once, in `post`)."""
         namespace, _, name = key.partition("/")
+        return self._post(ObjectRef("Service", name, namespace), event)
+
+    def report_object(self, kind: str, key: str, uid: str, event: ServiceEvent) -> bool:
+        """As `report`, for an Event on the object `kind` `key` (a stale IPAddressPool: metallb.io/v1beta1, in its
+        namespace), with its uid when known."""
+        return self._post(object_ref(kind, key, uid=uid), event)
+
+    def _post(self, obj: ObjectRef, event: ServiceEvent) -> bool:
         held_before = self.poster.suppressed + self.poster.dropped
-        self.poster.post(
-            ObjectRef("Service", name, namespace), type=event.type.value, reason=event.reason, message=event.message
-        )
+        self.poster.post(obj, type=event.type.value, reason=event.reason, message=event.message)
         if self.poster.suppressed + self.poster.dropped > held_before:
             self._metrics.event_suppressed(event.type.value)
             return False
         self._metrics.event_posted(event.type.value)
         return True
 
-    def _connected(self) -> bool:
-        """The watches work and the last renewal succeeded, within the lease duration."""
+    def _connected(self, source: SourceStatus) -> bool:
+        """The watches work, every resource that failed has been listed again into the view, and the last renewal
+        succeeded, within the lease duration."""
         lease = self.lease.state()
         if lease.last_renewed is not None:
             self._metrics.lease_renewed(lease.last_renewed)
@@ -158,7 +166,7 @@ class LiveState:
             and lease.last_renewed is not None
             and time.monotonic() - lease.last_renewed < self._duration
         )
-        return self.source.status().connected and fresh
+        return source.connected and fresh
 
     def poll(self) -> View | None:
         """The View to reconcile, or None when neither the snapshot nor the connection state changed.
@@ -166,9 +174,12 @@ class LiveState:
         Losing contact freezes the peers' liveness at once: a hung API server keeps the watches open and silent,
         and a view that merely stopped seeing renewals must not judge every speaker (this one included) dead. The
         announcements are held (fail-static) only after the grace period; contact back within it thaws and
-        changes nothing else."""
-        snap = self._view.snapshot
-        connected = self._connected()
+        changes nothing else. Back in contact means re-listed too: the source is connected only once every
+        resource that failed has a fresh list in the view (the Leases above all: thawing on leases from before the
+        cut-off could judge live peers dead, or dead ones alive), and only then is the view thawed and planned from,
+        once."""
+        source = self.source.status()
+        connected = self._connected(source)
         now = time.monotonic()
         if connected:
             self._down_since = None
@@ -194,8 +205,11 @@ class LiveState:
         if connected and self._frozen:
             self._view.thaw()
             self._frozen = False
+        # Read after the thaw: the first View back in contact holds the re-listed objects and the peers judged
+        # afresh, so it is the only one planned, never the snapshot held while cut off.
+        snap = self._view.snapshot
         # Acting on a synced view is what fail-static protects, whether or not the first renewal had landed yet.
-        self._was_connected |= snap.synced and self.source.status().connected
+        self._was_connected |= snap.synced and source.connected
         self._metrics.set_config_stale(bool(snap.stale))
         seen = (snap.version, self._cut_off_since)
         if seen == self._seen:
@@ -210,11 +224,15 @@ class LiveState:
             synced=snap.synced,
             cut_off_since=self._cut_off_since,
             live=True,
+            stale=snap.stale,
+            cluster=snap.cluster,
         )
 
     def _why_not_connected(self) -> str:
-        failing = self.source.status().failing
-        if failing:
-            name, reason = next(iter(sorted(failing.items())))
+        source = self.source.status()
+        if source.failing:
+            name, reason = next(iter(sorted(source.failing.items())))
             return f"{name}: {reason}"
+        if source.relisting:
+            return f"{min(source.relisting)}: re-listing"
         return f"lease renewal failing: {self.lease.state().last_error or 'no renewal yet'}"

@@ -6,7 +6,9 @@
 2. hands that to the data plane (`Announcer.set()`), unless in dry-run;
 3. says it loudly, once: for each service this node reports on (`l2core.reporting.reporter`: the owner, or when
    nobody can announce it, one alive speaker), an Event when its message changes; a WARNING log line whenever a
-   service starts having nobody or its reasons change;
+   service starts having nobody or its reasons change; and for each object whose latest version does not parse
+   that this node reports on (`l2core.reporting.object_reporter`), a Warning Event on that object once per distinct
+   problem, and a Normal one when it is valid again;
 4. publishes the result on the status board and in the metrics.
 
 Nothing else decides who announces: the plan does. Data-plane events (conflicts, missing interfaces) arrive on
@@ -25,12 +27,23 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from l2core.failstatic import held
-from l2core.model import Node
+from l2core.model import Cluster, Node
 from l2core.parse import PoolOverlap
 from l2core.plan import Plan, Status
-from l2core.reporting import ServiceEvent, announcing, interfaces_missing, ip_conflict, no_eligible_node, reporter
+from l2core.reporting import (
+    ServiceEvent,
+    announcing,
+    interfaces_missing,
+    ip_conflict,
+    no_eligible_node,
+    object_reporter,
+    reporter,
+    stale_object,
+    valid_again,
+)
 from l2guard.control.health import Announcement, ApiConnection, Reconcile, SpeakerStatus, StatusBoard
 from l2guard.control.metrics import SpeakerMetrics
+from l2guard.view import StaleObject
 from speaker.announcer import ALL_INTERFACES, AllInterfaces, Conflict, InterfaceProblem
 from speaker.announcer import Event as DataPlaneEvent
 from speaker.announcer import Status as DataPlaneStatus
@@ -40,6 +53,8 @@ log = logging.getLogger(__name__)
 Desired = dict[str, frozenset[str] | None]  # ip -> interfaces; None: every eligible interface
 # (service key "ns/name", event) -> whether it was taken (posted or logged; False: the rate limit held it back)
 Report = Callable[[str, ServiceEvent], bool]
+# (kind, key, uid, event) -> the same, for an Event on another object (a stale IPAddressPool, ...)
+ObjectReport = Callable[[str, str, str, ServiceEvent], bool]
 MAX_QUEUED_EVENTS = 1024  # data-plane events waiting for the control loop; beyond it they are counted, not kept
 
 
@@ -59,6 +74,10 @@ class View:
     synced: bool = True
     cut_off_since: float | None = None  # wall clock; set while the API is unreachable (fail-static)
     live: bool = False  # False in file mode: there is no API to lose
+    # Objects whose latest version does not parse, by (kind, key) (`l2guard.view.Snapshot.stale`), and the cluster
+    # they were judged in (to tell an object valid again from a deleted one); live mode only.
+    stale: Mapping[tuple[str, str], StaleObject] = field(default_factory=dict)
+    cluster: Cluster | None = None
 
 
 class Reconciler:
@@ -70,6 +89,7 @@ class Reconciler:
         board: StatusBoard,
         metrics: SpeakerMetrics,
         report: Report | None = None,
+        report_object: ObjectReport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.node = node
@@ -77,12 +97,15 @@ class Reconciler:
         self._board = board
         self._metrics = metrics
         self._report = report
+        self._report_object = report_object
         self._clock = clock
         self._desired: Desired = {}
         self._since: dict[str, float] = {}
         self._contested: set[str] = set()  # IPs another node claimed while we were cut off
         self._reported: dict[str, str] = {}  # service key -> message of the last Event posted about it
         self._nobody: dict[str, str] = {}  # service key -> the WARNING last logged for it
+        self._stale_since: dict[tuple[str, str], float] = {}  # stale object -> when this speaker first saw it so
+        self._stale_said: dict[tuple[str, str], StaleObject] = {}  # stale object -> the record last reported on
         self._synced_since: float | None = None
         self._lock = threading.Lock()
         self._queued: list[DataPlaneEvent] = []
@@ -137,8 +160,13 @@ class Reconciler:
         for ip in removed:
             log.info("released %s", ip, extra={"fields": {"event": "release", "ip": ip, "node": self.node}})
         self._handle_dataplane_events(events, cut_off=cut_off)
+        for stale_key in view.stale.keys() - self._stale_since.keys():
+            self._stale_since[stale_key] = now
+        for stale_key in self._stale_since.keys() - view.stale.keys():
+            del self._stale_since[stale_key]
         if view.synced and not cut_off:
             self._say_it(view)
+            self._say_stale(view)
         done = Reconcile(at=now, duration_s=time.perf_counter() - started, added=added, removed=removed)
         self._publish(view, done)
         self._metrics.observe_reconcile(done.duration_s)
@@ -208,6 +236,26 @@ class Reconciler:
         # not by the cluster's size, and computing every service's verdicts on each reconcile would cost seconds.
         self._metrics.set_eligible_nodes(dict.fromkeys(nobody, 0))
 
+    def _say_stale(self, view: View) -> None:
+        """A Warning on each stale object this node reports on, once per distinct problem; a Normal one when an
+        object it warned about is valid again (not when it was deleted: nobody reads Events of a gone object)."""
+        if self._report_object is None:
+            return
+        alive = view.alive if view.alive is not None else frozenset(view.plan.node_reasons)
+        for (kind, key), record in view.stale.items():
+            said = self._stale_said.get((kind, key))
+            if object_reporter(kind, key, alive) != self.node:
+                self._stale_said.pop((kind, key), None)
+            elif said is None or (said.problem, said.kept) != (record.problem, record.kept):
+                since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._stale_since[(kind, key)]))
+                event = stale_object(kind, key, record.problem, kept=record.kept, since=since)
+                if self._report_object(kind, key, record.uid, event):
+                    self._stale_said[(kind, key)] = record
+        for kind, key in self._stale_said.keys() - view.stale.keys():
+            record = self._stale_said.pop((kind, key))
+            if view.cluster is not None and key in _objects(view.cluster, kind):
+                self._report_object(kind, key, record.uid, valid_again(kind, key))
+
     def _post(self, key: str, event: ServiceEvent, *, once: bool = True) -> None:
         """Post `event` about service `key` if its message differs from the last one posted about it (`once`),
         or always (conflicts: the poster deduplicates and counts repeats). An Event the poster held back (rate
@@ -243,3 +291,15 @@ class Reconciler:
         self._metrics.set_announced(len(self._desired))
         if view.live:
             self._metrics.set_api_connected(view.cut_off_since is None)
+
+
+def _objects(cluster: Cluster, kind: str) -> Mapping[str, object]:
+    """The cluster's objects of `kind` (a view kind name) by key."""
+    by_kind: dict[str, Mapping[str, object]] = {
+        "Node": cluster.nodes,
+        "Service": cluster.services,
+        "EndpointSlice": cluster.endpoint_slices,
+        "IPAddressPool": cluster.pools,
+        "L2Advertisement": cluster.advertisements,
+    }
+    return by_kind.get(kind, {})

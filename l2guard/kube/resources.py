@@ -23,6 +23,15 @@ POOL = "IPAddressPool"
 ADVERTISEMENT = "L2Advertisement"
 LEASE = "Lease"
 KINDS = (NODE, SERVICE, ENDPOINT_SLICE, POOL, ADVERTISEMENT, LEASE)
+# The apiVersion of each kind's objects, as an Event's involvedObject names it.
+API_VERSIONS = {
+    NODE: "v1",
+    SERVICE: "v1",
+    ENDPOINT_SLICE: "discovery.k8s.io/v1",
+    POOL: "metallb.io/v1beta1",
+    ADVERTISEMENT: "metallb.io/v1beta1",
+    LEASE: "coordination.k8s.io/v1",
+}
 DEFAULT_NAMESPACE = "l2guard-system"  # where the speakers' Leases live unless the settings say otherwise
 
 

@@ -35,16 +35,22 @@ def request_json(
     *,
     body: dict[str, Any] | None = None,
     content_type: str = "application/json",
+    query: list[tuple[str, str]] | None = None,
     timeout: float,
 ) -> dict[str, Any]:
-    """`method` on `resource_path` with `body` as JSON; the response object. `timeout` bounds each attempt (urllib3
-    retries a failed connection up to 3 times, each bounded)."""
+    """`method` on `resource_path` (with the `query` parameters) with `body` as JSON; the response object. `timeout`
+    bounds each attempt (urllib3 retries a failed connection up to 3 times, each bounded)."""
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = content_type
     try:
         _, url, headers, payload, _ = api.param_serialize(
-            method=method, resource_path=resource_path, header_params=headers, body=body, auth_settings=["BearerToken"]
+            method=method,
+            resource_path=resource_path,
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
         resp = api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
         data = resp.read()  # type: ignore[no-untyped-call]  # the client is untyped

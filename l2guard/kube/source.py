@@ -18,6 +18,9 @@ Failures (the client's errors translated by `l2guard.kube.errors` at this bounda
         -> `on_error(resource, reason)`, back off exponentially (0.5 s doubling to 30 s, with jitter), re-list
 A watch the server ends normally (its `timeoutSeconds`) is watched again from the last version seen, without a
 re-list.
+`status()` says which resources fail (`failing`, until a list succeeds) and which failed and still wait for their
+fresh list to reach the sink (`relisting`): `connected` only once every one has, so a consumer that stopped
+trusting its objects while cut off (the speaker's fail-static) trusts them again only after the re-lists landed.
 
 Live reads (`read_config`): for each pool or advertisement review the webhook lists that namespace's
 IPAddressPools and L2Advertisements again, because the watched cache can lag a write that was admitted a moment
@@ -88,11 +91,15 @@ class SourceStatus:
     failing: Mapping[str, str]  # resource name -> the last failure's reason, until its next successful list
     relists: Mapping[str, int]  # lists after the first, per resource (after 410 Gone or a failure)
     errors: Mapping[str, int]  # failures per resource
+    # Resources that failed and whose fresh list has not been handed to the sink yet (listed again but still queued,
+    # or being applied): until it has, the sink's objects of that kind are the ones from before the failure.
+    relisting: frozenset[str] = frozenset()
 
     @property
     def connected(self) -> bool:
-        """Every resource's list and watch works (false before the first list too)."""
-        return not self.failing and self.listed == self.resources
+        """Every resource's list and watch works and the sink holds a list made since each resource's last failure
+        (false before the first list too): after a reconnect, only once the re-lists have landed."""
+        return not self.failing and not self.relisting and self.listed == self.resources
 
 
 def _resource_version(obj: object) -> str | None:
@@ -250,6 +257,7 @@ class KubeSource:
         self._lock = threading.Lock()  # _open and the status fields
         self._listed: set[str] = set()
         self._failing: dict[str, str] = {}
+        self._relisting: set[str] = set()
         self._relists: dict[str, int] = {r.name: 0 for r in resources}
         self._errors: dict[str, int] = {r.name: 0 for r in resources}
         self._readers = ThreadPoolExecutor(max_workers=LIVE_READERS, thread_name_prefix="config-read")
@@ -262,6 +270,7 @@ class KubeSource:
                 dict(self._failing),
                 dict(self._relists),
                 dict(self._errors),
+                frozenset(self._relisting),
             )
 
     # ----- lifecycle ------------------------------------------------------------------------------------------
@@ -310,7 +319,8 @@ class KubeSource:
                     with self._lock:
                         self._listed.add(res.name)
                         recovered = self._failing.pop(res.name, None) is not None
-                    self._queue.put(("replace", res.kind, items))
+                        errors = self._errors[res.name]
+                    self._queue.put(("replace", res.kind, (items, res.name, errors)))
                     if recovered and self.on_recovered is not None:
                         self.on_recovered(res.name)
                 for event_type, obj in self._watch(res, rv):
@@ -346,6 +356,7 @@ class KubeSource:
                 with self._lock:
                     self._errors[res.name] += 1
                     self._failing[res.name] = reason
+                    self._relisting.add(res.name)
                 if self.on_error is not None:
                     self.on_error(res.name, reason)
                 low, high = self.backoff
@@ -501,7 +512,11 @@ class KubeSource:
                 if events:
                     self.sink.apply(events)
                     events = []
-                self.sink.replace_kind(kind, payload)
+                items, name, errors = payload
+                self.sink.replace_kind(kind, items)
+                with self._lock:
+                    if self._errors[name] == errors:  # no failure since this list was made: it is the fresh one
+                        self._relisting.discard(name)
             else:
                 event_type, obj = payload
                 events.append((kind, event_type, obj))

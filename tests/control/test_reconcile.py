@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from l2core.model import EligibilitySettings
+from l2core.model import Cluster, EligibilitySettings
 from l2core.parse import build_cluster
 from l2core.plan import plan
 from l2core.reporting import ServiceEvent
 from l2guard.control.health import SpeakerStatus, StatusBoard
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import Reconciler, View
+from l2guard.view import StaleObject
 from speaker.announcer import ALL_INTERFACES, AllInterfaces, Conflict
 from speaker.announcer import Status as DataPlaneStatus
 from tests.builders import READY, advertisement, endpoints, excluded, node, pool, service
@@ -199,3 +200,54 @@ def test_file_mode_shows_every_node_as_a_peer_alive() -> None:
     s = Speaker("cp-1")
     s.run(cluster(*(node(n) for n in NODES)))
     assert s.board.current.peers_alive == NODES
+
+
+def test_a_stale_object_is_warned_about_once_per_problem_by_its_reporter_and_said_valid_again() -> None:
+    """worker-2 reports on IPAddressPool metallb-system/lan among cp-1, worker-1, worker-2 (tests/core/
+    test_reporting.py's hashlib vectors); the others say nothing."""
+    docs = cluster(node("cp-1"), node("worker-1"), node("worker-2"))
+    parsed = build_cluster(docs)
+    p = plan(parsed.cluster, EligibilitySettings())
+    said: dict[str, list[tuple[str, str, str, ServiceEvent]]] = {n: [] for n in NODES}
+    reconcilers = {
+        n: Reconciler(
+            node=n,
+            dataplane=Recorder(),
+            board=StatusBoard(SpeakerStatus(node=n)),
+            metrics=SpeakerMetrics(),
+            report_object=lambda kind, key, uid, event, n=n: said[n].append((kind, key, uid, event)) is None,
+            clock=lambda: 1_796_140_800.0,
+        )
+        for n in NODES
+    }
+    key = ("IPAddressPool", "metallb-system/lan")
+
+    def run(stale: dict[tuple[str, str], StaleObject], cluster: Cluster = parsed.cluster) -> None:
+        for r in reconcilers.values():
+            r.reconcile(View(p, nodes=parsed.cluster.nodes, stale=stale, cluster=cluster, live=True))
+
+    bad = StaleObject(*key, "spec.addresses[0]: bad", since=5.0, kept=True, uid="uid-lan")
+    run({key: bad})
+    run({key: bad})  # the same problem again: nothing new to say
+    worse = StaleObject(*key, "spec.addresses[0]: worse", since=5.0, kept=True, uid="uid-lan")
+    run({key: worse})
+    run({})  # valid again (the pool is in the cluster)
+    assert said["cp-1"] == said["worker-1"] == []
+    assert [(kind, k, uid, e.type.value, e.reason) for kind, k, uid, e in said["worker-2"]] == [
+        ("IPAddressPool", "metallb-system/lan", "uid-lan", "Warning", "InvalidObject"),
+        ("IPAddressPool", "metallb-system/lan", "uid-lan", "Warning", "InvalidObject"),
+        ("IPAddressPool", "metallb-system/lan", "uid-lan", "Normal", "ValidAgain"),
+    ]
+    assert [e.message.split(": ", 1)[1] for *_, e in said["worker-2"][:2]] == [
+        "spec.addresses[0]: bad; its last valid version is still in use (correct the object: kubectl edit "
+        "ipaddresspool lan -n metallb-system)",
+        "spec.addresses[0]: worse; its last valid version is still in use (correct the object: kubectl edit "
+        "ipaddresspool lan -n metallb-system)",
+    ]
+    assert said["worker-2"][0][3].message.startswith(
+        "IPAddressPool metallb-system/lan is invalid since 2026-12-01T16:00:00Z"
+    )
+    # Stale again, then deleted: no Event on a gone object.
+    run({key: bad})
+    run({}, Cluster())
+    assert [e.reason for *_, e in said["worker-2"]][3:] == ["InvalidObject"]

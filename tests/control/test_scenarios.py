@@ -54,6 +54,7 @@ SLICE = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-abc12"
 POOL = "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/lan"
 ADVERTISEMENT = "/apis/metallb.io/v1beta1/namespaces/metallb-system/l2advertisements/lan"
 EVENTS = "/api/v1/namespaces/default/events/"
+POOL_EVENTS = "/api/v1/namespaces/metallb-system/events/"
 WAIT = 20.0  # seconds: a bound that catches a hang, never a performance target
 
 
@@ -88,11 +89,13 @@ class ObservedReconciler(Reconciler):
 class Speaker:
     """One node's speaker in-process, wired as `l2guard speaker` wires it in live mode, with a recording data plane."""
 
-    def __init__(self, node: str, kubeconfig_path: Path, *, lease: tuple[int, float]) -> None:
+    def __init__(
+        self, node: str, kubeconfig_path: Path, *, lease: tuple[int, float], view: ClusterView | None = None
+    ) -> None:
         self.node = node
         self.wake = threading.Event()
         self._stop = threading.Event()
-        self.view = ClusterView(EligibilitySettings())
+        self.view = view or ClusterView(EligibilitySettings())
         self.metrics = SpeakerMetrics()
         self.state = LiveState(
             node=node,
@@ -108,7 +111,12 @@ class Speaker:
         self.dataplane = Recorder()
         self.board = StatusBoard(SpeakerStatus(node=node))
         self.reconciler = ObservedReconciler(
-            node=node, dataplane=self.dataplane, board=self.board, metrics=self.metrics, report=self.state.report
+            node=node,
+            dataplane=self.dataplane,
+            board=self.board,
+            metrics=self.metrics,
+            report=self.state.report,
+            report_object=self.state.report_object,
         )
         self._thread = threading.Thread(target=self._run, name=f"speaker-{node}", daemon=True)
         self.running = False
@@ -220,6 +228,13 @@ def speakers(double: APIDouble, tmp_path: Path) -> Iterator[Callable[..., Fleet]
 def warnings_in(double: APIDouble) -> list[dict[str, Any]]:
     with double.store.lock:
         return [o for p, o in double.store.objects.items() if p.startswith(EVENTS) and o["type"] == "Warning"]
+
+
+def pool_events(double: APIDouble) -> list[dict[str, Any]]:
+    """The Events about the pool `lan` (in its namespace), Warnings first."""
+    with double.store.lock:
+        found = [o for p, o in double.store.objects.items() if p.startswith(POOL_EVENTS)]
+    return sorted(found, key=lambda e: e["type"] != "Warning")
 
 
 # ---------------------------------------------------------------------------------------------------------- 1
@@ -348,10 +363,41 @@ def test_an_invalid_pool_edit_keeps_the_last_good_version_announced_and_reports_
         stale = s.view.snapshot.stale[key]
         assert stale.kept and "spec.addresses[0]" in stale.problem
         assert s.metrics.registry.get_sample_value("l2guard_speaker_config_stale") == 1.0
-    # A valid edit again clears it (and this one changes nothing for 192.0.2.100).
+    # One speaker says so on the pool itself: worker-2, first of the three in hash order for the pool's kind and key
+    # (tests/core/test_reporting.py's vectors).
+    wait_for(lambda: pool_events(double), fleet, "the Warning Event on the pool")
+    # A valid edit again clears it (and this one changes nothing for 192.0.2.100), and the reporter says that too.
     double.store.patch(POOL, {"spec": {"addresses": ["192.0.2.100-192.0.2.110"]}})
     wait_for(lambda: all(not s.view.snapshot.stale for s in fleet.values()), fleet, "the pool valid again")
     settled(fleet, {"worker-1": {IP}})
+    wait_for(lambda: len(pool_events(double)) == 2, fleet, "the Normal Event on the pool")
+    wait_for(lambda: all(s.state.poster._queue.empty() for s in fleet.values()), fleet, "the posters' queues")
+    for s in fleet.values():
+        s.state.poster.stop()
+    warning, normal = pool_events(double)
+    uid = double.store.objects[POOL]["metadata"]["uid"]
+    assert (
+        warning["involvedObject"]
+        == normal["involvedObject"]
+        == {
+            "kind": "IPAddressPool",
+            "name": "lan",
+            "namespace": "metallb-system",
+            "apiVersion": "metallb.io/v1beta1",
+            "uid": uid,
+        }
+    )
+    assert [(e["type"], e["reason"], e["source"]["host"], e["count"]) for e in (warning, normal)] == [
+        ("Warning", "InvalidObject", "worker-2", 1),
+        ("Normal", "ValidAgain", "worker-2", 1),
+    ]
+    assert warning["message"].startswith("IPAddressPool metallb-system/lan is invalid since ")
+    assert warning["message"].endswith(
+        "; its last valid version is still in use (correct the object: kubectl edit ipaddresspool lan -n "
+        "metallb-system)"
+    )
+    assert ": spec.addresses[0]: '192.0.2.300-192.0.2.7' is not a valid range" in warning["message"]
+    assert normal["message"] == "IPAddressPool metallb-system/lan is valid again: its current version is in use"
 
 
 # ---------------------------------------------------------------------------------------------------------- 6
@@ -394,6 +440,45 @@ def test_when_the_api_goes_away_announcements_stay_and_on_its_return_the_speaker
     for s in fleet.values():
         assert s.state.source.status().relists["nodes"] >= 1
         wait_for(lambda s=s: readyz(s.board)[0] == 200, fleet, f"{s.node} ready again")
+
+
+class SlowNodeLists(ClusterView):
+    """A view whose lists of Nodes take a while to apply once `slow` is set, as a re-list of a large cluster does (a
+    full replan of 10k services costs about 1.5 s, see l2guard/view.py)."""
+
+    slow = False
+
+    def replace_kind(self, kind: str, items: Any) -> None:
+        if self.slow and kind == "Node":
+            time.sleep(1.5)
+        super().replace_kind(kind, items)
+
+
+def test_after_reconnecting_the_first_plan_is_made_from_the_relisted_view(double: APIDouble, tmp_path: Path) -> None:
+    """Cut off, the owner is labelled; back in contact, the speaker stays cut off until the re-list of Nodes has
+    landed in its view, then plans once: its first set() not held by fail-static already withdraws the IP. It used to
+    thaw as soon as the lists had answered, and plan once from the snapshot of before the outage (announcing the IP
+    it no longer owned) while the re-list was still being applied."""
+    view = SlowNodeLists(EligibilitySettings())
+    speaker = Speaker("worker-1", kubeconfig(tmp_path, double.url), lease=(2, 0.5), view=view)
+    speaker.state.source.backoff = (0.05, 0.1)  # every resource lists again within a moment of the return
+    fleet = {"worker-1": speaker}
+    speaker.start()
+    try:
+        settled(fleet, {"worker-1": {IP}})
+        double.stop()
+        wait_for(lambda: (v := speaker.last_view) is not None and v.cut_off_since is not None, fleet, "cut off")
+        label(double, "worker-1")
+        view.slow = True
+        outage = len(speaker.reconciler.seen)
+        double.restart()
+        wait_for(lambda: speaker.announced == frozenset(), fleet, "the IP withdrawn after the re-list")
+        time.sleep(1)  # whatever follows the first plan back in contact is recorded too
+        back = [told for v, told in speaker.reconciler.seen[outage:] if v.cut_off_since is None]
+        assert back and all(told == frozenset() for told in back), back
+        assert all(told == {IP} for v, told in speaker.reconciler.seen[outage:] if v.cut_off_since is not None)
+    finally:
+        speaker.stop()
 
 
 def test_a_hung_api_server_never_makes_the_speakers_withdraw_their_ips(

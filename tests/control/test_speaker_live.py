@@ -9,6 +9,7 @@ worker-1 owns it.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -143,3 +144,32 @@ def test_a_dry_run_owner_leaves_metallbs_status_objects_alone(tmp_path: Path, do
             proc.kill()
             proc.wait(10)
     assert [r for r in double.requests if "servicel2statuses" in r[1]] == []
+
+
+def test_a_restarted_speaker_does_not_post_its_events_again(tmp_path: Path, double: APIDouble) -> None:
+    """Events only on change, across restarts: the owner posts its Announcing Event, is SIGKILLed and started
+    again; it finds its Event already there (409 AlreadyExists on the same name) and neither creates a second one
+    nor modifies the first."""
+    proc, port, log = start(tmp_path, double, "worker-1")
+    try:
+        assert wait(lambda: any(p.startswith(EVENTS) for p in double.store.objects), proc), log.read_text()
+        proc.kill()
+        proc.wait(10)
+        [(path, before)] = [
+            (p, json.loads(json.dumps(o))) for p, o in double.store.objects.items() if p.startswith(EVENTS)
+        ]
+        written = len(double.requests)
+        proc, port, log = start(tmp_path, double, "worker-1")
+        assert wait(lambda: ("POST", EVENTS.rstrip("/"), 409) in double.requests[written:], proc), log.read_text()
+        assert wait(lambda: ("GET", path, 200) in double.requests[written:], proc), log.read_text()
+        assert wait(lambda: announced(port) == ["192.0.2.100"], proc), log.read_text()
+        time.sleep(1)  # anything else it would write about the Service lands meanwhile
+        events = [(p, o) for p, o in double.store.objects.items() if p.startswith(EVENTS)]
+        assert events == [(path, before)]
+        writes = [(m, p) for m, p, _ in double.requests[written:] if "/events" in p and m != "GET"]
+        assert writes == [("POST", EVENTS.rstrip("/"))], writes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "Traceback" not in log.read_text()

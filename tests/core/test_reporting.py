@@ -20,7 +20,10 @@ from l2core.reporting import (
     interfaces_missing,
     ip_conflict,
     no_eligible_node,
+    object_reporter,
     reporter,
+    stale_object,
+    valid_again,
 )
 from tests.builders import EXCLUDE, advertisement, endpoints, node, pool, service
 
@@ -88,6 +91,26 @@ def test_nobody_reports_when_no_speaker_is_alive_or_nothing_is_ours_to_announce(
     assert reporter(all_excluded().services["default/web"], []) is None
     assert reporter(p.services["default/pending"], WORKERS) is None
     assert reporter(p.services["default/theirs"], WORKERS) is None
+
+
+def test_a_stale_object_is_reported_by_the_first_alive_speaker_in_hash_order_for_its_kind_and_key() -> None:
+    # Written out from sha256(node + "#" + kind + "/" + key), ascending:
+    #   IPAddressPool/metallb-system/lan: worker-2, worker-3, worker-1, cp-1
+    #   L2Advertisement/metallb-system/lan: worker-2, worker-1, worker-3, cp-1
+    #   Node/worker-1: cp-1, worker-2, worker-3, worker-1
+    everyone = ["cp-1", *WORKERS]
+    assert object_reporter("IPAddressPool", "metallb-system/lan", everyone) == "worker-2"
+    assert object_reporter("IPAddressPool", "metallb-system/lan", ["cp-1", "worker-1", "worker-3"]) == "worker-3"
+    assert object_reporter("L2Advertisement", "metallb-system/lan", ["cp-1", "worker-1", "worker-3"]) == "worker-1"
+    assert object_reporter("Node", "worker-1", everyone) == "cp-1"
+    assert object_reporter("Node", "worker-1", []) is None
+    key = "IPAddressPool/metallb-system/lan"
+    assert min(everyone, key=lambda n: hashlib.sha256(f"{n}#{key}".encode()).digest()) == "worker-2"
+
+
+def test_every_speaker_names_the_same_object_reporter_whatever_order_it_sees_peers_in() -> None:
+    orders = itertools.permutations(["cp-1", *WORKERS])
+    assert {object_reporter("IPAddressPool", "metallb-system/lan", order) for order in orders} == {"worker-2"}
 
 
 # ----- what it says -----------------------------------------------------------------------------------------------
@@ -224,3 +247,28 @@ def test_a_hostile_interface_list_cannot_make_an_event_too_long() -> None:
     event = interfaces_missing(["192.0.2.100"], "worker-2", {"i" * 2000})
     assert len(event.message.encode()) == NOTE_LIMIT
     assert event.message.endswith("…")
+
+
+def test_a_stale_object_warning_says_what_is_wrong_what_is_used_since_when_and_the_fix() -> None:
+    problem = "IPAddressPool metallb-system/lan: spec.addresses[0]: '192.0.2.300-192.0.2.7' is not an address range"
+    since = "2026-12-01T16:00:00Z"
+    assert stale_object("IPAddressPool", "metallb-system/lan", problem, kept=True, since=since) == ServiceEvent(
+        EventType.WARNING,
+        "InvalidObject",
+        "IPAddressPool metallb-system/lan is invalid since 2026-12-01T16:00:00Z: spec.addresses[0]: "
+        "'192.0.2.300-192.0.2.7' is not an address range; its last valid version is still in use (correct the "
+        "object: kubectl edit ipaddresspool lan -n metallb-system)",
+    )
+    assert stale_object(
+        "Node", "worker-1", "metadata.labels: bad", kept=False, since="2026-12-01T16:00:01Z"
+    ).message == (
+        "Node worker-1 is invalid since 2026-12-01T16:00:01Z: metadata.labels: bad; it has no valid version to fall "
+        "back on and is ignored (correct the object: kubectl edit node worker-1)"
+    )
+    assert len(stale_object("IPAddressPool", "a/b", "é" * 2000, kept=True, since=since).message.encode()) <= NOTE_LIMIT
+
+
+def test_valid_again_is_a_normal_event() -> None:
+    assert valid_again("IPAddressPool", "metallb-system/lan") == ServiceEvent(
+        EventType.NORMAL, "ValidAgain", "IPAddressPool metallb-system/lan is valid again: its current version is in use"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from l2guard.kube.events import EventPoster, ObjectRef
+from l2guard.kube.events import EventPoster, ObjectRef, object_ref
 from tests.webhook.apidouble import APIDouble
 
 WEB = ObjectRef("Service", "web", "default", uid="5c6a22f5-0000-4000-8000-000000000001")
@@ -85,6 +86,25 @@ def test_an_event_about_a_node_goes_to_the_default_namespace(double: APIDouble, 
     assert event["involvedObject"] == {"kind": "Node", "name": "worker-2", "apiVersion": "v1"}
 
 
+def test_an_event_about_a_metallb_object_names_its_group_version_and_goes_to_its_namespace(
+    double: APIDouble, poster: EventPoster
+) -> None:
+    pool = object_ref("IPAddressPool", "metallb-system/lan", uid="uid-lan")
+    poster.post(pool, type="Warning", reason="InvalidObject", message="IPAddressPool metallb-system/lan is invalid")
+    double.wait_for(lambda: poster.posted == 1)
+    [event] = events(double)
+    assert event["metadata"]["namespace"] == "metallb-system"
+    assert event["involvedObject"] == {
+        "kind": "IPAddressPool",
+        "name": "lan",
+        "namespace": "metallb-system",
+        "apiVersion": "metallb.io/v1beta1",
+        "uid": "uid-lan",
+    }
+    assert object_ref("Node", "worker-1") == ObjectRef("Node", "worker-1", "", api_version="v1")
+    assert object_ref("L2Advertisement", "metallb-system/lan").api_version == "metallb.io/v1beta1"
+
+
 def test_an_expired_event_is_created_again(double: APIDouble, api: k8s.ApiClient, poster: EventPoster) -> None:
     poster.post(WEB, type="Warning", reason="NoEligibleNode", message=MESSAGE)
     double.wait_for(lambda: poster.posted == 1)
@@ -148,3 +168,112 @@ def test_failed_writes_are_counted(api: k8s.ApiClient, double: APIDouble) -> Non
     finally:
         poster.stop()
     assert poster.posted == 0
+
+
+# ----- Events only on change, across restarts too (issue 8, part 6) ---------------------------------------------
+
+ANNOUNCING = "announcing 192.0.2.100 from node worker-1 on all interfaces"
+EVENTS_PATH = "/api/v1/namespaces/default/events"
+
+
+def test_the_same_event_from_the_same_node_has_the_same_name_and_another_node_another(
+    double: APIDouble, api: k8s.ApiClient
+) -> None:
+    names = []
+    for node in ("worker-1", "worker-1", "worker-2"):
+        double.store.objects.clear()
+        p = EventPoster(api, node=node)
+        p.start()
+        try:
+            p.post(WEB, type="Normal", reason="Announcing", message=ANNOUNCING)
+            double.wait_for(lambda p=p: p.posted == 1)
+        finally:
+            p.stop()
+        [event] = events(double)
+        names.append(event["metadata"]["name"])
+    assert names[0] == names[1] != names[2]
+    assert re.fullmatch(r"web\.[0-9a-f]{16}", names[0]), names
+
+
+def test_a_long_object_name_still_gives_a_valid_event_name(double: APIDouble, poster: EventPoster) -> None:
+    long = ObjectRef("Service", "a" * 62 + "-" + "b" * 62 + "." + "c" * 126, "default")  # 251 characters
+    poster.post(long, type="Normal", reason="Announcing", message=ANNOUNCING)
+    double.wait_for(lambda: poster.posted == 1)
+    [event] = events(double)
+    name = event["metadata"]["name"]
+    assert len(name) <= 253 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name)
+
+
+def test_a_restarted_poster_finds_its_event_already_there_and_writes_nothing(
+    double: APIDouble, api: k8s.ApiClient, poster: EventPoster
+) -> None:
+    poster.post(WEB, type="Normal", reason="Announcing", message=ANNOUNCING)
+    double.wait_for(lambda: poster.posted == 1)
+    poster.stop()
+    [before] = events(double)
+    written = len(double.requests)
+    again = EventPoster(api, node="worker-1")  # the same node's speaker, restarted: its dedup cache is empty
+    again.start()
+    try:
+        again.post(WEB, type="Normal", reason="Announcing", message=ANNOUNCING)
+        double.wait_for(lambda: again.adopted == 1)
+        assert events(double) == [before]  # not modified: the same resourceVersion, count 1
+        name = before["metadata"]["name"]
+        assert double.requests[written:] == [
+            ("POST", EVENTS_PATH, 409),
+            ("GET", f"{EVENTS_PATH}/{name}", 200),
+            ("GET", EVENTS_PATH, 200),  # no newer Event about the Service
+        ]
+        assert (again.posted, again.updated) == (0, 0)
+        # Adopted into the dedup cache: a real repeat now counts on from the Event found.
+        again.post(WEB, type="Normal", reason="Announcing", message=ANNOUNCING)
+        double.wait_for(lambda: again.updated == 1)
+    finally:
+        again.stop()
+    [after] = events(double)
+    assert after["count"] == 2 and after["metadata"]["name"] == name
+
+
+def test_a_restarted_poster_says_it_again_when_a_newer_event_about_the_object_came_meanwhile(
+    double: APIDouble, api: k8s.ApiClient, poster: EventPoster
+) -> None:
+    """While worker-1 was down, the IP moved to worker-2 (its Event is the newest about the Service), then back:
+    worker-1's old Event is true again, and must not stay older than worker-2's."""
+    poster.post(WEB, type="Normal", reason="Announcing", message=ANNOUNCING)
+    double.wait_for(lambda: poster.posted == 1)
+    poster.stop()
+    [old] = events(double)
+    path = f"{EVENTS_PATH}/{old['metadata']['name']}"
+    double.store.patch(path, {"firstTimestamp": "2026-12-01T15:00:00Z", "lastTimestamp": "2026-12-01T15:00:00Z"})
+    other = EventPoster(api, node="worker-2")
+    other.start()
+    try:
+        other.post(WEB, type="Normal", reason="Announcing", message="announcing 192.0.2.100 from node worker-2 on eth0")
+        double.wait_for(lambda: other.posted == 1)
+    finally:
+        other.stop()
+    again = EventPoster(api, node="worker-1")
+    again.start()
+    try:
+        again.post(WEB, type="Normal", reason="Announcing", message=ANNOUNCING)
+        double.wait_for(lambda: again.updated == 1)
+    finally:
+        again.stop()
+    bumped = double.store.objects[path]
+    assert bumped["count"] == 2 and bumped["lastTimestamp"] > "2026-12-01T15:00:00Z"
+    assert (again.posted, again.adopted) == (0, 0)
+    assert len(events(double)) == 2
+
+
+def test_the_double_filters_event_lists_by_field_selector(double: APIDouble, poster: EventPoster) -> None:
+    poster.post(WEB, type="Normal", reason="Announcing", message=ANNOUNCING)
+    poster.post(NODE, type="Warning", reason="IPConflict", message="192.0.2.100 is also claimed by 02:00:00:00:00:09")
+    double.wait_for(lambda: poster.posted == 2)
+    with k8s.ApiClient(k8s.Configuration(host=double.url)) as client:
+        core = k8s.CoreV1Api(client)
+        web = core.list_namespaced_event(
+            "default", field_selector="involvedObject.kind=Service,involvedObject.name=web"
+        )
+        not_web = core.list_namespaced_event("default", field_selector="involvedObject.name!=web")
+    assert [e.involved_object.name for e in web.items] == ["web"]
+    assert [e.involved_object.name for e in not_web.items] == ["worker-2"]

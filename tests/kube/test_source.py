@@ -133,6 +133,45 @@ def test_a_failing_resource_is_reported_until_it_lists_again() -> None:
     assert after.connected and after.failing == {} and after.errors == {"nodes": 1}
 
 
+class HeldRelist(Recorder):
+    """A sink whose second replace_kind (the re-list after a failure) waits until `release` is set, as a re-list
+    of a large cluster takes a while to apply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applying = threading.Event()
+        self.release = threading.Event()
+        self.lists = 0
+
+    def replace_kind(self, kind: str, items: Sequence[Mapping[str, Any]]) -> None:
+        self.lists += 1
+        if self.lists == 2:
+            self.applying.set()
+            assert self.release.wait(10)
+        super().replace_kind(kind, items)
+
+
+def test_after_a_failure_the_source_is_connected_only_once_the_fresh_list_reached_the_sink() -> None:
+    broken = Reply(status=500, body=b'{"kind":"Status","code":500,"message":"etcd timeout"}')
+    replies = {(NODES, False): [list_reply("list-nodes.json")], (NODES, True): [broken, watch_reply(hold=5)]}
+    sink = HeldRelist()
+    with APIDouble(replies) as double:
+        src = source(double, sink, kinds=(NODE,))
+        src.start()
+        try:
+            assert sink.applying.wait(10)
+            # Listed again (the failure is over), but the sink still holds the objects from before the failure.
+            during = src.status()
+            sink.release.set()
+            double.wait_for(lambda: src.status().connected)
+            after = src.status()
+        finally:
+            sink.release.set()
+            src.stop()
+    assert during.failing == {} and during.relisting == {"nodes"} and not during.connected
+    assert after.relisting == frozenset() and after.errors == {"nodes": 1}
+
+
 def test_a_sink_that_asks_for_no_tick_still_gets_one_at_least_every_max_idle() -> None:
     """A change made by another thread (a thaw of the view's liveness) is judged without waiting for an event."""
     sink = Recorder(tick_after=None)

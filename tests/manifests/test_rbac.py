@@ -66,10 +66,11 @@ SPEAKER = (
         for v in ("get", "create", "update", "patch")
     }
     | {
-        # l2guard/kube/events.py: POST a new Event, PATCH count and lastTimestamp of a repeat; in the namespace of
-        # the Service, or "default" for a Node.
+        # l2guard/kube/events.py: POST a new Event, PATCH count and lastTimestamp of a repeat; after a 409 on the
+        # deterministic name, GET that Event and list (fieldSelector involvedObject) the newer ones; in the
+        # namespace of the object, or "default" for a Node.
         (None, "", "events", v, None)
-        for v in ("create", "patch")
+        for v in ("create", "patch", "get", "list")
     }
     | {
         # l2guard/kube/l2status.py: MetalLB's ServiceL2Status objects for what this node announces, in the MetalLB

@@ -139,6 +139,7 @@ def test_live_speakers_move_the_vip_on_a_label_and_take_over_a_killed_owner_afte
 
         # (2) Someone labels the owner: a watch MODIFIED event; the VIP moves to the other node, curl keeps working.
         probe = start_probe(client, VIP4, 20, until=other, count=40)
+        time.sleep(1.0)  # pacing, not a measurement: the probe is up and served by the owner before the label lands
         labelled_at = time.monotonic()
         double.push(NODES, "MODIFIED", cluster_node(owner, hosts[owner].ip4, 310, excluded=True))
         answers = probe_log(probe)

@@ -23,8 +23,9 @@ writes to the object never do, a create drops it, as the captured `servicel2stat
 `store.put()`, `store.patch()` (a merge patch, as `kubectl label` or `kubectl patch --type=merge`) or
 `store.delete()`, the same code paths as the HTTP verbs, and every open watch of its collection sees the event:
 - create (POST, 201; 409 AlreadyExists shaped like `secret-create-conflict.json`), get (200; 404 NotFound, the same
-  Status shape), list (GET on the collection), update (PUT, 200), patch (PATCH, 200), delete (200, the Status of
-  `lease-delete.json`);
+  Status shape), list (GET on the collection, with a `fieldSelector` of `=`, `==` and `!=` terms on dotted fields
+  such as `involvedObject.name=web`, as the API server filters Events; other selector syntax answers 400), update
+  (PUT, 200), patch (PATCH, 200), delete (200, the Status of `lease-delete.json`);
 - every write that changes the object takes a new resourceVersion from one counter, like etcd's revision; a PUT
   that changes nothing keeps it (as the v2 capture `lease-update-renew` notes);
 - a PUT or PATCH carrying a `metadata.resourceVersion` other than the stored one answers 409 Conflict, shaped like
@@ -213,6 +214,27 @@ def captured_json(name: str) -> Any:
     return json.loads((API / name).read_text())
 
 
+def field_selector(text: str) -> list[tuple[list[str], bool, str]] | None:
+    """The terms of a fieldSelector ("a.b=c,d!=e") as (path, equal, value); None when it is not of that form."""
+    terms = []
+    for term in filter(None, text.split(",")):
+        m = re.fullmatch(r"([A-Za-z][A-Za-z0-9.]*)(==|=|!=)(.*)", term)
+        if m is None:
+            return None
+        terms.append((m[1].split("."), m[2] != "!=", m[3]))
+    return terms
+
+
+def selected(obj: dict[str, Any], terms: list[tuple[list[str], bool, str]]) -> bool:
+    for path, equal, value in terms:
+        found: Any = obj
+        for part in path:
+            found = found.get(part) if isinstance(found, dict) else None
+        if ((found if isinstance(found, str) else "") == value) != equal:
+            return False
+    return True
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON Merge Patch."""
     if not isinstance(patch, dict):
@@ -346,7 +368,7 @@ class ObjectStore:
         obj["metadata"]["resourceVersion"] = str(self.revision)
         return obj
 
-    def handle(self, method: str, where: Target, body: Any, content_type: str) -> tuple[int, Any]:
+    def handle(self, method: str, where: Target, body: Any, content_type: str, *, fields: str = "") -> tuple[int, Any]:
         name, kind = where.name, where.kind
         if (where.prefix, where.plural) in self.missing:
             code, status = self._status(404, "NotFound", "the server could not find the requested resource", where, "")
@@ -354,7 +376,10 @@ class ObjectStore:
             return code, status
         with self.lock:
             if method == "GET" and name is None:
-                items = [o for p, o in sorted(self.objects.items()) if where.holds(p)]
+                terms = field_selector(fields)
+                if terms is None:
+                    return self._status(400, "BadRequest", f"unable to parse fieldSelector {fields!r}", where, "")
+                items = [o for p, o in sorted(self.objects.items()) if where.holds(p) and selected(o, terms)]
                 meta = {"resourceVersion": str(self.revision)}
                 return 200, {
                     "kind": kind.kind + "List",
@@ -489,7 +514,13 @@ class APIDouble:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                status, answer = double.store.handle(method, where, body, self.headers.get("Content-Type", ""))
+                status, answer = double.store.handle(
+                    method,
+                    where,
+                    body,
+                    self.headers.get("Content-Type", ""),
+                    fields=query.get("fieldSelector", [""])[0],
+                )
                 double.requests.append((method, url.path, status))
                 payload = json.dumps(answer).encode()
                 self.send_response(status)
