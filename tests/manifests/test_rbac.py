@@ -1,12 +1,12 @@
 """RBAC grants exactly what each component uses.
 
-`WEBHOOK`, `SELF_MANAGED` and `SPEAKER` are written by hand from the code, citing where the calls are made. The
-rendered RBAC of every install must grant each ServiceAccount exactly that set, nothing more. Then the real processes run against the API
-double (tests/webhook/apidouble.py) and every request they make, mapped to RBAC attributes as the API server's
-request-info does (GET on a collection: list, or watch with ?watch; on a name: get; POST create; PUT update;
-PATCH patch; a fieldSelector metadata.name=X names the object of a list or watch), must be allowed by that RBAC,
-evaluated here as the RBAC authorizer does (RoleBindings scope their role to their namespace, ClusterRoleBindings
-to everything; resourceNames, when set, must contain the name)."""
+`WEBHOOK`, `SELF_MANAGED` and `SPEAKER` are written by hand from the code, citing where the calls are made. The rendered
+RBAC of every install must grant each ServiceAccount exactly that set, nothing more. Then the real processes run against
+the API double (tests/webhook/apidouble.py) and every request they make, mapped to RBAC attributes as the API server's
+request-info does (GET on a collection: list, or watch with ?watch; on a name: get; POST create; PUT update; PATCH
+patch; a fieldSelector metadata.name=X names the object of a list or watch), must be allowed by that RBAC, evaluated
+here as the RBAC authorizer does (RoleBindings scope their role to their namespace, ClusterRoleBindings to everything;
+resourceNames, when set, must contain the name)."""
 
 from __future__ import annotations
 
