@@ -27,7 +27,7 @@ def test_the_dockerfile_is_hadolint_clean() -> None:
         timeout=60,
         check=False,
     )
-    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    assert res.returncode == 0 and not res.stdout.strip(), f"hadolint ({res.returncode}):\n{res.stdout}{res.stderr}"
 
 
 def test_the_version_command_says_the_package_version() -> None:
