@@ -35,7 +35,9 @@ from tests.webhook.webhook_process import free_ports
 
 from .conftest import REPO, VERSION, Podman
 
-pytestmark = pytest.mark.root
+# The first test here builds the base and the image (about 2 min on a quiet 2-core machine, near 5 under load): a
+# bound that only catches a hang, above pyproject's 300 s per test.
+pytestmark = [pytest.mark.root, pytest.mark.timeout(900)]
 
 NONROOT = "65532"
 CAP_NET_RAW = 1 << 13  # include/uapi/linux/capability.h: #define CAP_NET_RAW 13
