@@ -24,7 +24,7 @@ COPY speaker ./speaker
 RUN python3 -m venv /opt/l2guard \
     && /opt/l2guard/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && /opt/l2guard/bin/pip install /wheels/l2guard-*.whl \
-    && /opt/l2guard/bin/pip uninstall --yes setuptools wheel pip \
+    && /opt/l2guard/bin/pip uninstall --yes setuptools pip \
     && /opt/l2guard/bin/l2guard --version
 
 FROM ${BASE}
@@ -41,8 +41,9 @@ COPY --from=build /opt/l2guard /opt/l2guard
 ENV PATH=/opt/l2guard/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# Non-root by default (65532, "nonroot" in distroless images). The webhook needs nothing more; the speaker's
-# DaemonSet adds CAP_NET_RAW.
+# Non-root by default (65532, "nonroot" in distroless images): the webhook needs nothing more. The speaker's
+# DaemonSet runs it as UID 0 with CAP_NET_RAW alone, as Kubernetes gives a non-root user no added capability
+# (docs/image.md).
 USER 65532:65532
 ENTRYPOINT ["l2guard"]
 CMD ["--help"]

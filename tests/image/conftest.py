@@ -33,6 +33,7 @@ IMAGE_TEST_TOOLS = {
     "mmdebstrap": "mmdebstrap",
     "ip": "iproute2",
     "arping": "iputils-arping",
+    "ping": "iputils-ping",
     "ndisc6": "ndisc6",
     "curl": "curl",
     "sysctl": "procps",
