@@ -151,7 +151,7 @@ def test_a_pool_with_a_broken_cidr_is_listed_not_crashed_on(tmp_path: Path) -> N
 
 def test_version_and_the_bare_command_list_the_subcommands() -> None:
     version = l2guard("--version")
-    assert version.returncode == 0 and version.stdout.strip() == "l2guard 0.1.0"
+    assert version.returncode == 0 and version.stdout.strip() == "l2guard 0.2.0"
     bare = l2guard()
     assert bare.returncode == 2 and bare.stdout == ""
     for line in (
