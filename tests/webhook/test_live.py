@@ -173,7 +173,7 @@ def test_the_webhook_keeps_its_speaker_liveness_while_the_lease_watch_fails(pki:
     with APIDouble(replies) as double:
         argv = ["--cert-file", str(pki.cert_file), "--key-file", str(pki.key_file)]
         argv += ["--kubeconfig", str(kubeconfig(tmp_path, double.url))]
-        server, src = build(from_args(parser.parse_args(argv), {}))
+        server, src, _ = build(from_args(parser.parse_args(argv), {}))
         view = server.state.view
         src.start()
         try:

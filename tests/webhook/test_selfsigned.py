@@ -1,0 +1,401 @@
+"""Self-managed certificates (`--self-signed-secret`, issue 10, part 2), seen as the API server sees them: real
+webhook processes against the API double, real TLS handshakes with the service's DNS name as SNI, verified with
+the CA that the webhook configurations' caBundle holds (what the API server trusts) or that the Secret holds.
+
+Replicas racing for one Secret, a Secret another replica created first (409 AlreadyExists: read, not fail), an
+invalid or expired Secret replaced by an update that carries its resourceVersion, a rotation that no handshake
+notices (the new CA reaches every caBundle before the serving pair changes, the old CA leaves later), a caBundle
+reset by an apply and re-injected, and /readyz while a caBundle is missing or mismatched."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import json
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.kube.test_client import kubeconfig
+
+from .apidouble import API, APIDouble
+from .webhook_process import WebhookProcess
+
+SNI = "l2guard-webhook.l2guard-system.svc"
+SECRETS = "/api/v1/namespaces/l2guard-system/secrets"
+SECRET = f"{SECRETS}/l2guard-webhook-tls"
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+MUTATING = f"{ADMISSION}/mutatingwebhookconfigurations/l2guard"
+VALIDATING = f"{ADMISSION}/validatingwebhookconfigurations/l2guard"
+CLUSTER = ("list-nodes.json", "list-services.json", "list-endpointslices.json")
+CLUSTER += ("list-ipaddresspools.json", "list-l2advertisements.json")
+NAMES = [
+    "l2guard-webhook",
+    "l2guard-webhook.l2guard-system",
+    "l2guard-webhook.l2guard-system.svc",
+    "l2guard-webhook.l2guard-system.svc.cluster.local",
+]
+BOUND = 30.0  # seconds: generous bounds that only catch a hang
+
+
+# ----- test-made certificates (never made by the code under test) ----------------------------------------------
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _secret_data(*, not_after: datetime.timedelta, names: list[str] = NAMES) -> dict[str, bytes]:
+    """A CA and a serving pair for `names`, valid from an hour ago until `not_after` from now (negative: expired)."""
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(hours=1), now + not_after
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another replica's CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return {
+        "tls.crt": leaf.public_bytes(serialization.Encoding.PEM),
+        "tls.key": _pem_key(key),
+        "ca.crt": ca.public_bytes(serialization.Encoding.PEM),
+        "ca.key": _pem_key(ca_key),
+    }
+
+
+def _secret(data: dict[str, bytes]) -> dict[str, Any]:
+    """The captured Secret create (`secret-create.json`) with this data."""
+    secret = json.loads((API / "secret-create.json").read_text())
+    for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
+        secret["metadata"].pop(key)
+    secret["data"] = {k: base64.b64encode(v).decode() for k, v in data.items()}
+    return dict(secret)
+
+
+# ----- the cluster in the double ----------------------------------------------------------------------------------
+
+
+def _validating() -> dict[str, Any]:
+    """The captured ValidatingWebhookConfiguration (applied without caBundle), named as the manifests name it."""
+    obj = json.loads((API / "webhookconfig-get.json").read_text())
+    for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation"):
+        obj["metadata"].pop(key)
+    obj["metadata"]["name"] = "l2guard"
+    second = copy.deepcopy(obj["webhooks"][0])
+    second["name"] = "l2advertisements.l2guard.io"
+    second["clientConfig"]["service"]["path"] = "/validate-metallb-io-v1beta1-l2advertisement"
+    second["rules"][0]["resources"] = ["l2advertisements"]
+    obj["webhooks"].append(second)
+    return dict(obj)
+
+
+def _mutating() -> dict[str, Any]:
+    """The same capture turned into the node MutatingWebhookConfiguration."""
+    obj = _validating()
+    obj["kind"] = "MutatingWebhookConfiguration"
+    hook = obj["webhooks"][0]
+    hook["name"] = "nodes.l2guard.io"
+    hook["clientConfig"]["service"]["path"] = "/mutate-v1-node"
+    hook["rules"] = [
+        {
+            "operations": ["CREATE", "UPDATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["nodes", "nodes/status"],
+        }
+    ]
+    hook["reinvocationPolicy"] = "Never"
+    obj["webhooks"] = [hook]
+    return dict(obj)
+
+
+def _double() -> APIDouble:
+    double = APIDouble({})
+    double.store.seed(*CLUSTER)
+    double.store.put(_mutating())
+    double.store.put(_validating())
+    return double
+
+
+def _start(double: APIDouble, tmp_path: Path, *extra: str) -> WebhookProcess:
+    config = kubeconfig(tmp_path, double.url)
+    return WebhookProcess([f"--kubeconfig={config}", "--self-signed-secret=l2guard-webhook-tls", *extra])
+
+
+def _start_all(double: APIDouble, tmp_path: Path, count: int, *extra: str) -> list[WebhookProcess]:
+    """`count` replicas started at the same moment (each constructor waits for its /healthz)."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: _start(double, tmp_path, *extra), range(count)))
+
+
+def _stored_secret(double: APIDouble) -> dict[str, bytes]:
+    with double.store.lock:
+        secret = copy.deepcopy(double.store.objects[SECRET])
+    return {k: base64.b64decode(v) for k, v in secret["data"].items()}
+
+
+def _bundles(double: APIDouble, path: str) -> list[bytes | None]:
+    with double.store.lock:
+        obj = copy.deepcopy(double.store.objects[path])
+    out = []
+    for hook in obj["webhooks"]:
+        value = hook["clientConfig"].get("caBundle")
+        out.append(base64.b64decode(value) if value else None)
+    return out
+
+
+def _handshake(port: int, cadata: bytes) -> x509.Certificate:
+    """A TLS handshake as the API server makes it: SNI = the service's DNS name, verified with `cadata` only."""
+    ctx = ssl.create_default_context(cadata=cadata.decode())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=SNI) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _wait(predicate: Callable[[], object], what: str, timeout: float = BOUND) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _ready(proc: WebhookProcess) -> bool:
+    return proc.health.get("/readyz").status_code == 200
+
+
+def _stop_all(procs: list[WebhookProcess]) -> None:
+    for proc in procs:
+        assert proc.stop() == 0, proc.lines
+
+
+# ----- the tests -------------------------------------------------------------------------------------------------
+
+
+def test_two_replicas_started_at_once_make_one_secret_and_serve_its_ca(tmp_path: Path) -> None:
+    with _double() as double:
+        procs = _start_all(double, tmp_path, 2)
+        try:
+            for proc in procs:
+                _wait(lambda p=proc: _ready(p), "both replicas ready")  # type: ignore[misc]
+            data = _stored_secret(double)
+            served = [_handshake(p.port, data["ca.crt"]) for p in procs]
+        finally:
+            _stop_all(procs)
+    creates = [status for method, path, status in double.requests if method == "POST" and path == SECRETS]
+    assert creates.count(201) == 1, double.requests  # one Secret; any other create was a 409, then a read
+    assert set(creates) <= {201, 409}
+    ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    for cert in served:
+        assert cert.issuer == ca.subject
+        cert.verify_directly_issued_by(ca)
+        assert cert.public_bytes(serialization.Encoding.PEM) == data["tls.crt"]  # the Secret's pair, both replicas
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(NAMES)
+    # Every webhook of both configurations trusts exactly the Secret's CA bundle.
+    assert _bundles(double, MUTATING) == [data["ca.crt"]]
+    assert _bundles(double, VALIDATING) == [data["ca.crt"], data["ca.crt"]]
+
+
+def test_a_secret_another_replica_created_first_is_read_and_served(tmp_path: Path) -> None:
+    """Between this replica's read (404) and its create, another replica creates the Secret: the 409 means read
+    it, and serve what it holds."""
+    theirs = _secret_data(not_after=datetime.timedelta(days=30))
+    with _double() as double:
+        double.before[("POST", SECRETS)] = lambda: double.store.put(_secret(theirs))
+        proc = _start(double, tmp_path)
+        try:
+            _wait(lambda: _ready(proc), "ready")
+            served = _handshake(proc.port, theirs["ca.crt"])
+        finally:
+            _stop_all([proc])
+    assert served.public_bytes(serialization.Encoding.PEM) == theirs["tls.crt"]
+    writes = [(m, s) for m, path, s in double.requests if path in (SECRETS, SECRET) and m != "GET"]
+    assert writes == [("POST", 409)], double.requests  # and never a write over theirs
+    assert _stored_secret(double) == theirs
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"tls.crt": b"not a certificate", "tls.key": b"", "ca.crt": b"", "ca.key": b""},
+        _secret_data(not_after=datetime.timedelta(minutes=-1)),  # expired a minute ago
+    ],
+    ids=["invalid", "expired"],
+)
+def test_an_unusable_secret_is_replaced_by_an_update_of_its_version(tmp_path: Path, data: dict[str, bytes]) -> None:
+    with _double() as double:
+        before = double.store.put(_secret(data))
+        proc = _start(double, tmp_path)
+        try:
+            _wait(lambda: _ready(proc), "ready")
+            now = _stored_secret(double)
+            served = _handshake(proc.port, now["ca.crt"])
+        finally:
+            _stop_all([proc])
+        after = double.store.objects[SECRET]
+    assert now != data
+    assert served.public_bytes(serialization.Encoding.PEM) == now["tls.crt"]
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]  # updated in place, not deleted and created
+    writes = [(m, s) for m, path, s in double.requests if path in (SECRETS, SECRET) and m != "GET"]
+    assert writes == [("PUT", 200)], double.requests
+
+
+def test_a_rotation_breaks_no_handshake_and_replicas_converge(tmp_path: Path) -> None:
+    """Two replicas with a 12-second lifetime: the CA rotates after about 8 s. Handshakes run all the while, each
+    verified with the caBundle the validating configuration holds at that moment (what the API server trusts)."""
+    lifetime = 12 / 86400
+    with _double() as double:
+        procs = _start_all(double, tmp_path, 2, f"--self-signed-days={lifetime}")
+        try:
+            for proc in procs:
+                _wait(lambda p=proc: _ready(p), "both replicas ready")  # type: ignore[misc]
+            first_ca = x509.load_pem_x509_certificate(_stored_secret(double)["ca.crt"])
+            by_first: list[list[bool]] = [[], []]  # per replica: was each served certificate signed by the first CA
+            bundles_seen: list[int] = []
+            retried = 0
+            deadline = time.monotonic() + 45
+            i = 0
+            while True:
+                bundle = _bundles(double, VALIDATING)[0]
+                assert bundle is not None
+                cas = x509.load_pem_x509_certificates(bundle)
+                if not bundles_seen or bundles_seen[-1] != len(cas):
+                    bundles_seen.append(len(cas))
+                try:
+                    cert = _handshake(procs[i % 2].port, bundle)
+                except ssl.SSLCertVerificationError:
+                    # The bundle changed between our read and the handshake: the API server would have used the
+                    # new one by then. Anything else than one retry with the new bundle is a broken handshake.
+                    newer = _bundles(double, VALIDATING)[0]
+                    assert newer is not None and newer != bundle, "a handshake failed with the current caBundle"
+                    retried += 1
+                    cert = _handshake(procs[i % 2].port, newer)
+                by_first[i % 2].append(_signed_by(cert, first_ca))
+                i += 1
+                rotated = all(seq and not seq[-1] for seq in by_first)
+                if rotated and bundles_seen[-1] == 1 and len(bundles_seen) >= 3:
+                    break
+                assert time.monotonic() < deadline, (bundles_seen, procs[0].lines)
+                time.sleep(0.02)
+            final = _stored_secret(double)
+            for proc in procs:
+                assert _ready(proc)
+                assert (
+                    _handshake(proc.port, final["ca.crt"]).public_bytes(serialization.Encoding.PEM) == final["tls.crt"]
+                )
+        finally:
+            _stop_all(procs)
+        changes = list(double.store.changes)
+        steps = [(d["time"], d["msg"]) for p in procs for d in p.logs() if d.get("event") == "cert-rotation"]
+    assert bundles_seen[:3] == [1, 2, 1], bundles_seen  # [A], then [B, A] in the overlap, then [B]
+    assert retried <= 2, retried
+    new_ca = x509.load_pem_x509_certificate(final["ca.crt"])
+    assert new_ca.public_key() != first_ca.public_key()
+
+    def holds_new_ca(obj: dict[str, Any]) -> bool:
+        return all(
+            new_ca in x509.load_pem_x509_certificates(base64.b64decode(h["clientConfig"].get("caBundle") or "") or b"")
+            for h in obj["webhooks"]
+            if h["clientConfig"].get("caBundle")
+        ) and all(h["clientConfig"].get("caBundle") for h in obj["webhooks"])
+
+    def signed_by_new_ca(obj: dict[str, Any]) -> bool:
+        return _signed_by(x509.load_pem_x509_certificate(base64.b64decode(obj["data"]["tls.crt"])), new_ca)
+
+    # The order that keeps handshakes working: every caBundle holds the new CA before the pair signed by it is
+    # written to the Secret.
+    switched = next(rev for rev, path, _, obj in changes if path == SECRET and signed_by_new_ca(obj))
+    for config in (MUTATING, VALIDATING):
+        trusted = next(rev for rev, path, _, obj in changes if path == config and holds_new_ca(obj))
+        assert trusted < switched, (config, trusted, switched)
+    # Converged, never fought: the Secret was written once at the start and three times for the rotation (publish,
+    # switch, drop), whichever replica wrote each step.
+    secret_writes = [kind for rev, path, kind, _ in changes if path == SECRET]
+    assert secret_writes == ["ADDED", "MODIFIED", "MODIFIED", "MODIFIED"], sorted(steps)
+
+
+def test_a_reset_cabundle_is_reinjected_and_readyz_says_when_it_is_wrong(tmp_path: Path) -> None:
+    with _double() as double:
+        proc = _start(double, tmp_path)
+        try:
+            _wait(lambda: _ready(proc), "ready")
+            ca = _stored_secret(double)["ca.crt"]
+            # `kubectl apply` (or a GitOps sync) of the shipped configuration, which has no caBundle: re-injected.
+            double.store.put(_validating())
+            _wait(lambda: _bundles(double, VALIDATING) == [ca, ca], "the caBundle re-injected")
+            assert _ready(proc)
+            # Without the right to patch (RBAC), a reset stays: /readyz says which webhook, and why.
+            double.refuse[("PATCH", MUTATING)] = 403
+            foreign = _mutating()
+            other_ca = _secret_data(not_after=datetime.timedelta(days=1))["ca.crt"]
+            foreign["webhooks"][0]["clientConfig"]["caBundle"] = base64.b64encode(other_ca).decode()
+            double.store.put(foreign)
+            _wait(lambda: proc.health.get("/readyz").status_code == 503, "not ready")
+            mismatched = proc.health.get("/readyz").json()
+            double.store.put(_validating())
+            _wait(lambda: "no caBundle" in proc.health.get("/readyz").text, "the missing caBundle reported")
+            missing = proc.health.get("/readyz").json()
+            # The right comes back: both are injected again, and the webhook is ready.
+            del double.refuse[("PATCH", MUTATING)]
+            _wait(lambda: _ready(proc), "ready again")
+            assert _bundles(double, MUTATING) == [ca] and _bundles(double, VALIDATING) == [ca, ca]
+            warning = proc.wait_for_log(
+                lambda d: d.get("level") == "warning" and "MutatingWebhookConfiguration" in d["msg"]
+            )
+        finally:
+            _stop_all([proc])
+    assert mismatched["ready"] is False, mismatched
+    assert (
+        "MutatingWebhookConfiguration l2guard webhook nodes.l2guard.io: the caBundle does not match the served "
+        "certificate's CA" in mismatched["reason"]
+    ), mismatched
+    assert "ValidatingWebhookConfiguration l2guard webhook ipaddresspools.l2guard.io: no caBundle" in missing["reason"]
+    assert "HTTP 403" in warning["msg"], warning
