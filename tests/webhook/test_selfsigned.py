@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import itertools
 import json
 import socket
 import ssl
@@ -356,10 +357,20 @@ def test_a_rotation_breaks_no_handshake_and_replicas_converge(tmp_path: Path) ->
     for config in (MUTATING, VALIDATING):
         trusted = next(rev for rev, path, _, obj in changes if path == config and holds_new_ca(obj))
         assert trusted < switched, (config, trusted, switched)
-    # Converged, never fought: the Secret was written once at the start and three times for the rotation (publish,
-    # switch, drop), whichever replica wrote each step.
-    secret_writes = [kind for rev, path, kind, _ in changes if path == SECRET]
-    assert secret_writes == ["ADDED", "MODIFIED", "MODIFIED", "MODIFIED"], sorted(steps)
+
+    # Converged, never fought: every write of the Secret, whichever replica made it, is the next step of the cycle
+    # (steady -> new CA published -> pair switched -> old CA dropped = steady), never a repeat or a second create.
+    # The first four are the start and one whole rotation; a slow run may see the next rotation begin.
+    def state(obj: dict[str, Any]) -> tuple[int, bool]:
+        cas = x509.load_pem_x509_certificates(base64.b64decode(obj["data"]["ca.crt"]))
+        leaf = x509.load_pem_x509_certificate(base64.b64decode(obj["data"]["tls.crt"]))
+        return len(cas), _signed_by(leaf, cas[0])
+
+    states = [state(obj) for _, path, _, obj in changes if path == SECRET]
+    cycle = [(1, True), (2, False), (2, True)]
+    assert [kind for _, path, kind, _ in changes if path == SECRET].count("ADDED") == 1
+    assert states[:4] == [*cycle, (1, True)], sorted(steps)
+    assert all(b == cycle[(cycle.index(a) + 1) % 3] for a, b in itertools.pairwise(states)), sorted(steps)
 
 
 def test_a_reset_cabundle_is_reinjected_and_readyz_says_when_it_is_wrong(tmp_path: Path) -> None:
@@ -399,3 +410,18 @@ def test_a_reset_cabundle_is_reinjected_and_readyz_says_when_it_is_wrong(tmp_pat
     ), mismatched
     assert "ValidatingWebhookConfiguration l2guard webhook ipaddresspools.l2guard.io: no caBundle" in missing["reason"]
     assert "HTTP 403" in warning["msg"], warning
+
+
+def test_the_webhook_reads_the_speakers_leases_from_the_shared_namespace(tmp_path: Path) -> None:
+    """The manifests may run the speakers in a namespace of their own: `--namespace` (shared with the speaker and
+    explain) says where their Leases are, and the webhook's own Secret stays in its own namespace."""
+    with _double() as double:
+        proc = _start(double, tmp_path, "--namespace=l2guard-speakers")
+        try:
+            _wait(lambda: _ready(proc), "ready")
+        finally:
+            _stop_all([proc])
+    paths = {path for _, path, _ in double.requests}
+    assert "/apis/coordination.k8s.io/v1/namespaces/l2guard-speakers/leases" in paths, paths
+    assert not any("/namespaces/l2guard-system/leases" in p for p in paths), paths
+    assert SECRET in paths
