@@ -27,6 +27,7 @@ import asyncio
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from webhook.tls import CertReloader, Pair, TLSError, prove
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 5.0  # seconds for each API call
+MAX_BACKOFF = 30.0  # seconds between reconciles while the API fails
 LABELS = {"app.kubernetes.io/name": "l2guard", "app.kubernetes.io/component": "webhook"}
 
 
@@ -81,6 +83,8 @@ class SelfSigned:
         self._listed: set[str] = set()
         self._offered = b""
         self._failures: dict[str, str] = {}  # what -> the last failure logged, to log each distinct one once
+        self._backoff = 0.0  # seconds; after a failed reconcile
+        self._retry_at = 0.0  # time.monotonic() before which no reconcile is tried
         # Shared with the event loop and /readyz.
         self._lock = threading.Lock()
         self._problem: str | None = f"the {self.origin} has not been read yet"
@@ -116,12 +120,23 @@ class SelfSigned:
             wanted = self.secret_name if kind == wc.SECRET else self.configurations.get(kind, "")
             if _name(obj) == wanted:
                 self._store(kind, None if event_type == "DELETED" else dict(obj))
+                self._retry_at = 0.0  # something changed: try now, even while backing off
 
     def tick(self) -> float | None:
+        now = time.monotonic()
+        if now < self._retry_at:
+            return self._retry_at - now
         try:
             self.reconcile()
         except KubeError as exc:
-            self._failed("api", f"certificate management: {exc.reason}")
+            # Back off (1 s doubling to 30 s) so that a missing permission or a down API server costs a request
+            # now and then, not one a second; a change seen by the watch is tried at once.
+            self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
+            self._retry_at = now + self._backoff
+            self._failed("api", f"certificate management: {exc.reason} (retrying in {self._backoff:g} s)")
+            return self._backoff
+        self._backoff = 0.0
+        self._ok("api")
         return 1.0
 
     # ----- reconciling ----------------------------------------------------------------------------------------
@@ -187,7 +202,6 @@ class SelfSigned:
             )
             self._reread_secret()
             return False
-        self._ok("secret")
         self._store(wc.SECRET, written)
         log.info(
             "%s: %s (%s)",
@@ -220,6 +234,7 @@ class SelfSigned:
         self._reread_secret()
         if self._secret is None or _rv(self._secret) != before:
             return  # decide again on the next tick, with the Secret as it is now
+        failed: KubeError | None = None
         for kind in stale:
             obj = self._objects[kind]
             assert obj is not None
@@ -233,9 +248,8 @@ class SelfSigned:
                     self._store(kind, None)
                 continue
             except KubeError as exc:
-                self._failed(kind, f"cannot set the caBundle of {kind} {name}: {exc.reason}")
+                failed = failed or KubeError(f"cannot set the caBundle of {kind} {name}: {exc.reason}")
                 continue
-            self._ok(kind)
             if patched is not None:
                 self._store(kind, patched)
                 log.info(
@@ -244,6 +258,8 @@ class SelfSigned:
                     name,
                     extra={"fields": {"event": "ca-bundle-injected", "kind": kind, "name": name}},
                 )
+        if failed is not None:
+            raise failed
 
     def _injected_one(self, kind: str, bundle: bytes) -> bool:
         obj = self._objects.get(kind)

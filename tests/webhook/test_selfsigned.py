@@ -410,18 +410,3 @@ def test_a_reset_cabundle_is_reinjected_and_readyz_says_when_it_is_wrong(tmp_pat
     ), mismatched
     assert "ValidatingWebhookConfiguration l2guard webhook ipaddresspools.l2guard.io: no caBundle" in missing["reason"]
     assert "HTTP 403" in warning["msg"], warning
-
-
-def test_the_webhook_reads_the_speakers_leases_from_the_shared_namespace(tmp_path: Path) -> None:
-    """The manifests may run the speakers in a namespace of their own: `--namespace` (shared with the speaker and
-    explain) says where their Leases are, and the webhook's own Secret stays in its own namespace."""
-    with _double() as double:
-        proc = _start(double, tmp_path, "--namespace=l2guard-speakers")
-        try:
-            _wait(lambda: _ready(proc), "ready")
-        finally:
-            _stop_all([proc])
-    paths = {path for _, path, _ in double.requests}
-    assert "/apis/coordination.k8s.io/v1/namespaces/l2guard-speakers/leases" in paths, paths
-    assert not any("/namespaces/l2guard-system/leases" in p for p in paths), paths
-    assert SECRET in paths
