@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.kube.test_client import kubeconfig
 from tests.webhook.apidouble import APIDouble
+from tests.webhook.certcluster import MUTATING, VALIDATING, bundles, cluster_double
 from tests.webhook.conftest import api_documents
-from tests.webhook.test_selfsigned import MUTATING, VALIDATING, _bundles, _double
 from tests.webhook.webhook_process import ROOT, WebhookProcess, clean_env
 
 SNI = "l2guard-webhook.l2guard-system.svc"
@@ -138,7 +138,7 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path
 
 
 def test_inject_sets_every_webhooks_cabundle_and_rotation_by_hand_works(tmp_path: Path) -> None:
-    with _double() as double:
+    with cluster_double() as double:
         config = str(kubeconfig(tmp_path, double.url))
         first, second = tmp_path / "first", tmp_path / "second"
         first.mkdir()
@@ -148,7 +148,7 @@ def test_inject_sets_every_webhooks_cabundle_and_rotation_by_hand_works(tmp_path
         done = certs("inject", "--ca-bundle-file", str(first / "ca.crt"), *args)
         assert done.returncode == 0, done.stderr
         ca = (first / "ca.crt").read_bytes()
-        assert _bundles(double, MUTATING) == [ca] and _bundles(double, VALIDATING) == [ca, ca]
+        assert bundles(double, MUTATING) == [ca] and bundles(double, VALIDATING) == [ca, ca]
         again = certs("inject", "--ca-bundle-file", str(first / "ca.crt"), *args)
         assert again.returncode == 0 and "already set" in again.stdout
         # Rotating by hand (certs/README.md): trust old and new first, then serve the new pair, then the new alone.
@@ -156,7 +156,7 @@ def test_inject_sets_every_webhooks_cabundle_and_rotation_by_hand_works(tmp_path
         both = tmp_path / "both.crt"
         both.write_bytes((second / "ca.crt").read_bytes() + ca)
         assert certs("inject", "--ca-bundle-file", str(both), *args).returncode == 0
-        assert _bundles(double, VALIDATING) == [both.read_bytes()] * 2
+        assert bundles(double, VALIDATING) == [both.read_bytes()] * 2
         missing = certs("inject", "--ca-bundle-file", str(both), "--validating", "nope", "--kubeconfig", config)
         assert missing.returncode == 2 and "ValidatingWebhookConfiguration nope not found" in missing.stderr
     patches = [s for m, p, s in double.requests if m == "PATCH"]

@@ -20,7 +20,10 @@ A pair that does not load must leave the live context untouched: OpenSSL install
 the key, so a failed load on the live context would leave it with no usable pair. The pair is therefore loaded into
 a throw-away context first, and only then into the live one; the old pair stays until a good one arrives.
 
-This module must not read settings or the environment; it gets paths and a clock.
+In self-managed mode (`webhook.selfsigned`) there are no files: the reloader starts with no pair and is offered
+proven pairs from the Secret (`offer`), loaded the same way.
+
+This module must not read settings or the environment; it gets paths (or pairs) and a clock.
 """
 
 from __future__ import annotations

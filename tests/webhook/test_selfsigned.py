@@ -9,11 +9,12 @@ reset by an apply and re-injected, and /readyz while a caBundle is missing or mi
 
 from __future__ import annotations
 
+import argparse
 import base64
-import copy
 import datetime
 import itertools
 import json
+import re
 import socket
 import ssl
 import time
@@ -30,18 +31,24 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.kube.test_client import kubeconfig
+from webhook.cli import service_account_namespace
+from webhook.settings import SettingsError, WebhookSettings, add_arguments, from_args
 
 from .apidouble import API, APIDouble
-from .webhook_process import WebhookProcess
+from .certcluster import (
+    MUTATING,
+    SECRET,
+    SECRETS,
+    VALIDATING,
+    bundles,
+    cluster_double,
+    mutating,
+    stored_secret,
+    validating,
+)
+from .webhook_process import WebhookProcess, free_ports
 
 SNI = "l2guard-webhook.l2guard-system.svc"
-SECRETS = "/api/v1/namespaces/l2guard-system/secrets"
-SECRET = f"{SECRETS}/l2guard-webhook-tls"
-ADMISSION = "/apis/admissionregistration.k8s.io/v1"
-MUTATING = f"{ADMISSION}/mutatingwebhookconfigurations/l2guard"
-VALIDATING = f"{ADMISSION}/validatingwebhookconfigurations/l2guard"
-CLUSTER = ("list-nodes.json", "list-services.json", "list-endpointslices.json")
-CLUSTER += ("list-ipaddresspools.json", "list-l2advertisements.json")
 NAMES = [
     "l2guard-webhook",
     "l2guard-webhook.l2guard-system",
@@ -109,51 +116,6 @@ def _secret(data: dict[str, bytes]) -> dict[str, Any]:
     return dict(secret)
 
 
-# ----- the cluster in the double ----------------------------------------------------------------------------------
-
-
-def _validating() -> dict[str, Any]:
-    """The captured ValidatingWebhookConfiguration (applied without caBundle), named as the manifests name it."""
-    obj = json.loads((API / "webhookconfig-get.json").read_text())
-    for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation"):
-        obj["metadata"].pop(key)
-    obj["metadata"]["name"] = "l2guard"
-    second = copy.deepcopy(obj["webhooks"][0])
-    second["name"] = "l2advertisements.l2guard.io"
-    second["clientConfig"]["service"]["path"] = "/validate-metallb-io-v1beta1-l2advertisement"
-    second["rules"][0]["resources"] = ["l2advertisements"]
-    obj["webhooks"].append(second)
-    return dict(obj)
-
-
-def _mutating() -> dict[str, Any]:
-    """The same capture turned into the node MutatingWebhookConfiguration."""
-    obj = _validating()
-    obj["kind"] = "MutatingWebhookConfiguration"
-    hook = obj["webhooks"][0]
-    hook["name"] = "nodes.l2guard.io"
-    hook["clientConfig"]["service"]["path"] = "/mutate-v1-node"
-    hook["rules"] = [
-        {
-            "operations": ["CREATE", "UPDATE"],
-            "apiGroups": [""],
-            "apiVersions": ["v1"],
-            "resources": ["nodes", "nodes/status"],
-        }
-    ]
-    hook["reinvocationPolicy"] = "Never"
-    obj["webhooks"] = [hook]
-    return dict(obj)
-
-
-def _double() -> APIDouble:
-    double = APIDouble({})
-    double.store.seed(*CLUSTER)
-    double.store.put(_mutating())
-    double.store.put(_validating())
-    return double
-
-
 def _start(double: APIDouble, tmp_path: Path, *extra: str) -> WebhookProcess:
     config = kubeconfig(tmp_path, double.url)
     return WebhookProcess([f"--kubeconfig={config}", "--self-signed-secret=l2guard-webhook-tls", *extra])
@@ -163,22 +125,6 @@ def _start_all(double: APIDouble, tmp_path: Path, count: int, *extra: str) -> li
     """`count` replicas started at the same moment (each constructor waits for its /healthz)."""
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(lambda _: _start(double, tmp_path, *extra), range(count)))
-
-
-def _stored_secret(double: APIDouble) -> dict[str, bytes]:
-    with double.store.lock:
-        secret = copy.deepcopy(double.store.objects[SECRET])
-    return {k: base64.b64decode(v) for k, v in secret["data"].items()}
-
-
-def _bundles(double: APIDouble, path: str) -> list[bytes | None]:
-    with double.store.lock:
-        obj = copy.deepcopy(double.store.objects[path])
-    out = []
-    for hook in obj["webhooks"]:
-        value = hook["clientConfig"].get("caBundle")
-        out.append(base64.b64decode(value) if value else None)
-    return out
 
 
 def _handshake(port: int, cadata: bytes) -> x509.Certificate:
@@ -221,12 +167,12 @@ def _stop_all(procs: list[WebhookProcess]) -> None:
 
 
 def test_two_replicas_started_at_once_make_one_secret_and_serve_its_ca(tmp_path: Path) -> None:
-    with _double() as double:
+    with cluster_double() as double:
         procs = _start_all(double, tmp_path, 2)
         try:
             for proc in procs:
                 _wait(lambda p=proc: _ready(p), "both replicas ready")  # type: ignore[misc]
-            data = _stored_secret(double)
+            data = stored_secret(double)
             served = [_handshake(p.port, data["ca.crt"]) for p in procs]
         finally:
             _stop_all(procs)
@@ -241,15 +187,15 @@ def test_two_replicas_started_at_once_make_one_secret_and_serve_its_ca(tmp_path:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(NAMES)
     # Every webhook of both configurations trusts exactly the Secret's CA bundle.
-    assert _bundles(double, MUTATING) == [data["ca.crt"]]
-    assert _bundles(double, VALIDATING) == [data["ca.crt"], data["ca.crt"]]
+    assert bundles(double, MUTATING) == [data["ca.crt"]]
+    assert bundles(double, VALIDATING) == [data["ca.crt"], data["ca.crt"]]
 
 
 def test_a_secret_another_replica_created_first_is_read_and_served(tmp_path: Path) -> None:
     """Between this replica's read (404) and its create, another replica creates the Secret: the 409 means read
     it, and serve what it holds."""
     theirs = _secret_data(not_after=datetime.timedelta(days=30))
-    with _double() as double:
+    with cluster_double() as double:
         double.before[("POST", SECRETS)] = lambda: double.store.put(_secret(theirs))
         proc = _start(double, tmp_path)
         try:
@@ -260,52 +206,53 @@ def test_a_secret_another_replica_created_first_is_read_and_served(tmp_path: Pat
     assert served.public_bytes(serialization.Encoding.PEM) == theirs["tls.crt"]
     writes = [(m, s) for m, path, s in double.requests if path in (SECRETS, SECRET) and m != "GET"]
     assert writes == [("POST", 409)], double.requests  # and never a write over theirs
-    assert _stored_secret(double) == theirs
+    assert stored_secret(double) == theirs
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        {"tls.crt": b"not a certificate", "tls.key": b"", "ca.crt": b"", "ca.key": b""},
-        _secret_data(not_after=datetime.timedelta(minutes=-1)),  # expired a minute ago
-    ],
-    ids=["invalid", "expired"],
-)
-def test_an_unusable_secret_is_replaced_by_an_update_of_its_version(tmp_path: Path, data: dict[str, bytes]) -> None:
-    with _double() as double:
-        before = double.store.put(_secret(data))
+def test_an_unusable_secret_is_replaced_by_an_update_of_its_version(tmp_path: Path) -> None:
+    """An invalid Secret found at the start, then an expired one written while the webhook runs: each is replaced
+    by an update carrying the resourceVersion read (in place: same uid, never deleted), and the new pair served."""
+    invalid = {"tls.crt": b"not a certificate", "tls.key": b"", "ca.crt": b"", "ca.key": b""}
+    expired = _secret_data(not_after=datetime.timedelta(minutes=-1))  # expired a minute ago
+    with cluster_double() as double:
+        before = double.store.put(_secret(invalid))
         proc = _start(double, tmp_path)
         try:
             _wait(lambda: _ready(proc), "ready")
-            now = _stored_secret(double)
-            served = _handshake(proc.port, now["ca.crt"])
+            first = stored_secret(double)
+            served_first = _handshake(proc.port, first["ca.crt"])
+            double.store.put(_secret(expired))
+            _wait(lambda: stored_secret(double) != expired and _ready(proc), "the expired Secret replaced")
+            second = stored_secret(double)
+            served_second = _handshake(proc.port, second["ca.crt"])
         finally:
             _stop_all([proc])
         after = double.store.objects[SECRET]
-    assert now != data
-    assert served.public_bytes(serialization.Encoding.PEM) == now["tls.crt"]
+    assert first != invalid and second != expired
+    assert served_first.public_bytes(serialization.Encoding.PEM) == first["tls.crt"]
+    assert served_second.public_bytes(serialization.Encoding.PEM) == second["tls.crt"]
     assert after["metadata"]["uid"] == before["metadata"]["uid"]  # updated in place, not deleted and created
     writes = [(m, s) for m, path, s in double.requests if path in (SECRETS, SECRET) and m != "GET"]
-    assert writes == [("PUT", 200)], double.requests
+    assert writes == [("PUT", 200), ("PUT", 200)], double.requests
 
 
 def test_a_rotation_breaks_no_handshake_and_replicas_converge(tmp_path: Path) -> None:
     """Two replicas with a 12-second lifetime: the CA rotates after about 8 s. Handshakes run all the while, each
     verified with the caBundle the validating configuration holds at that moment (what the API server trusts)."""
     lifetime = 12 / 86400
-    with _double() as double:
+    with cluster_double() as double:
         procs = _start_all(double, tmp_path, 2, f"--self-signed-days={lifetime}")
         try:
             for proc in procs:
                 _wait(lambda p=proc: _ready(p), "both replicas ready")  # type: ignore[misc]
-            first_ca = x509.load_pem_x509_certificate(_stored_secret(double)["ca.crt"])
+            first_ca = x509.load_pem_x509_certificate(stored_secret(double)["ca.crt"])
             by_first: list[list[bool]] = [[], []]  # per replica: was each served certificate signed by the first CA
             bundles_seen: list[int] = []
             retried = 0
             deadline = time.monotonic() + 45
             i = 0
             while True:
-                bundle = _bundles(double, VALIDATING)[0]
+                bundle = bundles(double, VALIDATING)[0]
                 assert bundle is not None
                 cas = x509.load_pem_x509_certificates(bundle)
                 if not bundles_seen or bundles_seen[-1] != len(cas):
@@ -315,7 +262,7 @@ def test_a_rotation_breaks_no_handshake_and_replicas_converge(tmp_path: Path) ->
                 except ssl.SSLCertVerificationError:
                     # The bundle changed between our read and the handshake: the API server would have used the
                     # new one by then. Anything else than one retry with the new bundle is a broken handshake.
-                    newer = _bundles(double, VALIDATING)[0]
+                    newer = bundles(double, VALIDATING)[0]
                     assert newer is not None and newer != bundle, "a handshake failed with the current caBundle"
                     retried += 1
                     cert = _handshake(procs[i % 2].port, newer)
@@ -326,7 +273,7 @@ def test_a_rotation_breaks_no_handshake_and_replicas_converge(tmp_path: Path) ->
                     break
                 assert time.monotonic() < deadline, (bundles_seen, procs[0].lines)
                 time.sleep(0.02)
-            final = _stored_secret(double)
+            final = stored_secret(double)
             for proc in procs:
                 assert _ready(proc)
                 assert (
@@ -374,30 +321,30 @@ def test_a_rotation_breaks_no_handshake_and_replicas_converge(tmp_path: Path) ->
 
 
 def test_a_reset_cabundle_is_reinjected_and_readyz_says_when_it_is_wrong(tmp_path: Path) -> None:
-    with _double() as double:
+    with cluster_double() as double:
         proc = _start(double, tmp_path)
         try:
             _wait(lambda: _ready(proc), "ready")
-            ca = _stored_secret(double)["ca.crt"]
+            ca = stored_secret(double)["ca.crt"]
             # `kubectl apply` (or a GitOps sync) of the shipped configuration, which has no caBundle: re-injected.
-            double.store.put(_validating())
-            _wait(lambda: _bundles(double, VALIDATING) == [ca, ca], "the caBundle re-injected")
+            double.store.put(validating())
+            _wait(lambda: bundles(double, VALIDATING) == [ca, ca], "the caBundle re-injected")
             assert _ready(proc)
             # Without the right to patch (RBAC), a reset stays: /readyz says which webhook, and why.
             double.refuse[("PATCH", MUTATING)] = 403
-            foreign = _mutating()
+            foreign = mutating()
             other_ca = _secret_data(not_after=datetime.timedelta(days=1))["ca.crt"]
             foreign["webhooks"][0]["clientConfig"]["caBundle"] = base64.b64encode(other_ca).decode()
             double.store.put(foreign)
             _wait(lambda: proc.health.get("/readyz").status_code == 503, "not ready")
             mismatched = proc.health.get("/readyz").json()
-            double.store.put(_validating())
+            double.store.put(validating())
             _wait(lambda: "no caBundle" in proc.health.get("/readyz").text, "the missing caBundle reported")
             missing = proc.health.get("/readyz").json()
             # The right comes back: both are injected again, and the webhook is ready.
             del double.refuse[("PATCH", MUTATING)]
             _wait(lambda: _ready(proc), "ready again")
-            assert _bundles(double, MUTATING) == [ca] and _bundles(double, VALIDATING) == [ca, ca]
+            assert bundles(double, MUTATING) == [ca] and bundles(double, VALIDATING) == [ca, ca]
             warning = proc.wait_for_log(
                 lambda d: d.get("level") == "warning" and "MutatingWebhookConfiguration" in d["msg"]
             )
@@ -410,3 +357,56 @@ def test_a_reset_cabundle_is_reinjected_and_readyz_says_when_it_is_wrong(tmp_pat
     ), mismatched
     assert "ValidatingWebhookConfiguration l2guard webhook ipaddresspools.l2guard.io: no caBundle" in missing["reason"]
     assert "HTTP 403" in warning["msg"], warning
+
+
+def test_with_the_api_down_the_webhook_answers_healthz_and_says_why_it_is_not_ready(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_ports(1)[0]}"  # nothing listens there
+    proc = WebhookProcess([f"--kubeconfig={kubeconfig(tmp_path, url)}", "--self-signed-secret=l2guard-webhook-tls"])
+    try:
+        ready = proc.health.get("/readyz")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["tls_loaded"] is False, body
+        assert "Secret l2guard-system/l2guard-webhook-tls has not been read yet" in body["reason"], body
+    finally:
+        assert proc.stop() == 0, proc.lines
+
+
+def _parse(argv: list[str], environ: dict[str, str]) -> WebhookSettings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return from_args(parser.parse_args(argv), environ)
+
+
+def test_self_signed_settings_have_twins_defaults_and_bounds() -> None:
+    s = _parse([], {"L2GUARD_SELF_SIGNED_SECRET": "l2guard-webhook-tls", "L2GUARD_SELF_SIGNED_DAYS": "0.5"})
+    assert (s.self_signed_secret, s.self_signed_days, s.self_signed_key_type) == ("l2guard-webhook-tls", 0.5, "ecdsa")
+    assert (s.service_name, s.webhook_namespace, s.namespace) == ("l2guard-webhook", "", "l2guard-system")
+    assert (s.mutating_webhook_configuration, s.validating_webhook_configuration) == ("l2guard", "l2guard")
+    s = _parse(
+        ["--self-signed-secret=t", "--mutating-webhook-configuration=", "--webhook-namespace=hooks"],
+        {"L2GUARD_VALIDATING_WEBHOOK_CONFIGURATION": "v", "L2GUARD_NAMESPACE": "speakers"},
+    )
+    assert (s.mutating_webhook_configuration, s.validating_webhook_configuration) == ("", "v")
+    assert (s.webhook_namespace, s.namespace) == ("hooks", "speakers")
+    for argv, message in [
+        (["--self-signed-secret=t", "--cert-file=c", "--key-file=k"], "either --self-signed-secret or --cert-file"),
+        (["--self-signed-secret=t", "--cluster-state=x.yaml"], "cannot run with --cluster-state"),
+        (["--self-signed-secret=t", "--self-signed-days=0.0001"], "--self-signed-days must be between"),
+        (["--self-signed-secret=t", "--self-signed-days=4000"], "--self-signed-days must be between"),
+        (["--self-signed-secret=Not_A_Name"], "--self-signed-secret: 'Not_A_Name' is not a Kubernetes name"),
+        (["--self-signed-secret=t", "--service-name="], "--service-name: '' is not a Kubernetes name"),
+        (["--self-signed-secret=t", "--webhook-namespace=a.b"], "--webhook-namespace: 'a.b' is not"),
+        (["--self-signed-secret=t", "--self-signed-key-type=dsa"], "--self-signed-key-type must be ecdsa or rsa"),
+        (["--self-signed-secret=t", "--namespace=Speakers"], "--namespace: 'Speakers' is not"),
+        ([], "--cert-file and --key-file are required, or --self-signed-secret NAME"),
+    ]:
+        with pytest.raises(SettingsError, match=re.escape(message)):
+            _parse(argv, {})
+
+
+def test_the_secrets_namespace_defaults_to_the_service_accounts(tmp_path: Path) -> None:
+    mounted = tmp_path / "namespace"
+    mounted.write_text("hooks\n")
+    assert service_account_namespace(str(mounted)) == "hooks"
+    assert service_account_namespace(str(tmp_path / "absent")) == ""
