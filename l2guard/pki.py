@@ -279,13 +279,12 @@ def _dns_names(cert: x509.Certificate) -> set[str]:
 class Step:
     """What to do with the Secret: `action` is keep, create (none or an unusable one: a new CA and pair), publish
     (a new CA next to the old), switch (a new pair from the new CA), drop (the old CA leaves the bundle) or reissue
-    (a new pair from the current CA); `data` is the Secret's new content (None: keep it), `due` when to decide
-    again at the latest (None: only on a change), `reason` one line for the log."""
+    (a new pair from the current CA); `data` is the Secret's new content (None: keep it), `reason` one line for
+    the log."""
 
     action: str
     reason: str
     data: Mapping[str, bytes] | None = None
-    due: datetime.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -362,11 +361,11 @@ def decide(data: Mapping[str, bytes] | None, policy: Policy, *, now: datetime.da
     if not issued_by(leaf, signer):
         if injected:
             return Step("switch", "every caBundle holds the new CA", new_pair(pem(*bundle[:2])))
-        return Step("keep", "waiting for every caBundle to hold the new CA", due=leaf.not_valid_after_utc)
+        return Step("keep", "waiting for every caBundle to hold the new CA")
     if previous or len(bundle) > 1:
         old = previous[0]
         if now >= drop_at(old) or len(bundle) > 2:
             content = dict(data) | {CA_CRT: signer_pem}
             return Step("drop", "the overlap with the previous CA is over", content)
-        return Step("keep", "overlap with the previous CA", due=drop_at(old))
-    return Step("keep", "up to date", due=renew_at(signer))
+        return Step("keep", "overlap with the previous CA")
+    return Step("keep", "up to date")

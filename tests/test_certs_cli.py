@@ -13,6 +13,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,39 @@ def test_generated_certificates_are_served_and_verify_with_the_service_name(tmp_
         assert proc.stop() == 0
     sans = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["192.0.2.10"]
+
+
+def test_a_rotation_by_hand_keeps_handshakes_working_with_the_old_and_the_new_ca(tmp_path: Path) -> None:
+    """certs/README.md's steps: a client trusting old and new CA (the caBundle during the overlap) handshakes with
+    the old pair and, after the swap, with the new one; then the new CA alone suffices and the old one no longer."""
+    old, new, serving = tmp_path / "old", tmp_path / "new", tmp_path / "serving"
+    for d in (old, new, serving):
+        d.mkdir()
+    assert generate(old).returncode == 0 and generate(new).returncode == 0
+    for name in ("tls.crt", "tls.key"):
+        (serving / name).write_bytes((old / name).read_bytes())
+    both = tmp_path / "both.crt"
+    both.write_bytes((new / "ca.crt").read_bytes() + (old / "ca.crt").read_bytes())
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": api_documents()}))
+    argv = [f"--cert-file={serving / 'tls.crt'}", f"--key-file={serving / 'tls.key'}", f"--cluster-state={state}"]
+    with WebhookProcess([*argv, "--cert-reload-interval=0.1"]) as proc:
+        old_leaf = x509.load_pem_x509_certificate((old / "tls.crt").read_bytes())
+        new_leaf = x509.load_pem_x509_certificate((new / "tls.crt").read_bytes())
+        assert _handshake(proc.port, both) == old_leaf
+        assert _handshake(proc.port, old / "ca.crt") == old_leaf
+        for name in ("tls.key", "tls.crt"):  # as the kubelet swaps a Secret's files: each one atomically
+            (serving / f".{name}").write_bytes((new / name).read_bytes())
+            os.replace(serving / f".{name}", serving / name)
+        deadline = time.monotonic() + 30
+        while (served := _handshake(proc.port, both)) != new_leaf:  # every handshake meanwhile succeeds
+            assert served == old_leaf
+            assert time.monotonic() < deadline, proc.lines
+            time.sleep(0.05)
+        assert _handshake(proc.port, new / "ca.crt") == new_leaf
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _handshake(proc.port, old / "ca.crt")
+        assert proc.stop() == 0
 
 
 @pytest.mark.parametrize("key_type", ["ecdsa", "rsa"])
