@@ -20,6 +20,7 @@ It must not read the clock, the environment or files, log, or talk to the API: c
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 from collections.abc import Mapping, Sequence
@@ -342,8 +343,14 @@ def decide(data: Mapping[str, bytes] | None, policy: Policy, *, now: datetime.da
     signer_pem = pem(signer)
     current = Issued(signer_pem, data[CA_KEY])
 
-    def new_pair(bundle_pem: bytes) -> dict[str, bytes]:
-        pair = issue_server(current, names=policy.names, now=now, lifetime=policy.lifetime, key_type=policy.key_type)
+    def new_pair(bundle_pem: bytes, *, keep_names: bool = False) -> dict[str, bytes]:
+        names = list(policy.names)
+        if keep_names:
+            # Replicas that disagree on the names (a rolling update that renames the Service) must not take turns
+            # reissuing: a reissue keeps the names the old certificate had, so every replica's names are soon in.
+            with contextlib.suppress(PKIError):
+                names += sorted(_dns_names(load_bundle(data.get(TLS_CRT, b""))[0]) - set(names))
+        pair = issue_server(current, names=names, now=now, lifetime=policy.lifetime, key_type=policy.key_type)
         return {TLS_CRT: pair.cert, TLS_KEY: pair.key, CA_CRT: bundle_pem, CA_KEY: data[CA_KEY]}
 
     if now >= renew_at(signer) and not previous:
@@ -357,7 +364,7 @@ def decide(data: Mapping[str, bytes] | None, policy: Policy, *, now: datetime.da
             content,
         )
     if leaf is None:
-        return Step("reissue", leaf_problem or "no serving pair", new_pair(pem(*bundle[:2])))
+        return Step("reissue", leaf_problem or "no serving pair", new_pair(pem(*bundle[:2]), keep_names=True))
     if not issued_by(leaf, signer):
         if injected:
             return Step("switch", "every caBundle holds the new CA", new_pair(pem(*bundle[:2])))

@@ -127,3 +127,18 @@ def test_bad_names_and_addresses_are_refused_in_one_line() -> None:
     with pytest.raises(pki.PKIError, match="not an IP address"):
         pki.check_ips(["300.1.1.1"])
     assert [str(ip) for ip in pki.check_ips(["192.0.2.1", "2001:db8::1"])] == ["192.0.2.1", "2001:db8::1"]
+
+
+def test_replicas_that_disagree_on_the_names_do_not_take_turns_reissuing() -> None:
+    """A rolling update renames the Service: old and new replicas run side by side. A reissue keeps the names the
+    certificate had, so after one reissue for each side both are satisfied."""
+    old = POLICY
+    new = pki.Policy(names=tuple(pki.service_names("l2guard-hook", "l2guard-system")), lifetime=POLICY.lifetime)
+    data = dict(pki.fresh(old, now=T0))
+    step = pki.decide(data, new, now=T0 + DAY, injected=True)
+    assert step.action == "reissue"
+    data = dict(step.data or {})
+    assert pki.decide(data, old, now=T0 + DAY, injected=True).action == "keep"
+    assert pki.decide(data, new, now=T0 + DAY, injected=True).action == "keep"
+    sans = _leaf(data).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) == set(old.names) | set(new.names)

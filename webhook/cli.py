@@ -111,7 +111,9 @@ def build(
 
         source = KubeSource(view, resources, on_error=failed, on_recovered=recovered)
         if settings.self_signed_secret:
-            certs = _self_signed(settings, api)
+            # A client of its own: its own connection pool for three more watches and the writes, so that they
+            # neither wait for nor overflow the pool of the cluster view's six watches and live reads.
+            certs = _self_signed(settings, make_api_client(settings.kubeconfig))
     state = AppState(
         settings,
         view,
