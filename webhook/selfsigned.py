@@ -67,7 +67,6 @@ class SelfSigned:
         policy: pki.Policy,
         configurations: Mapping[str, str],  # kind (wc.MUTATING, wc.VALIDATING) -> name; an empty name: not managed
         clock: Callable[[], datetime.datetime] = _utcnow,
-        on_rotation: Callable[[str], None] | None = None,
     ) -> None:
         self.api = api
         self.namespace = namespace
@@ -75,14 +74,13 @@ class SelfSigned:
         self.policy = policy
         self.configurations = {k: v for k, v in configurations.items() if v}
         self.clock = clock
-        self.on_rotation = on_rotation
         self.origin = f"Secret {namespace}/{secret}"
         # Applier-thread state: the objects as last seen (None: absent), and which kinds were listed.
         self._secret: dict[str, Any] | None = None
         self._objects: dict[str, dict[str, Any] | None] = {}
         self._listed: set[str] = set()
         self._offered = b""
-        self._failures: dict[str, str] = {}  # what -> the last failure logged, to log each distinct one once
+        self._last_failure = ""  # logged once, not on every retry with the same reason
         self._backoff = 0.0  # seconds; after a failed reconcile
         self._retry_at = 0.0  # time.monotonic() before which no reconcile is tried
         # Shared with the event loop and /readyz.
@@ -133,10 +131,18 @@ class SelfSigned:
             # now and then, not one a second; a change seen by the watch is tried at once.
             self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
             self._retry_at = now + self._backoff
-            self._failed("api", f"certificate management: {exc.reason} (retrying in {self._backoff:g} s)")
+            reason = f"certificate management: {exc.reason}"
+            if reason != self._last_failure:
+                log.warning(
+                    "%s (retrying in %g s)",
+                    reason,
+                    self._backoff,
+                    extra={"fields": {"event": "cert-manage-failed", "reason": reason}},
+                )
+            self._last_failure = reason
             return self._backoff
         self._backoff = 0.0
-        self._ok("api")
+        self._last_failure = ""
         return 1.0
 
     # ----- reconciling ----------------------------------------------------------------------------------------
@@ -153,22 +159,9 @@ class SelfSigned:
         else:
             self._objects[kind] = obj
 
-    def _failed(self, what: str, reason: str) -> None:
-        if self._failures.get(what) != reason:
-            log.warning("%s", reason, extra={"fields": {"event": "cert-manage-failed", "reason": reason}})
-        self._failures[what] = reason
-
-    def _ok(self, what: str) -> None:
-        self._failures.pop(what, None)
-
     def _injected(self, bundle: bytes) -> bool:
-        for kind in self.configurations:
-            obj = self._objects.get(kind)
-            if kind not in self._listed or obj is None:
-                return False
-            if any(ca != bundle for _, ca in wc.ca_bundles(obj)):
-                return False
-        return True
+        """Every managed configuration was read and each of its webhooks holds `bundle`."""
+        return all(kind in self._listed and self._injected_one(kind, bundle) for kind in self.configurations)
 
     def reconcile(self) -> None:
         if wc.SECRET not in self._listed:
@@ -210,8 +203,6 @@ class SelfSigned:
             step.reason,
             extra={"fields": {"event": "cert-rotation", "reason": step.reason, "step": step.action}},
         )
-        if self.on_rotation is not None:
-            self.on_rotation(step.action)
         return True
 
     def _reread_secret(self) -> None:

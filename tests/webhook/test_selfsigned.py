@@ -335,7 +335,7 @@ def test_a_reset_cabundle_is_reinjected_and_readyz_says_when_it_is_wrong(tmp_pat
             # `kubectl apply` (or a GitOps sync) of the shipped configuration, which has no caBundle: re-injected.
             double.store.put(validating())
             _wait(lambda: bundles(double, VALIDATING) == [ca, ca], "the caBundle re-injected")
-            assert _ready(proc)
+            _wait(lambda: _ready(proc), "ready once the webhook has seen its own patch")
             # Without the right to patch (RBAC), a reset stays: /readyz says which webhook, and why.
             double.refuse[("PATCH", MUTATING)] = 403
             foreign = mutating()
