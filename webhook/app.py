@@ -65,6 +65,8 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     tls_loaded: Callable[[], bool] = lambda: True
     tls_problem: Callable[[], str | None] = lambda: None  # why the served certificate is unfit (expired), or None
+    # Self-managed mode: why the Secret or a webhook configuration's caBundle is not right (missing, mismatched)
+    ca_problem: Callable[[], str | None] = lambda: None
     # Where decisions that depend on the object's size or the cluster's run, so that /healthz and the Node fast
     # path never wait for them. A bounded pool, not asyncio.to_thread: a decision that ran out of time keeps its
     # thread until it finishes (threads cannot be stopped), so only a fixed worker count bounds the threads, and
@@ -352,10 +354,12 @@ def create_health_app(state: AppState) -> FastAPI:
     async def readyz(request: Request) -> Response:
         tls, synced = state.tls_loaded(), state.view.synced
         tls_problem = state.tls_problem() if tls else "no certificate loaded"
+        ca_problem = state.ca_problem()
         state.metrics.synced.set(1 if synced else 0)
-        ready = tls_problem is None and synced
+        ready = tls_problem is None and ca_problem is None and synced
         body: dict[str, object] = {"ready": ready, "tls_loaded": tls, "cluster_view_synced": synced}
-        reasons = [r for r in (tls_problem, None if synced else "the cluster view has not synced yet") if r]
+        not_synced = None if synced else "the cluster view has not synced yet"
+        reasons = [r for r in (tls_problem, ca_problem, not_synced) if r]
         if reasons:
             body["reason"] = "; ".join(reasons)
         return JSONResponse(body, status_code=200 if ready else 503)

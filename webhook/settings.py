@@ -35,7 +35,14 @@ from l2guard.settings import (
 
 __all__ = ["SettingsError", "WebhookSettings", "add_arguments", "from_args", "parse_selector_text"]
 
-SHARED_FLAGS = ELIGIBILITY_FLAGS + CLUSTER_FLAGS + LOG_FLAGS
+SHARED_FLAGS = (*ELIGIBILITY_FLAGS, *CLUSTER_FLAGS, "--namespace", *LOG_FLAGS)
+
+DEFAULT_WEBHOOK_NAMESPACE = "l2guard-system"
+MIN_SELF_SIGNED_DAYS = 10 / 86400  # ten seconds: short lifetimes are for tests of the rotation
+MAX_SELF_SIGNED_DAYS = 3650.0
+# A DNS-1123 subdomain (Secret and webhook configuration names) and label (namespaces, Services).
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 # The webhook's own flags; the shared ones (SHARED_FLAGS) follow them in --help.
 OWN_OPTIONS: tuple[Option, ...] = (
@@ -65,6 +72,43 @@ OWN_OPTIONS: tuple[Option, ...] = (
     ),
     Option("--cert-reload-interval", "float", 10.0, "seconds between certificate content checks"),
     Option(
+        "--self-signed-secret",
+        "str",
+        "",
+        "self-managed certificates: keep a CA and the serving pair in this kubernetes.io/tls Secret (created and "
+        "rotated here) and the caBundle of the webhook configurations up to date; instead of --cert-file/--key-file",
+    ),
+    Option(
+        "--webhook-namespace",
+        "str",
+        "",
+        "the webhook's own namespace, where the self-signed Secret lives (default: the service account's "
+        f"namespace, else {DEFAULT_WEBHOOK_NAMESPACE})",
+    ),
+    Option("--service-name", "str", "l2guard-webhook", "the webhook's Service, whose DNS names the certificate holds"),
+    Option(
+        "--mutating-webhook-configuration",
+        "str",
+        "l2guard",
+        "the MutatingWebhookConfiguration whose caBundle self-managed mode keeps (empty: none)",
+    ),
+    Option(
+        "--validating-webhook-configuration",
+        "str",
+        "l2guard",
+        "the ValidatingWebhookConfiguration whose caBundle self-managed mode keeps (empty: none)",
+    ),
+    Option(
+        "--self-signed-days",
+        "float",
+        365.0,
+        "lifetime of each self-signed CA and serving certificate in days (fractions allowed); each is rotated when "
+        "a third of it is left",
+    ),
+    Option(
+        "--self-signed-key-type", "str", "ecdsa", "key type of the self-signed certificates", choices=("ecdsa", "rsa")
+    ),
+    Option(
         "--request-timeout",
         "float",
         10.0,
@@ -89,6 +133,14 @@ class WebhookSettings:
     cert_reload_interval: float = 10.0
     request_timeout: float = 10.0
     kubeconfig: str = ""
+    namespace: str = DEFAULT_WEBHOOK_NAMESPACE  # the speakers' Leases (shared --namespace)
+    self_signed_secret: str = ""
+    webhook_namespace: str = ""  # empty: the service account's namespace, else DEFAULT_WEBHOOK_NAMESPACE
+    service_name: str = "l2guard-webhook"
+    mutating_webhook_configuration: str = "l2guard"
+    validating_webhook_configuration: str = "l2guard"
+    self_signed_days: float = 365.0
+    self_signed_key_type: str = "ecdsa"
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -109,8 +161,32 @@ class WebhookSettings:
 
     def validate(self) -> list[str]:
         errors = self.shared.validate()
-        if not self.cert_file or not self.key_file:
-            errors.append("--cert-file and --key-file are required (the API server only calls webhooks over HTTPS)")
+        if self.self_signed_secret:
+            if self.cert_file or self.key_file:
+                errors.append("give either --self-signed-secret or --cert-file and --key-file, not both")
+            if self.cluster_state:
+                errors.append("--self-signed-secret keeps its Secret in the API: it cannot run with --cluster-state")
+            if not MIN_SELF_SIGNED_DAYS <= self.self_signed_days <= MAX_SELF_SIGNED_DAYS:
+                errors.append(f"--self-signed-days must be between {MIN_SELF_SIGNED_DAYS:.6f} (ten seconds) and 3650")
+            names = [("--self-signed-secret", self.self_signed_secret, _SUBDOMAIN)]
+            names += [("--mutating-webhook-configuration", self.mutating_webhook_configuration, _SUBDOMAIN)]
+            names += [("--validating-webhook-configuration", self.validating_webhook_configuration, _SUBDOMAIN)]
+            names += [
+                ("--service-name", self.service_name, _LABEL),
+                ("--webhook-namespace", self.webhook_namespace, _LABEL),
+            ]
+            for flag, value, pattern in names:
+                if (value and (len(value) > 253 or not pattern.match(value))) or (
+                    flag == "--service-name" and not value
+                ):
+                    errors.append(f"{flag}: {value[:40]!r} is not a Kubernetes name (lower-case letters, digits, '-')")
+        elif not self.cert_file or not self.key_file:
+            errors.append(
+                "--cert-file and --key-file are required, or --self-signed-secret NAME (the API server only calls "
+                "webhooks over HTTPS)"
+            )
+        if not self.namespace or not _LABEL.match(self.namespace):
+            errors.append(f"--namespace: {self.namespace[:40]!r} is not a Kubernetes namespace name")
         for name, port in (("--port", self.port), ("--health-port", self.health_port)):
             problem = port_problem(name, port)
             if problem is not None:
@@ -205,6 +281,14 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> WebhookSe
         cert_reload_interval=values["cert_reload_interval"],
         request_timeout=values["request_timeout"],
         kubeconfig=shared.kubeconfig,
+        namespace=values["namespace"],
+        self_signed_secret=values["self_signed_secret"],
+        webhook_namespace=values["webhook_namespace"],
+        service_name=values["service_name"],
+        mutating_webhook_configuration=values["mutating_webhook_configuration"],
+        validating_webhook_configuration=values["validating_webhook_configuration"],
+        self_signed_days=values["self_signed_days"],
+        self_signed_key_type=values["self_signed_key_type"],
         log_format=shared.log_format,
         log_level=shared.log_level,
     )

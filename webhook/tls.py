@@ -20,7 +20,10 @@ A pair that does not load must leave the live context untouched: OpenSSL install
 the key, so a failed load on the live context would leave it with no usable pair. The pair is therefore loaded into
 a throw-away context first, and only then into the live one; the old pair stays until a good one arrives.
 
-This module must not read settings or the environment; it gets paths and a clock.
+In self-managed mode (`webhook.selfsigned`) there are no files: the reloader starts with no pair and is offered
+proven pairs from the Secret (`offer`), loaded the same way.
+
+This module must not read settings or the environment; it gets paths (or pairs) and a clock.
 """
 
 from __future__ import annotations
@@ -194,15 +197,32 @@ class CertReloader:
     on_expiry: Callable[[float], None] | None = None  # seconds until expiry, after each (re)load and check
     on_reload: Callable[[], None] | None = None
     clock: Callable[[], datetime.datetime] = _utcnow
+    # Without files (both paths empty) pairs come from `offer()` (self-managed mode: the Secret read from the API);
+    # `origin` then names where they come from in messages.
+    origin: str = ""
 
     def __post_init__(self) -> None:
         self.context = server_context()
         self._pair: Pair | None = None
         self._last_failure = ""
         self._expired_logged = False
-        pair = read_and_prove(self.cert_file, self.key_file, now=self.clock())
-        assert pair is not None  # no digest to compare against yet
-        self._install(pair, initial=True)
+        self.origin = self.origin or self.cert_file
+        if self.cert_file or self.key_file:
+            pair = read_and_prove(self.cert_file, self.key_file, now=self.clock())
+            assert pair is not None  # no digest to compare against yet
+            self._install(pair, initial=True)
+
+    @property
+    def from_files(self) -> bool:
+        return bool(self.cert_file or self.key_file)
+
+    def offer(self, pair: Pair) -> bool:
+        """Serve `pair` (proven by the caller) unless it is the one served; on the event loop's thread, which
+        handshakes with the live context. Returns whether it was loaded; a pair OpenSSL refuses is logged and the
+        old one stays."""
+        if self._pair is not None and self._pair.digest == pair.digest:
+            return False
+        return self._apply(pair)
 
     @property
     def loaded(self) -> bool:
@@ -214,7 +234,7 @@ class CertReloader:
             return "no certificate loaded"
         now = self.clock()
         if now >= self._pair.not_after:
-            return f"the served certificate expired at {self._pair.not_after.isoformat()} ({self.cert_file})"
+            return f"the served certificate expired at {self._pair.not_after.isoformat()} ({self.origin})"
         return None
 
     def check(self) -> bool:
@@ -224,6 +244,9 @@ class CertReloader:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            if not self.from_files:  # pairs are offered; only the expiry is watched here
+                self._report_expiry()
+                continue
             try:
                 prepared = await asyncio.to_thread(self._prepare)  # reading and hashing must not stall the loop
                 self._apply(prepared)  # loading the live context stays on the loop thread, which handshakes with it
@@ -261,7 +284,7 @@ class CertReloader:
         return reloaded
 
     def _install(self, pair: Pair, *, initial: bool) -> None:
-        load_pair(self.context, pair, cert_file=self.cert_file, key_file=self.key_file)
+        load_pair(self.context, pair, cert_file=self.cert_file or self.origin, key_file=self.key_file or self.origin)
         self._pair = pair
         self._last_failure = ""
         self._expired_logged = False
@@ -286,5 +309,5 @@ class CertReloader:
             log.warning(
                 "the served certificate expired at %s; /readyz fails until a valid pair is mounted",
                 self._pair.not_after.isoformat(),
-                extra={"fields": {"event": "cert-expired", "reason": "certificate expired", "file": self.cert_file}},
+                extra={"fields": {"event": "cert-expired", "reason": "certificate expired", "file": self.origin}},
             )

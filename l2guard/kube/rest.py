@@ -33,7 +33,7 @@ def request_json(
     method: str,
     resource_path: str,
     *,
-    body: dict[str, Any] | None = None,
+    body: dict[str, Any] | list[Any] | None = None,
     content_type: str = "application/json",
     query: list[tuple[str, str]] | None = None,
     timeout: float,

@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 
 from tests.control.test_speaker_live import get, start, wait
 from tests.kube.scripts import quiet_scripts
@@ -28,7 +27,7 @@ from tests.webhook.webhook_process import WebhookProcess
 from webhook.app import VALIDATE_POOL
 
 from .conftest import INSTALLS, Doc, of_kind, one
-from .test_settings import AWAITING_CERTS, container_env
+from .test_settings import container_env
 
 # (namespace, or None for every namespace and the cluster scope; API group; resource; verb; resourceName or None)
 Grant = tuple[str | None, str, str, str, str | None]
@@ -45,7 +44,7 @@ VIEW = list_watch(None, "", "nodes", "services") | list_watch(None, "discovery.k
 VIEW |= list_watch(METALLB, "metallb.io", "ipaddresspools", "l2advertisements")
 VIEW |= list_watch(SYSTEM, "coordination.k8s.io", "leases")  # the speakers' liveness
 WEBHOOK = VIEW
-# Self-managed certificates (l2guard/kube/webhookcerts.py, from the certs branch): its Secret, by name (get,
+# Self-managed certificates (l2guard/kube/webhookcerts.py, webhook/selfsigned.py): its Secret, by name (get,
 # list+watch with fieldSelector metadata.name, update), and create (never limited by name); the caBundle of its own
 # two webhook configurations, by name (get, list+watch, JSON patch).
 SELF_MANAGED: set[Grant] = {
@@ -239,7 +238,6 @@ def wait_ready(proc: WebhookProcess) -> bool:
     return False
 
 
-@pytest.mark.xfail(AWAITING_CERTS, reason="self-managed mode comes with the certs branch, not merged yet", strict=True)
 def test_the_self_managed_webhook_makes_no_request_its_rbac_does_not_allow(
     renders: dict[str, list[Doc]], tmp_path: Path
 ) -> None:

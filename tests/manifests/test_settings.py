@@ -22,16 +22,7 @@ from webhook.settings import from_args
 from .conftest import INSTALLS, Doc, of_kind
 
 NODE = "worker-1"
-CERTS_BRANCH = {
-    "--self-signed-secret",
-    "--webhook-namespace",
-    "--service-name",
-    "--mutating-webhook-configuration",
-    "--validating-webhook-configuration",
-    "--namespace",
-}
 WEBHOOK_FLAGS = {o.flag for o in WEBHOOK_OPTIONS}
-AWAITING_CERTS = not CERTS_BRANCH <= WEBHOOK_FLAGS
 
 
 def container_env(workload: Doc) -> dict[str, str]:
@@ -54,7 +45,6 @@ def env_of(flags: set[str]) -> set[str]:
     return {"L2GUARD_" + f.lstrip("-").upper().replace("-", "_") for f in flags}
 
 
-@pytest.mark.xfail(AWAITING_CERTS, reason="the webhook flags of the certs branch are not merged yet", strict=True)
 @pytest.mark.parametrize("name", INSTALLS)
 def test_the_webhook_container_runs_valid_webhook_settings(renders: dict[str, list[Doc]], name: str) -> None:
     (deployment,) = of_kind(renders[name], "Deployment")

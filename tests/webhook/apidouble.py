@@ -33,7 +33,12 @@ writes to the object never do, a create drops it, as the captured `servicel2stat
 - merge patches (RFC 7386) and strategic merge patches are both applied as merge patches: Lease specs and Events
   hold no lists a patch would merge by key, so the two agree as long as a patch leaves metadata's lists alone (a
   strategic patch of a cluster object's lists, such as a Node's conditions, would replace them whole here);
-  JSON patches answer 415;
+  JSON patches (RFC 6902, applied by the `jsonpatch` library) answer 422 when a `test` fails or an operation does
+  not apply, as the API server does;
+- Secrets and Mutating/ValidatingWebhookConfigurations (cluster-scoped) are stored kinds too; a list or watch with
+  `fieldSelector=metadata.name=NAME` (how a client restricted by RBAC resourceNames reads) sees only that object;
+- `refuse[(method, path)] = status` answers those requests with that Status (403: RBAC without the verb), and
+  `before[(method, path)]` is called once before such a request is handled (another client's write landing first);
 - the server fills in uid, resourceVersion and creationTimestamp, but writes no managedFields;
 - a watch (`?watch=1&resourceVersion=N`) on a stored collection streams ADDED, MODIFIED and DELETED events for
   the writes after N, then new ones as they happen, for a few seconds, as a server-side watch timeout ends it;
@@ -60,12 +65,15 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import jsonpatch  # type: ignore[import-untyped]
+import jsonpointer  # type: ignore[import-untyped]
 
 API = Path(__file__).resolve().parents[1] / "data" / "api"
 
@@ -147,6 +155,21 @@ STORED: dict[tuple[str, str], StoredKind] = {
     ("apis/metallb.io/v1beta1", "servicel2statuses"): StoredKind(
         "metallb.io", "metallb.io/v1beta1", "ServiceL2Status", "servicel2statuses.metallb.io", True, True
     ),
+    ("api/v1", "secrets"): StoredKind("", "v1", "Secret", "secrets", True),
+    ("apis/admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations"): StoredKind(
+        "admissionregistration.k8s.io",
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+        False,
+    ),
+    ("apis/admissionregistration.k8s.io/v1", "validatingwebhookconfigurations"): StoredKind(
+        "admissionregistration.k8s.io",
+        "admissionregistration.k8s.io/v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations.admissionregistration.k8s.io",
+        False,
+    ),
 }
 GENERATED = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName suffix alphabet (apimachinery rand.String)
 MAX_BODY = 1024 * 1024
@@ -162,6 +185,7 @@ class Target:
     namespace: str | None
     name: str | None
     sub: str | None = None  # "status": the status subresource of the object `name`
+    selected: str | None = None  # a collection's `fieldSelector=metadata.name=NAME`: only that object
 
     @property
     def kind(self) -> StoredKind:
@@ -183,6 +207,7 @@ class Target:
             and other.name is not None
             and (other.prefix, other.plural) == (self.prefix, self.plural)
             and self.namespace in (None, other.namespace)
+            and self.selected in (None, other.name)
         )
 
 
@@ -434,8 +459,14 @@ class ObjectStore:
                 return 200, status
             if method == "PATCH":
                 if "json-patch" in content_type:
-                    return self._status(415, "UnsupportedMediaType", "JSON patches are not doubled", where, name)
-                new = merge_patch(stored, body)
+                    # RFC 6902 (by the independent `jsonpatch` library); a failed `test` or an operation that does
+                    # not apply is 422, as the API server answers (kubernetes/kubernetes#68838).
+                    try:
+                        new = jsonpatch.apply_patch(stored, body)
+                    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError) as exc:
+                        return self._status(422, "Invalid", str(exc), where, name)
+                else:
+                    new = merge_patch(stored, body)
             elif method == "PUT":
                 new = copy.deepcopy(body)
             else:
@@ -479,6 +510,10 @@ class APIDouble:
         self.stopping = threading.Event()
         self.store = ObjectStore()
         self.hang = 0.0  # seconds before a stored-object request is answered
+        # (method, path) -> the HTTP status that request gets instead (403: RBAC without that verb), until removed
+        self.refuse: dict[tuple[str, str], int] = {}
+        # (method, path) -> called once before that request is handled (another client's write that lands first)
+        self.before: dict[tuple[str, str], Any] = {}
         self.requests: list[tuple[str, str, int]] = []  # stored-object requests: (method, path, status)
         self.seen: list[tuple[str, str]] = []  # every request, scripted or stored, as it came: (method, path?query)
         double = self
@@ -502,6 +537,13 @@ class APIDouble:
                 if stopping.is_set() or stopping.wait(double.hang):
                     self.close_connection = True
                     return True
+                selector = query.get("fieldSelector", [""])[0]
+                if selector and watch and where.name is None:  # a list's selector is the store's `fields`
+                    key, _, value = selector.partition("=")
+                    if key != "metadata.name" or not value:
+                        self.send_error(400, "a watch's fieldSelector is doubled for metadata.name=NAME only")
+                        return True
+                    where = replace(where, selected=value.removeprefix("="))
                 if watch and where.name is None:
                     self._watch_stored(where, int(query.get("resourceVersion", ["0"])[0] or 0), stopping)
                     return True
@@ -514,13 +556,20 @@ class APIDouble:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                status, answer = double.store.handle(
-                    method,
-                    where,
-                    body,
-                    self.headers.get("Content-Type", ""),
-                    fields=query.get("fieldSelector", [""])[0],
-                )
+                hook = double.before.pop((method, url.path), None)
+                if hook is not None:
+                    hook()
+                refused = double.refuse.get((method, url.path))
+                if refused is not None:
+                    status, answer = double.store._status(refused, "Forbidden", f"{method} refused", where, "")
+                else:
+                    status, answer = double.store.handle(
+                        method,
+                        where,
+                        body,
+                        self.headers.get("Content-Type", ""),
+                        fields=query.get("fieldSelector", [""])[0],
+                    )
                 double.requests.append((method, url.path, status))
                 payload = json.dumps(answer).encode()
                 self.send_response(status)

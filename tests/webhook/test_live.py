@@ -173,7 +173,7 @@ def test_the_webhook_keeps_its_speaker_liveness_while_the_lease_watch_fails(pki:
     with APIDouble(replies) as double:
         argv = ["--cert-file", str(pki.cert_file), "--key-file", str(pki.key_file)]
         argv += ["--kubeconfig", str(kubeconfig(tmp_path, double.url))]
-        server, src = build(from_args(parser.parse_args(argv), {}))
+        server, src, _ = build(from_args(parser.parse_args(argv), {}))
         view = server.state.view
         src.start()
         try:
@@ -186,3 +186,23 @@ def test_the_webhook_keeps_its_speaker_liveness_while_the_lease_watch_fails(pki:
     assert errors >= 1
     assert alive == {"worker-1", "worker-2"}
     assert 'l2guard_webhook_watch_errors_total{resource="leases"}' in server.state.metrics.render().decode()
+
+
+def test_the_webhook_reads_the_speakers_leases_from_the_shared_namespace(pki: PKI, tmp_path: Path) -> None:
+    """The manifests may run the speakers in a namespace of their own: the shared `--namespace` (as the speaker and
+    explain take it) says where their Leases are; it was hard-coded to l2guard-system."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with APIDouble({}) as double:
+        double.store.seed("list-nodes.json", "list-services.json", "list-endpointslices.json")
+        argv = ["--cert-file", str(pki.cert_file), "--key-file", str(pki.key_file), "--namespace", "l2guard-speakers"]
+        argv += ["--kubeconfig", str(kubeconfig(tmp_path, double.url))]
+        server, src, _ = build(from_args(parser.parse_args(argv), {}))
+        src.start()
+        try:
+            double.wait_for(lambda: server.state.view.synced)
+        finally:
+            src.stop()
+    paths = {path for _, path, _ in double.requests}
+    assert "/apis/coordination.k8s.io/v1/namespaces/l2guard-speakers/leases" in paths, paths
+    assert not any("/namespaces/l2guard-system/" in p for p in paths), paths

@@ -303,7 +303,7 @@ def test_file_mode_uses_the_metallb_namespace_setting(pki: PKI, tmp_path: Path) 
         ],
         {},
     )
-    server, source = build(settings)
+    server, source, _ = build(settings)
     assert source is None
     thread = threading.Thread(target=lambda: uvloop.run(server.run(install_signals=False)), daemon=True)
     thread.start()
