@@ -104,8 +104,8 @@ def fresh_topo() -> Iterator[Topology]:
 def start_node() -> Iterator[Callable[..., NodeProc]]:
     procs: list[NodeProc] = []
 
-    def start(host: Host, *extra: str) -> NodeProc:
-        p = NodeProc(host, *extra)
+    def start(host: Host, *extra: str, **kwargs: str) -> NodeProc:
+        p = NodeProc(host, *extra, **kwargs)
         procs.append(p)
         return p
 

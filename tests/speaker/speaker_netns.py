@@ -181,11 +181,11 @@ def wait_for(predicate: object, timeout: float, interval: float = 0.02) -> bool:
 class NodeProc:
     """An announcer running in ``host``'s namespace (speaker_node.py), driven over stdin/stdout."""
 
-    def __init__(self, host: Host, *extra: str) -> None:
+    def __init__(self, host: Host, *extra: str, helper: str = HELPER) -> None:
         self.host = host
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            host.cmd([PYTHON, HELPER, *extra]),
+            host.cmd([PYTHON, helper, *extra]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
