@@ -31,10 +31,12 @@ from typing import Any, Protocol, TextIO
 from l2core.model import EligibilitySettings
 from l2core.parse import build_cluster
 from l2core.plan import plan
+from l2core.probing import DEFAULT_PROBE_BUDGET, DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_MISSES
 from l2core.reporting import ServiceEvent
 from l2guard import logs
 from l2guard.control.health import HealthServer, SpeakerStatus, StatusBoard
 from l2guard.control.metrics import SpeakerMetrics
+from l2guard.control.probes import ProbeLoop
 from l2guard.control.reconcile import Reconciler, View
 from l2guard.listen import BindError
 from l2guard.loader import MAX_INPUT_BYTES, InputError, load_documents
@@ -55,6 +57,7 @@ from speaker.announcer import DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, An
 from speaker.announcer import Event as DataPlaneEvent
 from speaker.interfaces import DEFAULT_EXCLUDE
 from speaker.metrics import SpeakerCollector
+from speaker.prober import Prober
 from speaker.responder import raw_socket_problem
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("--burst-duration", "float", DEFAULT_BURST_DURATION, "seconds a takeover burst lasts"),
     Option("--poll-interval", "float", 1.0, "file mode: seconds between checks of the cluster-state files"),
     Option("--dry-run", "bool", False, "shadow mode: compute, log and serve what would be announced; send nothing"),
+    Option(
+        "--probe",
+        "bool",
+        True,
+        "probe the owners this node is runner-up for on the wire and take their IPs over when they stop answering "
+        "(--no-probe: failover only when a lease expires)",
+    ),
+    Option("--probe-interval", "float", DEFAULT_PROBE_INTERVAL, "seconds between two probes of one owner"),
+    Option("--probe-misses", "int", DEFAULT_PROBE_MISSES, "consecutive unanswered probes before a takeover"),
+    Option("--probe-budget", "float", DEFAULT_PROBE_BUDGET, "probes per second this speaker sends at most"),
 )
 
 
@@ -98,6 +111,10 @@ class SpeakerSettings:
     burst_duration: float
     poll_interval: float
     dry_run: bool
+    probe: bool = True
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
+    probe_misses: int = DEFAULT_PROBE_MISSES
+    probe_budget: float = DEFAULT_PROBE_BUDGET
 
     @property
     def eligibility(self) -> EligibilitySettings:
@@ -131,6 +148,12 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Sp
             problems.append(f"{flag} must be between 0.01 and 3600 seconds")
     if not 0 <= values["burst_duration"] <= 3600:
         problems.append("--burst-duration must be between 0 and 3600 seconds")
+    if not 0.05 <= values["probe_interval"] <= 60:
+        problems.append("--probe-interval must be between 0.05 and 60 seconds")
+    if not 1 <= values["probe_misses"] <= 100:
+        problems.append("--probe-misses must be between 1 and 100")
+    if not 1 <= values["probe_budget"] <= 10000:
+        problems.append("--probe-budget must be between 1 and 10000 probes per second")
     if values["lease_renew_interval"] >= values["lease_duration"]:
         problems.append("--lease-renew-interval must be shorter than --lease-duration")
     try:
@@ -155,6 +178,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Sp
             burst_duration=values["burst_duration"],
             poll_interval=values["poll_interval"],
             dry_run=bool(values["dry_run"]),
+            probe=bool(values["probe"]),
+            probe_interval=values["probe_interval"],
+            probe_misses=values["probe_misses"],
+            probe_budget=values["probe_budget"],
         ),
         [],
     )
@@ -355,8 +382,29 @@ def _serve(
             on_event=on_dataplane_event,
         )
         metrics.registry.register(SpeakerCollector(announcer.counters))
+    probes: ProbeLoop | None = None
+    prober: Prober | None = None
+    if announcer is not None and settings.probe:
+        prober = Prober(
+            on_heard=lambda owner: probes.on_heard(owner) if probes else None, exclude=settings.exclude_interfaces
+        )
+
+        def on_probe_change() -> None:  # on the probe loop's or the prober's thread: queue and wake
+            reconciler.on_probe_change()
+            wake.set()
+
+        probes = ProbeLoop(
+            node=settings.node_name,
+            prober=prober,
+            interval=settings.probe_interval,
+            misses=settings.probe_misses,
+            budget=settings.probe_budget,
+            metrics=metrics,
+            on_change=on_probe_change,
+            report=state.report,
+        )
     reconciler = Reconciler(
-        node=settings.node_name, dataplane=announcer, board=board, metrics=metrics, report=state.report
+        node=settings.node_name, dataplane=announcer, board=board, metrics=metrics, report=state.report, probes=probes
     )
     health = HealthServer(board, metrics.registry, host=settings.health_address, port=settings.health_port)
 
@@ -372,6 +420,9 @@ def _serve(
         health.start()
         if announcer is not None:
             announcer.start()
+        if prober is not None and probes is not None:
+            prober.start()
+            probes.start()
     except BindError as exc:
         flag = "--health-address" if exc.address_unavailable else "--health-port"
         err.write(f"{PROG}: {exc} (set another with {flag})\n")
@@ -389,6 +440,9 @@ def _serve(
         state.start()
         control_loop(state, reconciler, first, wake=wake, stop=stop)
     finally:
+        if prober is not None and probes is not None:
+            probes.stop()  # no takeover while shutting down
+            prober.stop()
         if announcer is not None:
             announcer.stop()  # stop answering first: the next node takes over with its own burst
         state.stop()  # live mode: then release the lease at once

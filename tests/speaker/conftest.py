@@ -62,10 +62,10 @@ def need_root() -> None:
     require_root()
 
 
-def build_topology() -> Topology:
+def build_topology(*, nodes: int = 2) -> Topology:
     topo = Topology()
     try:
-        topo.build()
+        topo.build(nodes=nodes)
 
         # Snooping is only trustworthy once the bridge has seen the hosts' own MLD reports.
         def joined() -> bool:
