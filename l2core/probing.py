@@ -39,11 +39,14 @@ from l2core.reporting import EventType, ServiceEvent, bounded
 # - 3 misses: a takeover needs three probes lost in a row; at 1% loss that is one in a million probes
 #   (~ once in 3.5 days per watched owner at 3.3 probes/s), and at the benchmarks' 20% loss each false takeover
 #   ends within one period, when the owner answers the next probe.
-# - 50 probes/s: a speaker backs up at most every other node; 50/s keeps 15 owners at the full rate and a
-#   500-node cluster at 10 s per owner (still faster than MetalLB's memberlist) at ~3 KB/s of ARP.
+# - 100 probes/s: a speaker backs up at most every other node. In a 50-node cluster with 1,000 services a speaker
+#   backs up 10-24 owners (bench/bench_speaker_probes.py --cost), at most 80 probes/s at 0.3 s: 100/s keeps them all
+#   at the full rate (50/s, the issue's example, would stretch the period to 0.48 s and detection to 1.9 s); with
+#   10,000 services (49 owners) the period becomes 0.49 s. Cost: 100 ARP frames of 60 bytes and their answers,
+#   12 KB/s, unicast; each owner answers at most (nodes - 1) / interval probes per second.
 DEFAULT_PROBE_INTERVAL = 0.3
 DEFAULT_PROBE_MISSES = 3
-DEFAULT_PROBE_BUDGET = 50.0
+DEFAULT_PROBE_BUDGET = 100.0
 
 Interfaces = frozenset[str] | None  # None: every eligible interface
 
