@@ -11,6 +11,10 @@ here: these IPs are held *beside* the plan, and once X's lease expires the plan 
 - `ProbeState` with `after_tick` and `after_answer`: one owner's state machine; each returns the new state and the
   `Change` (TAKEOVER, YIELD or None) for the caller to act on.
 - `not_answering`: the Warning Event text (`node X stopped answering ARP for 192.0.2.100; worker-2 took over`).
+- `format_macs` / `parse_macs`: the annotation `l2guard.io/macs` each speaker writes on its own Lease with the
+  renewals it makes anyway: its interfaces' MACs, the candidates a runner-up probes before it has heard the owner
+  on the wire (after a restart it missed the owner's takeover burst). A candidate is never trusted for a
+  takeover: misses count only once the owner answered from one MAC, on one link.
 
 Timeline with the defaults (period 0.3 s, 3 misses): a probe is due every period; at each tick the probe sent one
 period earlier counts as missed unless an answer came, so the owner dies at t0 and the third missed probe is
@@ -24,6 +28,8 @@ import the data plane (`speaker/`) or decide who owns an IP (the plan does).
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -49,6 +55,10 @@ DEFAULT_PROBE_MISSES = 3
 DEFAULT_PROBE_BUDGET = 100.0
 
 Interfaces = frozenset[str] | None  # None: every eligible interface
+
+MACS_ANNOTATION = "l2guard.io/macs"  # on the speaker's own Lease: "02:00:00:00:0a:01,02:00:00:00:0b:01"
+MAX_PUBLISHED_MACS = 16  # read at most this many from a peer's annotation (a node has a few interfaces)
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,35 +152,45 @@ def probe_period(owners: int, *, interval: float, budget: float) -> float:
 class Change(StrEnum):
     TAKEOVER = "takeover"  # the owner stopped answering: announce the IPs backed up for it
     YIELD = "yield"  # the owner answers again: stop announcing them
+    SILENT = "silent"  # never heard, not even at the MACs it publishes: report it, take nothing over
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeState:
     """One watched owner: consecutive unanswered probes, whether a probe is out (sent, not answered yet), whether
     this node holds the owner's IPs, and whether the owner was ever heard (a self-test failure is an owner that
-    has not answered since)."""
+    has not answered since). `asked` counts the probes sent, before the owner was ever heard, to the MACs it
+    publishes (candidates: maybe not on this link, so their silence takes nothing over); `silent` is set once
+    that many reached the misses allowed (reported)."""
 
     misses: int = 0
     pending: bool = False
     taken_over: bool = False
     answered_once: bool = False
+    asked: int = 0
+    silent: bool = False
 
 
-def after_tick(state: ProbeState, *, misses: int, sent: bool) -> tuple[ProbeState, Change | None]:
+def after_tick(state: ProbeState, *, misses: int, sent: bool, asked: bool = False) -> tuple[ProbeState, Change | None]:
     """A probe period ended: the probe still pending counts as missed; `sent` says whether the next one went out
-    (False: no MAC known for the owner yet, or the link refused it: nothing is pending, nothing counts). The
-    owner is taken over at the `misses`-th consecutive miss."""
+    to the owner's MAC heard on the wire (False: none known yet, or the link refused it: nothing is pending,
+    nothing counts). The owner is taken over at the `misses`-th consecutive miss. `asked`: instead, probes went
+    to the MACs the owner publishes; an owner never heard after `misses` of those is SILENT (once)."""
     counted = state.misses + 1 if state.pending else state.misses
     new = replace(state, misses=counted, pending=sent)
     if counted >= misses and not state.taken_over:
         return replace(new, taken_over=True), Change.TAKEOVER
+    if asked and not sent and not state.answered_once:
+        new = replace(new, asked=state.asked + 1)
+        if new.asked > misses and not state.silent:  # the first round only starts the count, as `pending` does
+            return replace(new, silent=True), Change.SILENT
     return new, None
 
 
 def after_answer(state: ProbeState) -> tuple[ProbeState, Change | None]:
     """The owner answered (a probe reply, or any frame from it claiming one of its VIPs): the misses start over,
     and a takeover ends at once."""
-    new = ProbeState(misses=0, pending=False, taken_over=False, answered_once=True)
+    new = ProbeState(answered_once=True)
     return new, Change.YIELD if state.taken_over else None
 
 
@@ -183,6 +203,18 @@ def not_answering(watch: Watch, node: str) -> ServiceEvent:
     )
 
 
+def silent(watch: Watch, node: str, macs: Iterable[str]) -> ServiceEvent:
+    """Warning from the self-test: the owner never answered `node`'s probes, not even at the MACs it publishes."""
+    return ServiceEvent(
+        EventType.WARNING,
+        "OwnerNotAnswering",
+        bounded(
+            f"node {watch.owner} does not answer {watch.protocol} for {watch.target} at its MACs "
+            f"{', '.join(sorted(macs))}; {node} takes nothing over (is its speaker running, on the right interface?)"
+        ),
+    )
+
+
 def answering_again(watch: Watch, node: str) -> ServiceEvent:
     """Normal: the owner answers again, and `node` handed its IPs back."""
     return ServiceEvent(
@@ -190,3 +222,21 @@ def answering_again(watch: Watch, node: str) -> ServiceEvent:
         "OwnerAnswering",
         bounded(f"node {watch.owner} answers {watch.protocol} for {watch.target} again; {node} yielded"),
     )
+
+
+def format_macs(macs: Iterable[str]) -> str:
+    """The annotation value for this node's MACs: sorted, lower case, comma-separated, at most MAX_PUBLISHED_MACS."""
+    return ",".join(sorted({m.lower() for m in macs})[:MAX_PUBLISHED_MACS])
+
+
+def parse_macs(value: object) -> frozenset[str]:
+    """A peer's annotation read back: the well-formed unicast MACs it lists (at most MAX_PUBLISHED_MACS, the rest
+    and anything malformed ignored; any other value: none)."""
+    if not isinstance(value, str):
+        return frozenset()
+    out = set()
+    for part in value[: 18 * MAX_PUBLISHED_MACS].split(",")[:MAX_PUBLISHED_MACS]:
+        mac = part.strip().lower()
+        if _MAC.fullmatch(mac) and not int(mac[:2], 16) & 1 and mac != "00:00:00:00:00:00":
+            out.add(mac)
+    return frozenset(out)

@@ -14,8 +14,10 @@ answers to our probes), learns from them the owner's MAC and the interface it is
   our link-local address with a source link-layer option, to the owner's MAC. The answer is a unicast NA.
 
 No broadcast is ever sent: a MAC not learned yet means no probe (``probe`` returns False), and the caller
-counts nothing as missed. The MAC comes from the wire, not from the API, so it is by construction the one that
-answers for the VIP on this link (interface names and MACs of the owner's other links would not be).
+counts nothing as missed. The MAC comes from the wire, so it is by construction the one that answers for the VIP
+on this link (interface names and MACs of the owner's other links would not be). Before the owner was heard (this
+node started after the owner's takeover burst), ``ask(owner, candidates)`` sends the same probe unicast to each MAC
+the owner publishes (on its Lease) on each interface: the answer teaches the MAC like any other.
 
 All receive sockets belong to one I/O thread; ``probe()`` may be called from any thread (a send on a bound
 packet socket). This module decides nothing: when to probe, what a silence means and what to take over belong
@@ -31,7 +33,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from speaker import bpf, packets
@@ -143,6 +145,7 @@ class Prober:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.sent = 0
+        self.asked = 0
         self.heard = 0
         self.send_errors = 0
         # The I/O thread's, but read by probe() under the lock:
@@ -209,31 +212,55 @@ class Prober:
             source6 = self._link_local.get(seen.iface) if seen is not None else None
         if target is None or seen is None or listener is None:
             return False
+        if not self._send(owner, listener, target.probe, seen.mac, source6):
+            return False
+        self.sent += 1
+        return True
+
+    def ask(self, owner: str, candidates: Iterable[bytes]) -> bool:
+        """Before `owner` was heard: one probe to each of `candidates` (the MACs it publishes) on each interface
+        (they are few: a node's own interfaces); True when one went out. All unicast: a wrong guess costs one
+        frame, never a broadcast."""
+        with self._lock:
+            target = self._targets.get(owner)
+            if target is None or owner in self._seen:
+                return False
+            pairs = [
+                (listener, mac, self._link_local.get(name))
+                for name, listener in sorted(self._listeners.items())
+                for mac in sorted(set(candidates))
+                if mac not in self._local_macs
+            ]
+        sent = sum(self._send(owner, listener, target.probe, mac, source6) for listener, mac, source6 in pairs)
+        self.asked += sent
+        return sent > 0
+
+    def _send(self, owner: str, listener: _Listener, ip: str, dst: bytes, source6: bytes | None) -> bool:
         mac = listener.link.mac
-        vip = _pack(target.probe)
+        vip = _pack(ip)
         if len(vip) == 4:
             sock = listener.arp
-            frame = packets.build_arp_request(mac, packets.ZERO_IP4, tpa=vip, eth_dst=seen.mac)
+            frame = packets.build_arp_request(mac, packets.ZERO_IP4, tpa=vip, eth_dst=dst)
         else:
             sock = listener.ndp
             if source6 is None:
                 return False  # no link-local address to solicit from (IPv6 off on this link)
-            frame = packets.build_ns(mac, source6, target=vip, dst=vip, eth_dst=seen.mac)
+            frame = packets.build_ns(mac, source6, target=vip, dst=vip, eth_dst=dst)
         if sock is None:
             return False
         try:
             sock.send(frame)
         except OSError as exc:  # ENETDOWN/ENXIO: our link went down or away; the rescan sorts it out
             self.send_errors += 1
+            iface = listener.link.name
             log.debug(
                 "probe to %s on %s failed: %s",
                 owner,
-                seen.iface,
+                iface,
                 exc,
-                extra={"fields": {"event": "probe-failed", "node": owner, "iface": seen.iface, "reason": str(exc)}},
+                extra={"fields": {"event": "probe-failed", "node": owner, "iface": iface, "reason": str(exc)}},
             )
             return False
-        self.sent += 1
         return True
 
     # ---------------------------------------------------------------------------------- I/O thread

@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol, TextIO
@@ -31,7 +32,13 @@ from typing import Any, Protocol, TextIO
 from l2core.model import EligibilitySettings
 from l2core.parse import build_cluster
 from l2core.plan import plan
-from l2core.probing import DEFAULT_PROBE_BUDGET, DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_MISSES
+from l2core.probing import (
+    DEFAULT_PROBE_BUDGET,
+    DEFAULT_PROBE_INTERVAL,
+    DEFAULT_PROBE_MISSES,
+    MACS_ANNOTATION,
+    format_macs,
+)
 from l2core.reporting import ServiceEvent
 from l2guard import logs
 from l2guard.control.health import HealthServer, SpeakerStatus, StatusBoard
@@ -53,9 +60,10 @@ from l2guard.settings import (
     read_options,
     read_shared,
 )
+from speaker import packets
 from speaker.announcer import DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer
 from speaker.announcer import Event as DataPlaneEvent
-from speaker.interfaces import DEFAULT_EXCLUDE
+from speaker.interfaces import DEFAULT_EXCLUDE, eligible_for_all, scan_links
 from speaker.metrics import SpeakerCollector
 from speaker.prober import Prober
 from speaker.responder import raw_socket_problem
@@ -219,6 +227,10 @@ class FileState:
     def stop(self) -> None:
         pass
 
+    def peer_macs(self) -> Mapping[str, frozenset[str]]:
+        """No Leases in file mode: the probes learn the owners' MACs from the wire only."""
+        return {}
+
     def report(self, key: str, event: ServiceEvent) -> bool:
         level = logging.WARNING if event.type.value == "Warning" else logging.INFO
         log.log(
@@ -284,6 +296,7 @@ class StateSource(Protocol):
     def stop(self) -> None: ...
     def poll(self) -> View | None: ...
     def report(self, key: str, event: ServiceEvent) -> bool: ...
+    def peer_macs(self) -> Mapping[str, frozenset[str]]: ...  # node -> the MACs its speaker publishes
 
 
 def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str, str] | None = None) -> int:
@@ -327,12 +340,28 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str
                 lease_renew_interval=settings.lease_renew_interval,
                 metrics=(metrics := SpeakerMetrics()),
                 wake=wake,
+                lease_annotations=_mac_annotation(settings),
             )
         except (KubeconfigError, ValueError) as exc:  # ValueError: a node name no Lease name can hold
             err.write(f"{PROG}: {exc}\n")
             return EXIT_USAGE
         return _serve(settings, state, None, wake=wake, metrics=metrics, err=err)
     return _serve(settings, state, first, wake=wake, metrics=SpeakerMetrics(), err=err)
+
+
+def _mac_annotation(settings: SpeakerSettings) -> dict[str, str]:
+    """The Lease annotation with this node's MACs (its "all interfaces" links), for the runner-ups that start after
+    this node announced (`l2core.probing`); none when probing is off, in dry-run, or the links cannot be read."""
+    if not settings.probe or settings.dry_run:
+        return {}
+    try:
+        links = scan_links()
+    except Exception as exc:  # netlink refused: the probes still learn from the wire
+        log.warning("cannot read the links to publish their MACs: %s", exc, extra={"fields": {"event": "scan-failed"}})
+        return {}
+    names = eligible_for_all(links, re.compile(settings.exclude_interfaces))
+    macs = format_macs(packets.mac_str(links[n].mac) for n in names)
+    return {MACS_ANNOTATION: macs} if macs else {}
 
 
 def control_loop(
@@ -402,6 +431,7 @@ def _serve(
             metrics=metrics,
             on_change=on_probe_change,
             report=state.report,
+            peer_macs=state.peer_macs,
         )
     reconciler = Reconciler(
         node=settings.node_name, dataplane=announcer, board=board, metrics=metrics, report=state.report, probes=probes

@@ -8,6 +8,9 @@ been failing for a grace period (one renewal interval, and at most half of what 
 cut off; it freezes the peers' liveness (a stale view must not judge
 them dead) and keeps announcing what it announced until it is back in contact.
 
+It also passes this speaker's MACs to its Lease (an annotation written with the renewals) and reads the peers' back
+from the Lease events (`peer_macs()`), for the probe takeover (`l2guard.control.probes`).
+
 It decides nothing about who announces: the planner does, in the view.
 """
 
@@ -19,7 +22,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from l2core.liveness import lease_name
+from l2core.liveness import lease_name, node_of_lease
+from l2core.probing import MACS_ANNOTATION, parse_macs
 from l2core.reporting import ServiceEvent
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import View
@@ -34,16 +38,38 @@ log = logging.getLogger(__name__)
 
 
 class _Waking:
-    """The view as the source's sink, waking the control loop after every change it applies."""
+    """The view as the source's sink, waking the control loop after every change it applies. It notes the MACs
+    the speakers publish on their Leases on the way (node -> MACs, replaced whole: readers take the reference)."""
 
     def __init__(self, view: ClusterView, wake: threading.Event) -> None:
         self._view, self._wake = view, wake
+        self.macs: Mapping[str, frozenset[str]] = {}
+
+    def _note_macs(self, events: Sequence[Event], *, relist: bool) -> None:
+        macs = {} if relist else dict(self.macs)
+        for kind, event_type, raw in events:
+            meta = raw.get("metadata") if kind == "Lease" else None
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            node = node_of_lease(name) if isinstance(name, str) else None
+            if node is None or not isinstance(meta, Mapping):
+                continue
+            annotations = meta.get("annotations")
+            found = parse_macs(annotations.get(MACS_ANNOTATION) if isinstance(annotations, Mapping) else None)
+            if event_type == "DELETED" or not found:
+                macs.pop(node, None)
+            else:
+                macs[node] = found
+        self.macs = macs
 
     def replace_kind(self, kind: str, items: Sequence[Mapping[str, Any]]) -> None:
+        if kind == "Lease":
+            self._note_macs([(kind, "ADDED", raw) for raw in items], relist=True)
         self._view.replace_kind(kind, items)
         self._wake.set()
 
     def apply(self, events: Sequence[Event]) -> object:
+        if any(kind == "Lease" for kind, _, _ in events):
+            self._note_macs(events, relist=False)
         changed = self._view.apply(events)
         self._wake.set()
         return changed
@@ -76,6 +102,7 @@ class LiveState:
         metrics: SpeakerMetrics,
         wake: threading.Event,
         clock: Callable[[], float] = time.time,
+        lease_annotations: Mapping[str, str] | None = None,
     ) -> None:
         api = make_api_client(kubeconfig)  # KubeconfigError (one line) when there is no usable configuration
         self._node = node
@@ -83,8 +110,9 @@ class LiveState:
         self._metrics = metrics
         self._clock = clock
         self._duration = lease_duration
+        self._sink = _Waking(view, wake)
         self.source = KubeSource(
-            _Waking(view, wake),
+            self._sink,
             resources(api, metallb_namespace=metallb_namespace, namespace=namespace),
             on_relist=metrics.watch_restarted,
         )
@@ -95,6 +123,7 @@ class LiveState:
             holder=node,
             duration=lease_duration,
             renew_interval=lease_renew_interval,
+            annotations=lease_annotations,
         )
         self.poster = EventPoster(api, node=node)
         self._cut_off_since: float | None = None
@@ -119,6 +148,10 @@ class LiveState:
             log.warning("could not release the lease: %s", exc, extra={"fields": {"event": "lease-release-failed"}})
         self.source.stop()
         self.poster.stop()
+
+    def peer_macs(self) -> Mapping[str, frozenset[str]]:
+        """Node -> the MACs its speaker publishes on its Lease (only speakers that publish some)."""
+        return self._sink.macs
 
     def report(self, key: str, event: ServiceEvent) -> bool:
         """Hand an Event about Service `key` to the poster (never blocks) and count it: posted, or held back by the

@@ -7,6 +7,9 @@ backs up for an owner that stopped answering, long before that owner's lease exp
   prober; owners no longer watched are forgotten, and so is a takeover of theirs;
 - its thread probes each owner once per probe period (spread over the period; the period stretched to keep the
   speaker within its probe budget), and counts a probe unanswered by the next one as missed;
+- before an owner was ever heard (this node started after its takeover burst), each period goes to the MACs the
+  owner publishes on its Lease instead (`peer_macs`, live mode); an owner never heard even there is reported as
+  silent (the self-test), and nothing is taken over from it;
 - the prober's `on_heard(owner)` (its I/O thread) resets the owner's misses and ends a takeover at once;
 - a takeover or a yield logs a line, counts in the metrics, posts an Event on each service concerned (Warning:
   `node X stopped answering ARP for 192.0.2.100; worker-2 took over`) and wakes the control loop, whose next
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from l2core.plan import Plan
@@ -35,6 +38,7 @@ from l2core.probing import (
     answering_again,
     not_answering,
     probe_period,
+    silent,
     watches,
 )
 from l2core.reporting import ServiceEvent
@@ -54,6 +58,7 @@ class ProberPort(Protocol):
 
     def set_targets(self, targets: Mapping[str, Target]) -> None: ...
     def probe(self, owner: str) -> bool: ...
+    def ask(self, owner: str, candidates: Iterable[bytes]) -> bool: ...
 
 
 class ProbeLoop:
@@ -68,6 +73,7 @@ class ProbeLoop:
         metrics: SpeakerMetrics,
         on_change: Callable[[], None],
         report: Report | None = None,
+        peer_macs: Callable[[], Mapping[str, frozenset[str]]] = dict,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node = node
@@ -78,6 +84,7 @@ class ProbeLoop:
         self._metrics = metrics
         self._on_change = on_change
         self._report = report
+        self._peer_macs = peer_macs
         self._clock = clock
         self._lock = threading.Lock()  # everything below; held across a probe and its bookkeeping
         self._plan: Plan | None = None
@@ -135,6 +142,8 @@ class ProbeLoop:
                 return
             self._states[owner], change = after_answer(state)
             watch = self._watches[owner]
+            if state.silent:  # the self-test's report ends: it answers after all
+                self._metrics.set_not_answering(self._not_answering())
         if change is not None:
             self._changed(watch, change)
 
@@ -167,15 +176,20 @@ class ProbeLoop:
         lock is held across the probe and the state update, so an answer arriving within microseconds is
         applied after the probe it answers is recorded as pending."""
         out = []
+        macs = self._peer_macs()
         with self._lock:
             now = self._clock()
             for owner, due in sorted(self._due.items()):
                 if due > now:
                     continue
                 sent = self._prober.probe(owner)
+                asked = False
                 if sent:
                     self._metrics.probe_sent()
-                self._states[owner], change = after_tick(self._states[owner], misses=self._misses, sent=sent)
+                elif owner in macs:
+                    asked = self._prober.ask(owner, [bytes.fromhex(m.replace(":", "")) for m in macs[owner]])
+                state, change = after_tick(self._states[owner], misses=self._misses, sent=sent, asked=asked)
+                self._states[owner] = state
                 # Next due one period after this one was due (no drift), but never in the past after a stall.
                 self._due[owner] = max(due + self._period, now + self._period / 2)
                 if change is not None:
@@ -185,7 +199,7 @@ class ProbeLoop:
     # ------------------------------------------------------------------ saying it
 
     def _not_answering(self) -> frozenset[str]:
-        return frozenset(o for o, s in self._states.items() if s.taken_over)
+        return frozenset(o for o, s in self._states.items() if s.taken_over or s.silent)
 
     def _changed(self, watch: Watch, change: Change) -> None:
         fields = {
@@ -193,7 +207,18 @@ class ProbeLoop:
             "ip": watch.target,
             "count": len(watch.takeover),
         }
-        if change is Change.TAKEOVER:
+        if change is Change.SILENT:
+            macs = sorted(self._peer_macs().get(watch.owner, ()))
+            log.warning(
+                "node %s does not answer %s for %s at its MACs %s; taking nothing over",
+                watch.owner,
+                watch.protocol,
+                watch.target,
+                ", ".join(macs),
+                extra={"fields": {"event": "probe-silent", **fields}},
+            )
+            event = silent(watch, self.node, macs)
+        elif change is Change.TAKEOVER:
             log.warning(
                 "node %s stopped answering %s for %s; taking over %d IPs",
                 watch.owner,

@@ -5,7 +5,7 @@ worker-3 (tests/core/test_probing.py), so worker-2 backs worker-1 up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from l2core.model import EligibilitySettings
@@ -39,6 +39,7 @@ class FakeProber:
     def __init__(self) -> None:
         self.targets: dict[str, Target] = {}
         self.probes: list[str] = []
+        self.asked: list[tuple[str, list[bytes]]] = []
         self.can_send = True
 
     def set_targets(self, targets: Mapping[str, Target]) -> None:
@@ -47,6 +48,10 @@ class FakeProber:
     def probe(self, owner: str) -> bool:
         self.probes.append(owner)
         return self.can_send
+
+    def ask(self, owner: str, candidates: Iterable[bytes]) -> bool:
+        self.asked.append((owner, sorted(candidates)))
+        return True
 
 
 class Clock:
@@ -67,7 +72,10 @@ class Recorder:
 
 
 def make_loop(
-    node_name: str = "worker-2", *, then: Callable[[], None] = lambda: None
+    node_name: str = "worker-2",
+    *,
+    then: Callable[[], None] = lambda: None,
+    peer_macs: Mapping[str, frozenset[str]] | None = None,
 ) -> tuple[ProbeLoop, FakeProber, Clock, list[str], list[tuple[str, str]]]:
     """A loop for `node_name`; each change is recorded and then handed to `then` (the reconciler's hook)."""
     prober, clock = FakeProber(), Clock()
@@ -91,6 +99,7 @@ def make_loop(
         metrics=SpeakerMetrics(),
         on_change=on_change,
         report=report,
+        peer_macs=lambda: peer_macs or {},
         clock=clock,
     )
     return loop, prober, clock, changes, events
@@ -193,3 +202,22 @@ def test_cut_off_from_the_api_a_speaker_takes_nothing_over() -> None:
     ticks(loop, clock, 4)
     r.reconcile(View(p, live=True, cut_off_since=1.0))
     assert dp.last == {}
+
+
+def test_before_the_owner_is_heard_its_published_macs_are_asked_and_a_silent_owner_is_reported() -> None:
+    published = {"worker-1": frozenset({"02:00:00:00:0a:01"})}
+    loop, prober, clock, _, events = make_loop(peer_macs=published)
+    prober.can_send = False  # no MAC heard on the wire yet
+    loop.follow(the_plan())
+    ticks(loop, clock, 4)
+    assert prober.asked == [("worker-1", [bytes.fromhex("02000000 0a01".replace(" ", ""))])] * 4
+    assert events == [
+        (
+            "default/web",
+            "node worker-1 does not answer ARP for 192.0.2.100 at its MACs 02:00:00:00:0a:01; worker-2 takes nothing "
+            "over (is its speaker running, on the right interface?)",
+        )
+    ]
+    assert loop.held() == {}  # a candidate's silence takes nothing over
+    ticks(loop, clock, 10)
+    assert len(events) == 1 and loop.held() == {}

@@ -24,9 +24,12 @@ from l2core.probing import (
     after_answer,
     after_tick,
     answering_again,
+    format_macs,
     not_answering,
+    parse_macs,
     probe_period,
     runner_up,
+    silent,
     watches,
 )
 from l2core.reporting import EventType
@@ -179,4 +182,43 @@ def test_the_events_say_who_stopped_answering_and_who_took_over() -> None:
     assert (back.type, back.message) == (
         EventType.NORMAL,
         "node worker-1 answers ARP for 192.0.2.100 again; worker-2 yielded",
+    )
+
+
+def test_published_macs_are_written_sorted_and_read_back_bounded() -> None:
+    assert format_macs(["02:00:00:00:0B:01", "02:00:00:00:0a:01"]) == "02:00:00:00:0a:01,02:00:00:00:0b:01"
+    assert parse_macs("02:00:00:00:0a:01, 02:00:00:00:0B:01") == {"02:00:00:00:0a:01", "02:00:00:00:0b:01"}
+    # multicast (odd first octet), all zero, malformed: ignored; any non-text value: nothing
+    assert parse_macs("01:00:5e:00:00:01,00:00:00:00:00:00,02:00:00:00:0a,zz:00:00:00:00:01,") == frozenset()
+    assert parse_macs(None) == frozenset() and parse_macs(["02:00:00:00:0a:01"]) == frozenset()
+    many = ",".join(f"02:00:00:00:00:{i:02x}" for i in range(40))
+    assert parse_macs(many) == {f"02:00:00:00:00:{i:02x}" for i in range(16)}
+    assert parse_macs("x" * 10_000_000) == frozenset()
+
+
+def test_an_owner_never_heard_at_its_published_macs_is_reported_silent_once_and_never_taken_over() -> None:
+    state = ProbeState()
+    changes = []
+    for _ in range(6):
+        state, change = after_tick(state, misses=3, sent=False, asked=True)
+        changes.append(change)
+    assert changes == [None, None, None, Change.SILENT, None, None]
+    assert state == ProbeState(asked=6, silent=True)
+    state, change = after_answer(state)
+    assert (state, change) == (ProbeState(answered_once=True), None)
+
+
+def test_an_owner_heard_once_is_never_silent() -> None:
+    state, _ = after_answer(ProbeState())
+    for _ in range(6):
+        state, change = after_tick(state, misses=3, sent=False, asked=True)
+        assert change is None
+    assert not state.silent
+
+
+def test_the_self_test_event_names_the_macs_tried() -> None:
+    w = Watch("worker-1", "192.0.2.100", {"192.0.2.100": None}, ("default/web",))
+    assert silent(w, "worker-2", ["02:00:00:00:0b:01", "02:00:00:00:0a:01"]).message == (
+        "node worker-1 does not answer ARP for 192.0.2.100 at its MACs 02:00:00:00:0a:01, 02:00:00:00:0b:01; "
+        "worker-2 takes nothing over (is its speaker running, on the right interface?)"
     )
