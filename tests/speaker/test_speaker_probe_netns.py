@@ -45,7 +45,9 @@ def cluster(three: Topology, tmp_path: Path) -> Iterator[Cluster]:
 
 
 def served_by(client_log: list[tuple[float, str | None]]) -> list[str | None]:
-    return [who for _, who in client_log]
+    """Who answered, in order; attempts that timed out (50 ms, which a loaded machine exceeds now and then) left
+    out: what the tests check is who serves, not how fast."""
+    return [who for _, who in client_log if who]
 
 
 def took_over(c: Cluster) -> list[dict[str, object]]:
@@ -79,7 +81,7 @@ def test_the_runner_up_takes_over_from_an_owner_that_crashed_and_the_clients_res
     c.file.write_text(state(excluding=(c.owner,)))
     loop = start_probe(client, VIP4, 3, until="nobody", count=1)
     answers = served_by(probe_log(loop))
-    assert {who for who in answers if who} == {c.runner_up}, c.logs()  # (a 50 ms timeout under load is no move)
+    assert set(answers) == {c.runner_up}, c.logs()
     assert [e["ip"] for e in c.events(c.runner_up, "release")] == []  # nothing moved again
     assert client.neigh(VIP4)[0] == c.hosts[c.runner_up].mac
 
