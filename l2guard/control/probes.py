@@ -43,6 +43,7 @@ from l2core.probing import (
 )
 from l2core.reporting import ServiceEvent
 from l2guard.control.metrics import SpeakerMetrics
+from speaker import packets
 from speaker.prober import Target
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class ProbeLoop:
                 if sent:
                     self._metrics.probe_sent()
                 elif owner in macs:
-                    asked = self._prober.ask(owner, [bytes.fromhex(m.replace(":", "")) for m in macs[owner]])
+                    asked = self._prober.ask(owner, [packets.mac_bytes(m) for m in macs[owner]])
                 state, change = after_tick(self._states[owner], misses=self._misses, sent=sent, asked=asked)
                 self._states[owner] = state
                 # Next due one period after this one was due (no drift), but never in the past after a stall.
