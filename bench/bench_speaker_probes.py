@@ -48,11 +48,12 @@ sys.path.insert(0, str(ROOT / "tests" / "speaker"))
 from speaker_netns import PYTHON, VIP4, Host, Topology  # noqa: E402
 from speaker_web import probe_log, serve_vip_on_lo, start_probe  # noqa: E402
 
-from bench.bench_speaker_failover import API_ADDRESS, add_api_host, kubeconfig, status  # noqa: E402
+from bench.bench_speaker_failover import API_ADDRESS, add_api_host, kubeconfig, serve_double, status  # noqa: E402
 
 OWNER, RUNNER_UP = "worker-1", "worker-2"
 LEASE_DURATION = 6
 MAX_TRIAL = 40.0  # seconds a client loop runs at most
+DOUBLE_LIFETIME = 3600.0  # seconds the API double lives at most (20 rounds of trials take about half an hour)
 
 
 def start_speaker(host: Host, node: str, config: Path, log: Path, *extra: str) -> subprocess.Popen[str]:
@@ -240,7 +241,10 @@ def main() -> int:
     parser.add_argument("--faults", default="crash,link,sigterm")
     parser.add_argument("--loss", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--cost", action="store_true")
+    parser.add_argument("--serve-double", metavar="ADDRESS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_double:
+        return serve_double(args.serve_double, lifetime=DOUBLE_LIFETIME)
     if args.cost:
         cost(50, 1000)
         cost(50, 10_000)
@@ -252,7 +256,7 @@ def main() -> int:
     try:
         api = add_api_host(topo)
         double = subprocess.Popen(
-            api.cmd([PYTHON, str(ROOT / "bench" / "bench_speaker_failover.py"), "--serve-double", API_ADDRESS]),
+            api.cmd([PYTHON, str(Path(__file__).resolve()), "--serve-double", API_ADDRESS]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
