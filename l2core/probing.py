@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from l2core.election import elect_top2, election_prefix
-from l2core.plan import Plan, ServicePlan, Status
+from l2core.election import Rank, digest_from, elect_top2, election_prefix
+from l2core.plan import Plan, Selection, SelectionKey, ServicePlan, Status
 from l2core.reporting import EventType, ServiceEvent, bounded
 
 # Defaults, and why:
@@ -78,30 +77,109 @@ class Watch:
         return "NDP" if ":" in self.target else "ARP"
 
 
-def runner_up(plan: Plan, key: str) -> str | None:
-    """The node that would announce service `key` if its announcer left: the runner-up the planner kept, or when it
-    is not known (after incremental changes), the winner of the election among the other candidates."""
+def runner_up(plan: Plan, key: str, *, kept: RunnerUps | None = None) -> str | None:
+    """The node that would announce service `key` if its announcer left: the runner-up the planner kept while it is
+    still a candidate, or else (the planner forgets it when the owner changes, and keeps a stale one when the
+    runner-up itself leaves: "caught on use", l2core.plan) the winner among the other candidates, kept in `kept`
+    across plans so that a long-running speaker does not elect again what nothing changed."""
     sp = plan.services[key]
     if sp.status is not Status.ANNOUNCED or sp.announcer is None or not sp.ips:
         return None
-    if sp.runner_up is not None:
-        return sp.runner_up.node
-    return _elect_runner_up(plan, sp)
+    return (kept if kept is not None else RunnerUps()).elect(plan, key)
 
 
-def _elect_runner_up(plan: Plan, sp: ServicePlan) -> str | None:
-    sel = plan.selections.get(sp.selection) if sp.selection is not None else None
-    if sel is None:
+class RunnerUps:
+    """The runner-ups the planner lost track of, elected here and kept. The planner forgets a service's runner-up
+    when its owner changes (`ServicePlan.runner_up` None); they add up with every node that leaves, and electing
+    each again costs a hash per candidate (about 1 ms at 500 nodes) on every plan: 19 s for 10,000 services.
+
+    Kept per service with the ServicePlan, the Selection and the selection's eligible candidates it was elected
+    among: the same objects next time mean the same answer at no cost; when only the candidates changed since the
+    last plan, the nodes that left and joined are compared with the kept runner-up (one hash each) unless the
+    kept one itself left. Anything else is elected again. Pure; one instance per speaker, used from one thread."""
+
+    def __init__(self) -> None:
+        self._bases: dict[SelectionKey, frozenset[str]] = {}  # per selection: its eligible candidates, last plan
+        self._previous: dict[SelectionKey, frozenset[str]] = {}  # ... and the plan before
+        self._kept: dict[str, tuple[ServicePlan, Selection, frozenset[str], Rank]] = {}
+        self._plan: Plan | None = None
+
+    def _start(self, plan: Plan) -> None:
+        """A new plan: each selection's candidates, the same object as before when they did not change."""
+        if plan is self._plan:
+            return
+        self._plan = plan
+        reasons = plan.node_reasons
+        bases = {}
+        for sel_key, sel in plan.selections.items():
+            base = frozenset(n for n in sel.nodes if n in reasons and not reasons[n])
+            old = self._bases.get(sel_key)
+            bases[sel_key] = old if old == base else base
+        self._previous, self._bases = self._bases, bases
+        for key in [k for k in self._kept if k not in plan.services]:
+            del self._kept[key]
+
+    def elect(self, plan: Plan, key: str) -> str | None:
+        self._start(plan)
+        sp = plan.services[key]
+        sel = plan.selections.get(sp.selection) if sp.selection is not None else None
+        if sel is None or sp.selection is None or sp.announcer is None:
+            return None
+        base = self._bases[sp.selection]
+        known = sp.runner_up
+        if known is not None and (
+            known.node is None
+            or (
+                known.node in base
+                and (sp.local_nodes is None or known.node in sp.local_nodes)
+                and sel.weights.get(known.node, 0) == known.weight
+            )
+        ):
+            return known.node  # nodes that join are compared with it by the planner; only a leave makes it stale
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] is sp and kept[1] is sel and kept[2] is base:
+            return kept[3].node
+        rank = None
+        if (
+            kept is not None
+            and kept[2] is self._previous.get(sp.selection)
+            and kept[0].announcer == sp.announcer
+            and kept[0].ips[:1] == sp.ips[:1]
+            and kept[0].local_nodes == sp.local_nodes
+            and kept[1].weights == sel.weights
+        ):
+            rank = _patched(kept[3], sp, left=kept[2] - base, joined=base - kept[2], weights=sel.weights)
+        if rank is None:
+            rank = _elect_runner_up(sp, base, sel.weights)
+        self._kept[key] = (sp, sel, base, rank)
+        return rank.node
+
+
+def _candidates(sp: ServicePlan, nodes: Iterable[str]) -> list[str]:
+    local = sp.local_nodes
+    return sorted(n for n in nodes if n != sp.announcer and (local is None or n in local))
+
+
+def _patched(
+    rank: Rank, sp: ServicePlan, *, left: frozenset[str], joined: frozenset[str], weights: Mapping[str, int]
+) -> Rank | None:
+    """The runner-up after `left` left and `joined` joined the candidates, from the kept one; None when the kept
+    one left (elect again)."""
+    if rank.node is not None and rank.node in left:
         return None
-    reasons = plan.node_reasons
-    candidates = {n for n in sel.nodes if n in reasons and not reasons[n]}
-    if sp.local_nodes is not None:
-        candidates &= sp.local_nodes
-    candidates.discard(sp.announcer or "")
-    winner, _ = elect_top2(
-        sorted(candidates), sp.ips[0], weights=sel.weights, prefixes={n: election_prefix(n) for n in candidates}
-    )
-    return winner.node
+    best = rank
+    for name in _candidates(sp, joined):
+        weight = weights.get(name, 0)
+        other = Rank(name, weight, digest_from(election_prefix(name), sp.ips[0]))
+        if best.node is None or other.key < best.key:
+            best = other
+    return best
+
+
+def _elect_runner_up(sp: ServicePlan, base: frozenset[str], weights: Mapping[str, int]) -> Rank:
+    candidates = _candidates(sp, base)
+    winner, _ = elect_top2(candidates, sp.ips[0], weights=weights, prefixes={n: election_prefix(n) for n in candidates})
+    return winner
 
 
 def _ip_order(ip: str) -> tuple[int, int]:
@@ -109,17 +187,18 @@ def _ip_order(ip: str) -> tuple[int, int]:
     return (addr.version, int(addr))
 
 
-def watches(plan: Plan, node: str) -> dict[str, Watch]:
+def watches(plan: Plan, node: str, *, kept: RunnerUps | None = None) -> dict[str, Watch]:
     """Owner -> Watch for every node whose announced IPs `node` is runner-up for. An IP `node` announces already
     (a shared IP another service gives it) is not taken over; services with more than one IP are taken over whole,
     as the election moves them. Cost: one pass over the services, plus an election for those whose runner-up the
-    planner no longer knows."""
+    planner no longer knows (once, with `kept`: see RunnerUps)."""
+    kept = kept if kept is not None else RunnerUps()
     mine = plan.announcements(node)
     takeover: dict[str, dict[str, Interfaces]] = {}
     services: dict[str, list[str]] = {}
     for key, sp in plan.services.items():
         owner = sp.announcer
-        if owner is None or owner == node or runner_up(plan, key) != node:
+        if owner is None or owner == node or runner_up(plan, key, kept=kept) != node:
             continue
         where = plan.interfaces_for(key, node)
         ips = takeover.setdefault(owner, {})

@@ -32,6 +32,7 @@ from l2core.probing import (
     Change,
     Interfaces,
     ProbeState,
+    RunnerUps,
     Watch,
     after_answer,
     after_tick,
@@ -89,6 +90,7 @@ class ProbeLoop:
         self._clock = clock
         self._lock = threading.Lock()  # everything below; held across a probe and its bookkeeping
         self._plan: Plan | None = None
+        self._kept = RunnerUps()  # runner-ups the planner forgot, elected once (follow() runs on one thread)
         self._watches: dict[str, Watch] = {}
         self._states: dict[str, ProbeState] = {}
         self._due: dict[str, float] = {}
@@ -105,7 +107,7 @@ class ProbeLoop:
             if plan is self._plan:
                 return
             self._plan = plan
-            new = watches(plan, self.node)
+            new = watches(plan, self.node, kept=self._kept)
             if new == self._watches:
                 return
             gone = [o for o in self._watches if o not in new]

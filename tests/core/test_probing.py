@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from l2core.model import EligibilitySettings
-from l2core.plan import Plan, plan
+from l2core.plan import Plan, Planner, plan
 from l2core.probing import (
     Change,
     ProbeState,
+    RunnerUps,
     Watch,
     after_answer,
     after_tick,
@@ -222,3 +223,28 @@ def test_the_self_test_event_names_the_macs_tried() -> None:
         "node worker-1 does not answer ARP for 192.0.2.100 at its MACs 02:00:00:00:0a:01, 02:00:00:00:0b:01; "
         "worker-2 takes nothing over (is its speaker running, on the right interface?)"
     )
+
+
+def test_runner_ups_the_planner_forgets_as_nodes_come_and_go_match_a_full_election() -> None:
+    """A long-running speaker's view: one Planner changed node by node, the runner-ups it forgets kept in one
+    RunnerUps per node; after every change each node watches what a one-shot plan of the same cluster says."""
+    names = [f"worker-{i}" for i in range(1, 7)]
+    ips = [f"192.0.2.{100 + i}" for i in range(20)]
+    docs = [node(n) for n in names]
+    docs += [d for i, ip in enumerate(ips) for d in (service(f"s{i}", [ip]), endpoints(f"s{i}", names))]
+    docs += LAN
+    planner = Planner(cluster(*docs), EligibilitySettings())
+    kept = {n: RunnerUps() for n in names}
+    steps = [("worker-1", True), ("worker-2", True), ("worker-1", False), ("worker-3", True), ("worker-2", False)]
+    steps += [("worker-4", True), ("worker-3", False), ("worker-4", False)]
+    out: set[str] = set()
+    forgotten = 0
+    for name, leave in steps:
+        out = out | {name} if leave else out - {name}
+        planner.upsert_node(cluster(node(name, {EXCLUDE: ""}) if leave else node(name)).nodes[name])
+        forgotten = max(forgotten, sum(sp.runner_up is None for sp in planner.plan.services.values()))
+        now = [node(n, {EXCLUDE: ""}) if n in out else node(n) for n in names]
+        fresh = plan(cluster(*now, *docs[len(names) :]), EligibilitySettings())
+        for n in names:
+            assert watches(planner.plan, n, kept=kept[n]) == watches(fresh, n), (name, leave, n)
+    assert forgotten > 0  # the incremental path did forget some: the kept elections were exercised
