@@ -153,8 +153,8 @@ class Bench:
             sent0 = metric(self.b, "l2guard_speaker_probes_sent_total")
             for host, other in ((self.a, self.b), (self.b, self.a)):
                 rules = (
-                    "table netdev l2loss { chain in { type filter hook ingress device eth0 priority 0; "
-                    f"ether saddr {other.mac} numgen random mod 100 < 20 drop; }} }}"
+                    "table netdev l2loss {\n  chain in {\n    type filter hook ingress device eth0 priority 0;\n"
+                    f"    ether saddr {other.mac} numgen random mod 100 < 20 drop\n  }}\n}}\n"
                 )
                 res = subprocess.run(host.cmd(["nft", "-f", "-"]), input=rules, text=True, capture_output=True)
                 if res.returncode:
