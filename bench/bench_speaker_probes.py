@@ -154,13 +154,17 @@ class Bench:
             for host, other in ((self.a, self.b), (self.b, self.a)):
                 rules = (
                     "table netdev l2loss {\n  chain in {\n    type filter hook ingress device eth0 priority 0;\n"
-                    f"    ether saddr {other.mac} numgen random mod 100 < 20 drop\n  }}\n}}\n"
+                    f"    ether saddr {other.mac} counter\n"
+                    f"    ether saddr {other.mac} numgen random mod 100 < 20 counter drop\n  }}\n}}\n"
                 )
                 res = subprocess.run(host.cmd(["nft", "-f", "-"]), input=rules, text=True, capture_output=True)
                 if res.returncode:
                     raise RuntimeError(res.stderr)
             time.sleep(seconds)
             for host in (self.a, self.b):
+                listed = host.run(["nft", "list", "table", "netdev", "l2loss"], check=False)
+                seen, lost = (int(n) for n in re.findall(r"counter packets (\d+)", listed))
+                print(f"loss: {host.ns} dropped {lost} of {seen} frames from the other node", flush=True)
                 host.run(["nft", "delete", "table", "netdev", "l2loss"], check=False)
             time.sleep(1.0)  # the last takeover, if any, ends
             sent = int(metric(self.b, "l2guard_speaker_probes_sent_total") - sent0)
