@@ -44,8 +44,9 @@ LEASE_DURATION, RENEW_INTERVAL = 6, 2.0  # the defaults (issue 8, part 3)
 MAX_LIFETIME = 900.0  # seconds: the double process ends on its own after this, whatever happens
 
 
-def serve_double(host: str) -> int:
-    """Inside the api namespace: the captured double bound to `host`; prints its port; ends on stdin EOF."""
+def serve_double(host: str, *, lifetime: float = MAX_LIFETIME) -> int:
+    """Inside the api namespace: the captured double bound to `host`; prints its port; ends on stdin EOF (or after
+    `lifetime` seconds)."""
     from bench.bench_speaker_live import captured_double
 
     double, _ = captured_double()
@@ -57,7 +58,7 @@ def serve_double(host: str) -> int:
     double.thread = threading.Thread(target=double.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     with double:
         print(json.dumps({"port": double.port}), flush=True)
-        select.select([sys.stdin], [], [], MAX_LIFETIME)
+        select.select([sys.stdin], [], [], lifetime)
     return 0
 
 

@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol, TextIO
@@ -31,10 +32,18 @@ from typing import Any, Protocol, TextIO
 from l2core.model import EligibilitySettings
 from l2core.parse import build_cluster
 from l2core.plan import plan
+from l2core.probing import (
+    DEFAULT_PROBE_BUDGET,
+    DEFAULT_PROBE_INTERVAL,
+    DEFAULT_PROBE_MISSES,
+    MACS_ANNOTATION,
+    format_macs,
+)
 from l2core.reporting import ServiceEvent
 from l2guard import logs
 from l2guard.control.health import HealthServer, SpeakerStatus, StatusBoard
 from l2guard.control.metrics import SpeakerMetrics
+from l2guard.control.probes import ProbeLoop
 from l2guard.control.reconcile import ObjectReport, Reconciler, View
 from l2guard.listen import BindError
 from l2guard.loader import MAX_INPUT_BYTES, InputError, load_documents
@@ -51,10 +60,12 @@ from l2guard.settings import (
     read_options,
     read_shared,
 )
+from speaker import packets
 from speaker.announcer import DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL, Announcer
 from speaker.announcer import Event as DataPlaneEvent
-from speaker.interfaces import DEFAULT_EXCLUDE
+from speaker.interfaces import DEFAULT_EXCLUDE, eligible_for_all, scan_links
 from speaker.metrics import SpeakerCollector
+from speaker.prober import Prober
 from speaker.refresh import MAX_INTERVAL as REFRESH_MAX
 from speaker.refresh import MIN_INTERVAL as REFRESH_MIN
 from speaker.responder import raw_socket_problem
@@ -89,6 +100,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("--poll-interval", "float", 1.0, "file mode: seconds between checks of the cluster-state files"),
     Option("--dry-run", "bool", False, "shadow mode: compute, log and serve what would be announced; send nothing"),
+    Option(
+        "--probe",
+        "bool",
+        True,
+        "probe the owners this node is runner-up for on the wire and take their IPs over when they stop answering "
+        "(--no-probe: failover only when a lease expires)",
+    ),
+    Option("--probe-interval", "float", DEFAULT_PROBE_INTERVAL, "seconds between two probes of one owner"),
+    Option("--probe-misses", "int", DEFAULT_PROBE_MISSES, "consecutive unanswered probes before a takeover"),
+    Option("--probe-budget", "float", DEFAULT_PROBE_BUDGET, "probes per second this speaker sends at most"),
 )
 
 
@@ -108,6 +129,10 @@ class SpeakerSettings:
     refresh_interval: float
     poll_interval: float
     dry_run: bool
+    probe: bool = True
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
+    probe_misses: int = DEFAULT_PROBE_MISSES
+    probe_budget: float = DEFAULT_PROBE_BUDGET
 
     @property
     def eligibility(self) -> EligibilitySettings:
@@ -145,6 +170,12 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Sp
         problems.append(
             f"--refresh-interval must be 0 (off) or between {REFRESH_MIN:.0f} and {REFRESH_MAX:.0f} seconds"
         )
+    if not 0.05 <= values["probe_interval"] <= 60:
+        problems.append("--probe-interval must be between 0.05 and 60 seconds")
+    if not 1 <= values["probe_misses"] <= 100:
+        problems.append("--probe-misses must be between 1 and 100")
+    if not 1 <= values["probe_budget"] <= 10000:
+        problems.append("--probe-budget must be between 1 and 10000 probes per second")
     if values["lease_renew_interval"] >= values["lease_duration"]:
         problems.append("--lease-renew-interval must be shorter than --lease-duration")
     try:
@@ -170,6 +201,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[Sp
             refresh_interval=values["refresh_interval"],
             poll_interval=values["poll_interval"],
             dry_run=bool(values["dry_run"]),
+            probe=bool(values["probe"]),
+            probe_interval=values["probe_interval"],
+            probe_misses=values["probe_misses"],
+            probe_budget=values["probe_budget"],
         ),
         [],
     )
@@ -207,6 +242,10 @@ class FileState:
 
     def stop(self) -> None:
         pass
+
+    def peer_macs(self) -> Mapping[str, frozenset[str]]:
+        """No Leases in file mode: the probes learn the owners' MACs from the wire only."""
+        return {}
 
     def report(self, key: str, event: ServiceEvent) -> bool:
         level = logging.WARNING if event.type.value == "Warning" else logging.INFO
@@ -277,6 +316,7 @@ class StateSource(Protocol):
     def stop(self) -> None: ...
     def poll(self) -> View | None: ...
     def report(self, key: str, event: ServiceEvent) -> bool: ...
+    def peer_macs(self) -> Mapping[str, frozenset[str]]: ...  # node -> the MACs its speaker publishes
 
 
 def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str, str] | None = None) -> int:
@@ -321,12 +361,28 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str
                 metrics=(metrics := SpeakerMetrics()),
                 wake=wake,
                 l2_status=not settings.dry_run,  # a shadow beside MetalLB's speaker must not rewrite its objects
+                lease_annotations=_mac_annotation(settings),
             )
         except (KubeconfigError, ValueError) as exc:  # ValueError: a node name no Lease name can hold
             err.write(f"{PROG}: {exc}\n")
             return EXIT_USAGE
         return _serve(settings, state, None, wake=wake, metrics=metrics, err=err)
     return _serve(settings, state, first, wake=wake, metrics=SpeakerMetrics(), err=err)
+
+
+def _mac_annotation(settings: SpeakerSettings) -> dict[str, str]:
+    """The Lease annotation with this node's MACs (its "all interfaces" links), for the runner-ups that start after
+    this node announced (`l2core.probing`); none when probing is off, in dry-run, or the links cannot be read."""
+    if not settings.probe or settings.dry_run:
+        return {}
+    try:
+        links = scan_links()
+    except Exception as exc:  # netlink refused: the probes still learn from the wire
+        log.warning("cannot read the links to publish their MACs: %s", exc, extra={"fields": {"event": "scan-failed"}})
+        return {}
+    names = eligible_for_all(links, re.compile(settings.exclude_interfaces))
+    macs = format_macs(packets.mac_str(links[n].mac) for n in names)
+    return {MACS_ANNOTATION: macs} if macs else {}
 
 
 def control_loop(
@@ -377,6 +433,28 @@ def _serve(
             on_event=on_dataplane_event,
         )
         metrics.registry.register(SpeakerCollector(announcer.counters))
+    probes: ProbeLoop | None = None
+    prober: Prober | None = None
+    if announcer is not None and settings.probe:
+        prober = Prober(
+            on_heard=lambda owner: probes.on_heard(owner) if probes else None, exclude=settings.exclude_interfaces
+        )
+
+        def on_probe_change() -> None:  # on the probe loop's or the prober's thread: queue and wake
+            reconciler.on_probe_change()
+            wake.set()
+
+        probes = ProbeLoop(
+            node=settings.node_name,
+            prober=prober,
+            interval=settings.probe_interval,
+            misses=settings.probe_misses,
+            budget=settings.probe_budget,
+            metrics=metrics,
+            on_change=on_probe_change,
+            report=state.report,
+            peer_macs=state.peer_macs,
+        )
     reconciler = Reconciler(
         node=settings.node_name,
         dataplane=announcer,
@@ -384,6 +462,7 @@ def _serve(
         metrics=metrics,
         report=state.report,
         report_object=state.report_object,
+        probes=probes,
     )
     health = HealthServer(board, metrics.registry, host=settings.health_address, port=settings.health_port)
 
@@ -399,6 +478,9 @@ def _serve(
         health.start()
         if announcer is not None:
             announcer.start()
+        if prober is not None and probes is not None:
+            prober.start()
+            probes.start()
     except BindError as exc:
         flag = "--health-address" if exc.address_unavailable else "--health-port"
         err.write(f"{PROG}: {exc} (set another with {flag})\n")
@@ -416,6 +498,9 @@ def _serve(
         state.start()
         control_loop(state, reconciler, first, wake=wake, stop=stop)
     finally:
+        if prober is not None and probes is not None:
+            probes.stop()  # no takeover while shutting down
+            prober.stop()
         if announcer is not None:
             announcer.stop()  # stop answering first: the next node takes over with its own burst
         state.stop()  # live mode: then release the lease at once

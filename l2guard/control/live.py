@@ -12,6 +12,9 @@ has been listed again into the view; then it thaws and plans once.
 Unless in dry-run, it also owns the writer of MetalLB's ServiceL2Status objects (`l2guard.kube.l2status`), offered
 what this node announces with each new synced View while in contact (`l2core.l2status.wanted`).
 
+It also passes this speaker's MACs to its Lease (an annotation written with the renewals) and reads the peers' back
+from the Lease events (`peer_macs()`), for the probe takeover (`l2guard.control.probes`).
+
 It decides nothing about who announces: the planner does, in the view.
 """
 
@@ -24,7 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from l2core.l2status import wanted
-from l2core.liveness import lease_name
+from l2core.liveness import lease_name, node_of_lease
+from l2core.probing import MACS_ANNOTATION, parse_macs
 from l2core.reporting import ServiceEvent
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import View
@@ -40,16 +44,38 @@ log = logging.getLogger(__name__)
 
 
 class _Waking:
-    """The view as the source's sink, waking the control loop after every change it applies."""
+    """The view as the source's sink, waking the control loop after every change it applies. It notes the MACs
+    the speakers publish on their Leases on the way (node -> MACs, replaced whole: readers take the reference)."""
 
     def __init__(self, view: ClusterView, wake: threading.Event) -> None:
         self._view, self._wake = view, wake
+        self.macs: Mapping[str, frozenset[str]] = {}
+
+    def _note_macs(self, events: Sequence[Event], *, relist: bool) -> None:
+        macs = {} if relist else dict(self.macs)
+        for kind, event_type, raw in events:
+            meta = raw.get("metadata") if kind == "Lease" else None
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            node = node_of_lease(name) if isinstance(name, str) else None
+            if node is None or not isinstance(meta, Mapping):
+                continue
+            annotations = meta.get("annotations")
+            found = parse_macs(annotations.get(MACS_ANNOTATION) if isinstance(annotations, Mapping) else None)
+            if event_type == "DELETED" or not found:
+                macs.pop(node, None)
+            else:
+                macs[node] = found
+        self.macs = macs
 
     def replace_kind(self, kind: str, items: Sequence[Mapping[str, Any]]) -> None:
+        if kind == "Lease":
+            self._note_macs([(kind, "ADDED", raw) for raw in items], relist=True)
         self._view.replace_kind(kind, items)
         self._wake.set()
 
     def apply(self, events: Sequence[Event]) -> object:
+        if any(kind == "Lease" for kind, _, _ in events):
+            self._note_macs(events, relist=False)
         changed = self._view.apply(events)
         self._wake.set()
         return changed
@@ -84,6 +110,7 @@ class LiveState:
         wake: threading.Event,
         l2_status: bool = False,
         clock: Callable[[], float] = time.time,
+        lease_annotations: Mapping[str, str] | None = None,
     ) -> None:
         api = make_api_client(kubeconfig)  # KubeconfigError (one line) when there is no usable configuration
         self._node = node
@@ -91,8 +118,9 @@ class LiveState:
         self._metrics = metrics
         self._clock = clock
         self._duration = lease_duration
+        self._sink = _Waking(view, wake)
         self.source = KubeSource(
-            _Waking(view, wake),
+            self._sink,
             resources(api, metallb_namespace=metallb_namespace, namespace=namespace),
             on_relist=metrics.watch_restarted,
         )
@@ -103,6 +131,7 @@ class LiveState:
             holder=node,
             duration=lease_duration,
             renew_interval=lease_renew_interval,
+            annotations=lease_annotations,
         )
         self.poster = EventPoster(api, node=node)
         # MetalLB keeps them in its speaker's namespace, which is MetalLB's: where tools written for it look.
@@ -134,6 +163,10 @@ class LiveState:
             self.statuses.stop(flush=STATUS_FLUSH)
         self.source.stop()
         self.poster.stop()
+
+    def peer_macs(self) -> Mapping[str, frozenset[str]]:
+        """Node -> the MACs its speaker publishes on its Lease (only speakers that publish some)."""
+        return self._sink.macs
 
     def report(self, key: str, event: ServiceEvent) -> bool:
         """Hand an Event about Service `key` to the poster (never blocks) and count it: posted, or held back by the

@@ -17,6 +17,11 @@ Names (all prefixed `l2guard_speaker_`):
   fresh) or `yielded` (cut off: the other node holds the fresher view).
 - `events_posted_total{type}`, `events_suppressed_total{type}`: Kubernetes Events sent, and those the deduplication
   or rate limit held back; `type` is `Normal` or `Warning`.
+- probe takeover (`l2guard.control.probes`): `probed_owners` (owners this node backs up and probes),
+  `probe_period_seconds` (seconds between two probes of one owner, after the budget), `probes_sent_total`,
+  `probe_takeovers_total` and `probe_yields_total`, and `owner_not_answering{node}`: 1 for each owner this node
+  took over from because it stopped answering (the self-test: an owner whose lease is fresh but whose data plane
+  is silent shows up here); the label takes at most one value per node of the cluster.
 
 The data plane's counters (`speaker.metrics.SpeakerCollector`) may be registered in the same registry; no name here
 clashes with theirs. This module only records what the control plane tells it (the health port renders it); it
@@ -87,6 +92,19 @@ class SpeakerMetrics:
             ("type",),
             registry=self.registry,
         )
+        self._probes_sent = Counter(
+            "l2guard_speaker_probes_sent", "Probes sent to owners this node backs up", registry=self.registry
+        )
+        self._probe_takeovers = Counter(
+            "l2guard_speaker_probe_takeovers",
+            "Takeovers of an owner's IPs after it stopped answering probes",
+            registry=self.registry,
+        )
+        self._probe_yields = Counter(
+            "l2guard_speaker_probe_yields",
+            "Probe takeovers ended because the owner answered again",
+            registry=self.registry,
+        )
         self.registry.register(self._at_scrape)
 
     def set_announced(self, count: int) -> None:
@@ -123,6 +141,21 @@ class SpeakerMetrics:
     def event_suppressed(self, event_type: EventType) -> None:
         self._events_suppressed.labels(event_type).inc()
 
+    def set_probing(self, owners: int, period: float) -> None:
+        self._at_scrape.probing = (owners, period)
+
+    def set_not_answering(self, owners: frozenset[str]) -> None:
+        self._at_scrape.not_answering = owners
+
+    def probe_sent(self) -> None:
+        self._probes_sent.inc()
+
+    def probe_takeover(self) -> None:
+        self._probe_takeovers.inc()
+
+    def probe_yield(self) -> None:
+        self._probe_yields.inc()
+
 
 class _ComputedAtScrape(Collector):
     """The series whose value is computed when scraped (an age) or swapped whole (the per-service gauge)."""
@@ -132,6 +165,8 @@ class _ComputedAtScrape(Collector):
         self.lease_renewed_at: float | None = None
         # (the series kept, how many the cap left out): one reference, so a scrape never sees half an update
         self.eligible: tuple[tuple[tuple[str, int], ...], int] = ((), 0)
+        self.probing: tuple[int, float] | None = None  # (owners probed, probe period); None: probing is off
+        self.not_answering: frozenset[str] = frozenset()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         renewed_at = self.lease_renewed_at
@@ -155,3 +190,21 @@ class _ComputedAtScrape(Collector):
             "Services left out of l2guard_speaker_eligible_nodes by its series cap",
             value=omitted,
         )
+        probing = self.probing
+        if probing is not None:
+            yield GaugeMetricFamily(
+                "l2guard_speaker_probed_owners", "Owner nodes this node backs up and probes", value=probing[0]
+            )
+            yield GaugeMetricFamily(
+                "l2guard_speaker_probe_period_seconds",
+                "Seconds between two probes of one owner (the probe interval, stretched by the budget)",
+                value=probing[1],
+            )
+            family = GaugeMetricFamily(
+                "l2guard_speaker_owner_not_answering",
+                "1 for each owner node this node took over from because it stopped answering probes",
+                labels=["node"],
+            )
+            for owner in sorted(self.not_answering):
+                family.add_metric([owner], 1)
+            yield family

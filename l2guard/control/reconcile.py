@@ -1,7 +1,8 @@
 """The speaker's reconcile step: a plan in, this node's announcements out (watch -> view -> plan -> announcer).
 
 `Reconciler.reconcile()` takes the current plan and what the control plane knows about the API, and
-1. computes what this node announces from the plan (`Plan.announcements`), or, while cut off from the API
+1. computes what this node announces from the plan (`Plan.announcements`) plus, in contact, the IPs it took over
+   from owners that stopped answering its probes (`l2guard.control.probes`), or, while cut off from the API
    (fail-static), keeps what it announced minus the IPs another node claimed meanwhile (`l2core.failstatic`);
 2. hands that to the data plane (`Announcer.set()`), unless in dry-run;
 3. says it loudly, once: for each service this node reports on (`l2core.reporting.reporter`: the owner, or when
@@ -62,6 +63,13 @@ class DataPlane(Protocol):
     def set(self, desired: Mapping[str, frozenset[str] | AllInterfaces]) -> DataPlaneStatus: ...
 
 
+class Probes(Protocol):
+    """The probe takeover (`l2guard.control.probes.ProbeLoop`): told each plan, it says what it took over."""
+
+    def follow(self, plan: Plan) -> None: ...
+    def held(self) -> Mapping[str, frozenset[str] | None]: ...
+
+
 @dataclass(frozen=True)
 class View:
     """What one reconcile reads: the plan, the nodes and pool overlaps `explain` would show for it, which speakers
@@ -90,9 +98,12 @@ class Reconciler:
         metrics: SpeakerMetrics,
         report: Report | None = None,
         report_object: ObjectReport | None = None,
+        probes: Probes | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.node = node
+        self._probes = probes
+        self._probe_changed = False  # a takeover started or ended since the last reconcile
         self._dataplane = dataplane  # None: dry-run (everything but the packets)
         self._board = board
         self._metrics = metrics
@@ -124,9 +135,14 @@ class Reconciler:
             else:
                 self._dropped += 1
 
+    def on_probe_change(self) -> None:
+        """A probe takeover started or ended (the probe loop's thread): the next poll reconciles."""
+        with self._lock:
+            self._probe_changed = True
+
     def pending_events(self) -> bool:
         with self._lock:
-            return bool(self._queued)
+            return bool(self._queued) or self._probe_changed
 
     # ------------------------------------------------------------------ the control loop
 
@@ -136,12 +152,18 @@ class Reconciler:
         self._ip_service = {ip: key for key, sp in view.plan.services.items() for ip in sp.ips}
         cut_off = view.cut_off_since is not None
         events = self._take_events()
+        planned: frozenset[str] = frozenset()
         if cut_off:
             self._contested.update(e.ip for e in events if isinstance(e, Conflict) and e.ip in self._desired)
             desired: Desired = held(self._desired, self._contested)
         else:
             self._contested.clear()
             desired = dict(view.plan.announcements(self.node))
+            planned = frozenset(desired)
+            if self._probes is not None and view.synced:
+                self._probes.follow(view.plan)
+                for ip, where in self._probes.held().items():
+                    desired.setdefault(ip, where)  # beside the plan; an IP the plan gives us keeps its interfaces
         if view.synced and self._synced_since is None:
             self._synced_since = self._clock()
         if not view.synced and not cut_off:
@@ -159,7 +181,7 @@ class Reconciler:
             log.info("announcing %s", ip, extra={"fields": {"event": "announce", "ip": ip, "node": self.node}})
         for ip in removed:
             log.info("released %s", ip, extra={"fields": {"event": "release", "ip": ip, "node": self.node}})
-        self._handle_dataplane_events(events, cut_off=cut_off)
+        self._handle_dataplane_events(events, cut_off=cut_off, planned=planned)
         for stale_key in view.stale.keys() - self._stale_since.keys():
             self._stale_since[stale_key] = now
         for stale_key in self._stale_since.keys() - view.stale.keys():
@@ -174,6 +196,7 @@ class Reconciler:
 
     def _take_events(self) -> list[DataPlaneEvent]:
         with self._lock:
+            self._probe_changed = False
             events, self._queued = self._queued, []
             dropped, self._dropped = self._dropped, 0
         if dropped:
@@ -190,9 +213,12 @@ class Reconciler:
         status = self._dataplane.set({ip: ALL_INTERFACES if v is None else v for ip, v in desired.items()})
         self._answering = status.announcing
 
-    def _handle_dataplane_events(self, events: list[DataPlaneEvent], *, cut_off: bool) -> None:
+    def _handle_dataplane_events(self, events: list[DataPlaneEvent], *, cut_off: bool, planned: frozenset[str]) -> None:
+        """`planned`: the IPs the plan gives this node (in contact); others announced are probe takeovers."""
         for event in events:
             key = self._ip_service.get(event.ip)
+            if isinstance(event, Conflict) and not cut_off and event.ip not in planned and event.ip in self._desired:
+                continue  # held by a probe takeover: the owner answering is expected, and ends it (the prober hears it)
             if isinstance(event, Conflict):
                 yielded = cut_off and event.ip in self._contested
                 self._metrics.conflict_handled("yielded" if yielded else "kept")

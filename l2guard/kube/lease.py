@@ -14,6 +14,9 @@ patch with no resourceVersion, so it cannot conflict. It removes holderIdentity 
 and an empty holder (or a 1-second duration) means nobody holds it: the next speaker takes over without waiting
 for the lease duration.
 
+`annotations` (the speaker's MACs, `l2core.probing.MACS_ANNOTATION`) are written on the Lease when it is created
+and with every renewal, merged into what is there: they cost no write of their own.
+
 It exposes what the control plane needs for fail-static and the `lease renewal age` metric (`state()`: the
 monotonic time of the last successful renewal, consecutive failures, the last error's reason). It must not judge
 anybody's liveness (that is `l2core.liveness`), choose the Lease's name, or build the API client.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,9 +70,10 @@ class LeaseKeeper:
         duration: int = DEFAULT_DURATION,
         renew_interval: float = DEFAULT_RENEW_INTERVAL,
         request_timeout: float | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> None:
         """`request_timeout` bounds each API call (default: the renew interval, so one hung call cannot hide the
-        next renewal)."""
+        next renewal); `annotations` go on the Lease with each write."""
         if duration <= RELEASED_DURATION or not 0 < renew_interval < duration:
             raise ValueError(
                 f"lease duration {duration}s and renew interval {renew_interval}s: the duration must exceed "
@@ -83,6 +88,7 @@ class LeaseKeeper:
         self.duration = duration
         self.renew_interval = renew_interval
         self.request_timeout = request_timeout if request_timeout is not None else renew_interval
+        self.annotations = dict(annotations or {})
         self._lease: dict[str, Any] | None = None  # the Lease as last read or written
         self._lock = threading.Lock()  # _state
         self._calls = threading.Lock()  # one renewal or release at a time (the loop and the caller's thread)
@@ -116,7 +122,8 @@ class LeaseKeeper:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
+                "metadata": {"name": self.name, "namespace": self.namespace}
+                | ({"annotations": dict(self.annotations)} if self.annotations else {}),
                 "spec": {
                     "holderIdentity": self.holder,
                     "leaseDurationSeconds": self.duration,
@@ -136,7 +143,16 @@ class LeaseKeeper:
             spec["acquireTime"] = now
             spec["leaseTransitions"] = (transitions if isinstance(transitions, int) else 0) + 1
         spec.update(holderIdentity=self.holder, leaseDurationSeconds=self.duration, renewTime=now)
-        return self._call("PUT", body=lease | {"spec": spec})
+        body = lease | {"spec": spec}
+        if self.annotations:
+            meta = lease.get("metadata")
+            meta = dict(meta) if isinstance(meta, dict) else {}
+            read_annotations = meta.get("annotations")
+            meta["annotations"] = (
+                dict(read_annotations) if isinstance(read_annotations, dict) else {}
+            ) | self.annotations
+            body["metadata"] = meta
+        return self._call("PUT", body=body)
 
     def _renew(self) -> None:
         if self._lease is None:

@@ -177,3 +177,16 @@ def test_a_lease_with_a_broken_spec_is_taken_over(double: APIDouble, api: k8s.Ap
     k.renew()
     spec = stored(double)["spec"]
     assert (spec["holderIdentity"], spec["leaseDurationSeconds"], spec["leaseTransitions"]) == ("worker-1", 6, 1)
+
+
+def test_annotations_ride_on_the_renewals_without_writes_of_their_own(double: APIDouble, api: k8s.ApiClient) -> None:
+    macs = {"l2guard.io/macs": "02:00:00:00:0a:01"}
+    LeaseKeeper(api, name=NAME, namespace=NS, holder="worker-1", annotations=macs).renew()
+    assert stored(double)["metadata"]["annotations"] == macs
+    with double.store.lock:  # someone else annotates the Lease meanwhile: kept
+        double.store.objects[PATH]["metadata"]["annotations"]["team"] = "net"
+    restarted = LeaseKeeper(api, name=NAME, namespace=NS, holder="worker-1", annotations=macs)
+    restarted.renew()
+    restarted.renew()
+    assert stored(double)["metadata"]["annotations"] == {**macs, "team": "net"}
+    assert [m for m, _, _ in double.requests] == ["GET", "POST", "GET", "PUT", "PUT"]

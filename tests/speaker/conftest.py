@@ -62,10 +62,10 @@ def need_root() -> None:
     require_root()
 
 
-def build_topology() -> Topology:
+def build_topology(*, nodes: int = 2) -> Topology:
     topo = Topology()
     try:
-        topo.build()
+        topo.build(nodes=nodes)
 
         # Snooping is only trustworthy once the bridge has seen the hosts' own MLD reports.
         def joined() -> bool:
@@ -104,8 +104,8 @@ def fresh_topo() -> Iterator[Topology]:
 def start_node() -> Iterator[Callable[..., NodeProc]]:
     procs: list[NodeProc] = []
 
-    def start(host: Host, *extra: str) -> NodeProc:
-        p = NodeProc(host, *extra)
+    def start(host: Host, *extra: str, **kwargs: str) -> NodeProc:
+        p = NodeProc(host, *extra, **kwargs)
         procs.append(p)
         return p
 

@@ -95,8 +95,14 @@ class Topology:
     def node_b(self) -> Host:
         return self.hosts["node-b"]
 
-    def build(self, *, query_interval_cs: int = 100) -> Topology:
-        """Create the namespaces, the snooping bridge with an active querier, and the three hosts."""
+    @property
+    def nodes(self) -> dict[str, Host]:
+        """The node hosts by node name (node-a, node-b and, when built with three nodes, node-c)."""
+        return {name: h for name, h in self.hosts.items() if name.startswith("node-")}
+
+    def build(self, *, query_interval_cs: int = 100, nodes: int = 2) -> Topology:
+        """Create the namespaces, the snooping bridge with an active querier, the client and `nodes` nodes (2 or
+        3: node-a, node-b, node-c)."""
         sh(["ip", "netns", "add", self.br])
         self.created.append(self.br)
         self._quiet_ipv6(self.br)
@@ -110,9 +116,10 @@ class Topology:
             ("client", "02:00:00:00:0c:01", "192.0.2.1", "2001:db8::1", "pc"),
             ("node-a", "02:00:00:00:0a:01", "192.0.2.10", "2001:db8::a", "pa"),
             ("node-b", "02:00:00:00:0b:01", "192.0.2.11", "2001:db8::b", "pb"),
-        ]
+            ("node-c", "02:00:00:00:0d:01", "192.0.2.12", "2001:db8::d", "pd"),
+        ][: 1 + nodes]
         for role, mac, ip4, ip6, port in specs:
-            ns = f"l2{role[0] if role == 'client' else role[-1]}-{self.suffix}"
+            ns = f"l2{'c' if role == 'client' else 'n' + role[-1]}-{self.suffix}"
             sh(["ip", "netns", "add", ns])
             self.created.append(ns)
             self._quiet_ipv6(ns)
@@ -181,11 +188,11 @@ def wait_for(predicate: object, timeout: float, interval: float = 0.02) -> bool:
 class NodeProc:
     """An announcer running in ``host``'s namespace (speaker_node.py), driven over stdin/stdout."""
 
-    def __init__(self, host: Host, *extra: str) -> None:
+    def __init__(self, host: Host, *extra: str, helper: str = HELPER) -> None:
         self.host = host
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            host.cmd([PYTHON, HELPER, *extra]),
+            host.cmd([PYTHON, helper, *extra]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
