@@ -125,7 +125,7 @@ class Plan:
         """The services whose ServicePlan may differ between `older` and this plan: every key replanned (added,
         changed or removed) in between, when both come from one Planner and `older` is not newer; every other
         service is the same object in both. None when that is not known (another Planner, a Plan made by hand,
-        `older` is newer, or a full replan happened in between, or more changed than the plan has services):
+        `older` is newer, a full replan happened in between, or more changed than the two plans hold):
         compare everything. Costs one step per Plan made in between."""
         step, target = older.step, self.step
         if step is None or target is None:
@@ -135,7 +135,7 @@ class Plan:
             if step.next is None or step.everything:
                 return None
             keys |= step.services
-            if len(keys) > len(self.services):
+            if len(keys) > len(self.services) + len(older.services):  # a walk over both costs less
                 return None
             step = step.next
         return frozenset(keys)
