@@ -22,7 +22,7 @@ Data flows one way: the planner never calls an announcer, a socket or the API se
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
@@ -698,7 +698,9 @@ def node_change(
         base = old_base | {name} if is_in else old_base - {name}
         stronger = is_in and (not was_in or weight > old_weight)
         if stronger:
-            candidates: Iterable[str] = ctx.by_selection.get(key, ())
+            candidates: Iterable[str] = _not_outranked(
+                ctx.services, ctx.by_selection.get(key, ()), name, weight, sel.weights, prefixes[name]
+            )
         else:
             candidates = [k for k in ctx.by_announcer.get(name, ()) if ctx.services[k].selection == key]
         for svc_key in candidates:
@@ -735,6 +737,40 @@ def _reselect(sel: Selection, name: str, node: Node | None, advertisements: Mapp
     if nodes == sel.nodes and weights == sel.weights and interfaces == sel.interfaces:
         return sel
     return Selection(sel.advertisements, nodes, weights, interfaces)
+
+
+def _not_outranked(
+    services: Mapping[str, ServicePlan],
+    keys: Iterable[str],
+    name: str,
+    weight: int,
+    weights: Mapping[str, int],
+    prefix: Any,
+) -> Iterator[str]:
+    """`keys` without the announced services where node `name`, joining or heavier at `weight`, ranks behind both
+    the owner and a kept runner-up other than itself: `_reconsider` would change nothing there. This is the hot loop
+    of a node joining (one hash for every service of the selection), so it compares raw values inline and leaves
+    every other case, rare, to `_reconsider`."""
+    copy = prefix.copy
+    for key in keys:
+        sp = services[key]
+        owner, runner, ip = sp.announcer, sp.runner_up, sp.ips[0] if sp.ips else ""
+        if sp.status is Status.ANNOUNCED and owner is not None and owner != name and ip.isascii():
+            if runner is not None and (runner.node is None or runner.node == name):
+                yield key  # no runner-up, or it is this node: `_reconsider` decides
+                continue
+            h = copy()
+            h.update(ip.encode())  # = election._utf8(ip) for ASCII text
+            digest = h.digest()
+            owner_weight = weights.get(owner, 0) if weights else 0
+            behind_owner = weight < owner_weight or (weight == owner_weight and digest >= sp.digest)
+            # Behind the runner-up too, or none is kept (then it stays unknown).
+            behind_runner = (
+                runner is None or weight < runner.weight or (weight == runner.weight and digest >= runner.digest)
+            )
+            if behind_owner and behind_runner:
+                continue
+        yield key
 
 
 def _reconsider(
