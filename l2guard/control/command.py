@@ -20,10 +20,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 import os
 import re
 import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol, TextIO
@@ -251,7 +254,7 @@ class StateSource(Protocol):
 
     mode: str
     wait: float  # seconds between polls when nothing wakes the loop
-    debounce: float  # after a wake-up, seconds to let a burst of changes land before planning
+    debounce: float  # seconds at least between two reconciles of a burst (see control_loop)
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -309,24 +312,38 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO, environ: dict[str
 
 
 def control_loop(
-    state: StateSource, reconciler: Reconciler, first: View | None, *, wake: threading.Event, stop: threading.Event
+    state: StateSource,
+    reconciler: Reconciler,
+    first: View | None,
+    *,
+    wake: threading.Event,
+    stop: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Reconcile `first` (if any), then every new View the state source has, until `stop` is set: the loop sleeps
-    until `wake` is set (a change arrived, a data-plane event was queued) or `state.wait` seconds passed, lets a
-    burst of changes land for `state.debounce` seconds, and polls. A View is reconciled when it is new, or when
-    data-plane events wait. The caller starts the state source before and stops it after."""
+    until `wake` is set (a change arrived, a data-plane event was queued) or `state.wait` seconds passed, and polls.
+    A View is reconciled when it is new, or when data-plane events wait. The caller starts the state source before
+    and stops it after.
+
+    Debounce on the leading edge: a change that comes `state.debounce` seconds or more after the last reconcile
+    began is planned at once; one that comes sooner (the rest of a burst: a rollout, a re-list) waits until then,
+    with whatever else arrives meanwhile. A lone label change thus reaches the data plane without waiting, and a
+    burst is still reconciled at most once per `state.debounce` (polls that find nothing new do not count)."""
     view = first
     if view is not None:
         reconciler.reconcile(view)
+    reconciled = -math.inf  # on `clock` (monotonic): when the poll of the last reconcile began
     while not stop.is_set():
         if wake.wait(state.wait) and state.debounce:
-            stop.wait(state.debounce)  # let a burst of watch events land: one plan for all of them
+            stop.wait(max(0.0, reconciled + state.debounce - clock()))
         wake.clear()
         if stop.is_set():
             break
+        polled = clock()
         changed = state.poll()
         view = changed or view
         if view is not None and (changed is not None or reconciler.pending_events()):
+            reconciled = polled
             reconciler.reconcile(view)
 
 
