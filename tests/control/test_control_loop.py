@@ -29,7 +29,7 @@ BOUND = 10.0  # seconds: generous, only to catch a hang
 LONG = 60.0  # a debounce no test waits for
 
 
-def view(*, cp1_excluded: bool) -> View:
+def view(*, cp1_excluded: bool, synced: bool = True) -> View:
     """The captured three-node shape: cp-1 wins 192.0.2.100 unless it carries the exclude label."""
     docs = [
         excluded("cp-1") if cp1_excluded else node("cp-1"),
@@ -41,7 +41,7 @@ def view(*, cp1_excluded: bool) -> View:
         advertisement("l2", ipAddressPools=["lan"]),
     ]
     cluster = build_cluster(docs).cluster
-    return View(plan(cluster, EligibilitySettings()), nodes=cluster.nodes, live=True)
+    return View(plan(cluster, EligibilitySettings()), nodes=cluster.nodes, synced=synced, live=True)
 
 
 class Source:
@@ -93,7 +93,7 @@ class Recorder:
 
 
 class Loop:
-    def __init__(self, debounce: float, clock: object = None) -> None:
+    def __init__(self, debounce: float, clock: object = None, on_first_sync: object = None) -> None:
         self.source = Source(debounce)
         self.dataplane = Recorder()
         self.reconciler = Reconciler(
@@ -104,6 +104,8 @@ class Loop:
         )
         self.wake, self.stop = threading.Event(), threading.Event()
         kwargs = {} if clock is None else {"clock": clock}
+        if on_first_sync is not None:
+            kwargs["on_first_sync"] = on_first_sync
         self.thread = threading.Thread(
             target=control_loop,
             args=(self.source, self.reconciler, None),
@@ -181,3 +183,17 @@ def test_a_poll_that_finds_nothing_new_does_not_delay_the_next_change(loops: lis
     loop.change(cp1_excluded=True)
     loop.dataplane.wait_for(2)  # at once: the empty poll did not start a debounce window
     assert loop.dataplane.calls[1][1] == {}
+
+
+def test_the_first_sync_hook_runs_once_after_the_first_synced_reconcile(loops: list[Loop]) -> None:
+    calls: list[int] = []
+    loop = Loop(debounce=0.0, on_first_sync=lambda: calls.append(len(loop.dataplane.calls)))
+    loops.append(loop)
+    loop.thread.start()
+    loop.source.put(view(cp1_excluded=False, synced=False))
+    loop.wake.set()
+    loop.dataplane.wait_for(1)
+    for i in range(3):
+        loop.change(cp1_excluded=i % 2 == 0)
+        loop.dataplane.wait_for(2 + i)
+    assert calls == [2]  # after the second reconcile, the first of a synced View; once
