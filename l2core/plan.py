@@ -752,6 +752,29 @@ def _not_outranked(
     of a node joining (one hash for every service of the selection), so it compares raw values inline and leaves
     every other case, rare, to `_reconsider`."""
     copy = prefix.copy
+    if not weights:  # the common case: no preferred nodes, every weight 0; the same tests, fewer steps
+        announced = Status.ANNOUNCED
+        for key in keys:
+            sp = services[key]
+            if sp.status is not announced or sp.announcer == name:
+                yield key
+                continue
+            try:
+                data = sp.ips[0].encode()  # = election._utf8(ip) for text that encodes
+            except UnicodeEncodeError:
+                yield key
+                continue
+            h = copy()
+            h.update(data)
+            digest = h.digest()
+            if digest >= sp.digest:  # behind the owner
+                runner = sp.runner_up
+                if runner is None:
+                    continue  # none is kept: it stays unknown
+                if runner.node is not None and runner.node != name and (runner.weight > 0 or digest >= runner.digest):
+                    continue  # behind the runner-up too
+            yield key
+        return
     for key in keys:
         sp = services[key]
         owner, runner, ip = sp.announcer, sp.runner_up, sp.ips[0] if sp.ips else ""
