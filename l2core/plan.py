@@ -10,13 +10,19 @@ EndpointSlices) replans that one service; a pool, advertisement or liveness chan
 `plan()` is the one-shot form. `diff()` turns two plans into moves (service, before, after), and `node_changes()`
 tells one node which IPs to start and stop announcing (from the plans' announcements, so shared IPs stay).
 
+What an event costs is proportional to what it changes, not to the cluster's size: the Planner hands each Plan the
+lookups it keeps as it goes (services by announcer and by selection, `Plan.lookups`), shares the services mapping
+of the previous Plan when no service changed, and links its Plans in a history, so that `Plan.replanned_since(older)`
+names the services replanned in between (what `diff()` and the speaker's reconcile step visit instead of every
+service).
+
 Data flows one way: the planner never calls an announcer, a socket or the API server. No I/O, standard library only.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
@@ -65,12 +71,74 @@ class ServicePlan:
     runner_up: Rank | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class PlanLookups:
+    """A plan's services by announcer and by selection (only non-empty entries)."""
+
+    by_announcer: Mapping[str, frozenset[str]]
+    by_selection: Mapping[SelectionKey, frozenset[str]]
+
+
+def _lookups(services: Mapping[str, ServicePlan]) -> PlanLookups:
+    by_announcer: dict[str, set[str]] = {}
+    by_selection: dict[SelectionKey, set[str]] = {}
+    for key, sp in services.items():
+        if sp.announcer is not None:
+            by_announcer.setdefault(sp.announcer, set()).add(key)
+        if sp.selection is not None:
+            by_selection.setdefault(sp.selection, set()).add(key)
+    return PlanLookups(
+        {k: frozenset(v) for k, v in by_announcer.items()}, {k: frozenset(v) for k, v in by_selection.items()}
+    )
+
+
+class _Step:
+    """One link of a Planner's history of Plans: the services replanned between the Plan holding this step and
+    the next Plan (`next`, set once that Plan exists; `everything` after a full replan). A Plan holds only its own
+    step, so a history lives as long as its oldest Plan someone keeps. Written by the Planner's thread: `services`
+    and `everything` are set before `next`, and a reader stops at the step of a Plan it was handed."""
+
+    __slots__ = ("everything", "next", "services")
+
+    def __init__(self) -> None:
+        self.services: frozenset[str] = frozenset()
+        self.everything = False
+        self.next: _Step | None = None
+
+
 @dataclass(frozen=True)
 class Plan:
     settings: EligibilitySettings
     node_reasons: Mapping[str, frozenset[Reason]]  # node-wide reasons, for every node
     selections: Mapping[SelectionKey, Selection]
     services: Mapping[str, ServicePlan]  # LoadBalancer services only
+    # The Planner's lookups, handed over (None: built from `services` on first use, for a Plan made by hand).
+    given_lookups: PlanLookups | None = field(default=None, compare=False, repr=False)
+    # Where this Plan stands in its Planner's history (None: a Plan made by hand, or the one-shot `plan()`'s).
+    step: _Step | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def lookups(self) -> PlanLookups:
+        return self.given_lookups if self.given_lookups is not None else _lookups(self.services)
+
+    def replanned_since(self, older: Plan) -> frozenset[str] | None:
+        """The services whose ServicePlan may differ between `older` and this plan: every key replanned (added,
+        changed or removed) in between, when both come from one Planner and `older` is not newer; every other
+        service is the same object in both. None when that is not known (another Planner, a Plan made by hand,
+        `older` is newer, a full replan happened in between, or more changed than the two plans hold):
+        compare everything. Costs one step per Plan made in between."""
+        step, target = older.step, self.step
+        if step is None or target is None:
+            return None
+        keys: set[str] = set()
+        while step is not target:
+            if step.next is None or step.everything:
+                return None
+            keys |= step.services
+            if len(keys) > len(self.services) + len(older.services):  # a walk over both costs less
+                return None
+            step = step.next
+        return frozenset(keys)
 
     def verdicts(self, key: str) -> list[NodeVerdict]:
         """Every node with every reason that keeps it from announcing this service, sorted by name."""
@@ -93,12 +161,12 @@ class Plan:
         return sel.interfaces.get(node) if sel is not None else None
 
     def announcements(self, node: str) -> dict[str, frozenset[str] | None]:
-        """IP -> interfaces (None: all) that `node` must announce. Shared IPs merge their interface sets."""
+        """IP -> interfaces (None: all) that `node` must announce. Shared IPs merge their interface sets. Visits
+        only the services `node` announces (`lookups`)."""
         out: dict[str, frozenset[str] | None] = {}
-        for sp in self.services.values():
-            if sp.announcer != node:
-                continue
-            ifaces = self.interfaces_for(sp.key, node)
+        for key in sorted(self.lookups.by_announcer.get(node, ())):
+            sp = self.services[key]
+            ifaces = self.interfaces_for(key, node)
             for ip in sp.ips:
                 if ip in out:
                     prev = out[ip]
@@ -131,9 +199,12 @@ def node_changes(old: Plan, new: Plan, node: str) -> tuple[dict[str, frozenset[s
 
 
 def diff(old: Plan, new: Plan) -> PlanDiff:
-    """Services whose announcer or IPs changed, old -> new (added services have before=None, removed after=None)."""
+    """Services whose announcer or IPs changed, old -> new (added services have before=None, removed after=None).
+    Visits only the services replanned in between when the plans say which (`Plan.replanned_since`)."""
     moves = []
-    for key in sorted(old.services.keys() | new.services.keys()):
+    replanned = new.replanned_since(old)
+    keys = old.services.keys() | new.services.keys() if replanned is None else replanned
+    for key in sorted(keys):
         a = old.services.get(key)
         b = new.services.get(key)
         before = a.announcer if a else None
@@ -179,6 +250,12 @@ class Planner:
         self.by_selection: dict[SelectionKey, set[str]] = {}
         self.by_announcer: dict[str, set[str]] = {}
         self.services: dict[str, ServicePlan] = {}
+        # Since the last Plan was made: the services replanned, or everything (a full replan). The last Plan and
+        # the step of the history the next one links from.
+        self._replanned: set[str] = set()
+        self._everything = True
+        self._last: Plan | None = None
+        self._step = _Step()
         self._rebuild()
 
     # ----- public API -------------------------------------------------------------------------------------------
@@ -186,8 +263,56 @@ class Planner:
     @property
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = Plan(self.settings, dict(self.node_reasons), dict(self.selections), dict(self.services))
+            self._plan = self._next_plan()
         return self._plan
+
+    def _next_plan(self) -> Plan:
+        """A Plan of the current state. Costs what changed since the last one: the services mapping is shared when
+        no service was replanned, and only the lookups' entries of the announcers and selections of replanned
+        services are rebuilt."""
+        last, replanned = self._last, self._replanned
+        if last is None or self._everything:
+            services: Mapping[str, ServicePlan] = dict(self.services)
+            lookups = PlanLookups(
+                {k: frozenset(v) for k, v in self.by_announcer.items() if v},
+                {k: frozenset(v) for k, v in self.by_selection.items() if v},
+            )
+        else:
+            services = dict(self.services) if replanned else last.services
+            lookups = self._lookups_after(last, replanned)
+        step, self._step = self._step, _Step()
+        step.services, step.everything = frozenset(replanned), self._everything
+        step.next = self._step  # last: what a reader follows
+        self._last = Plan(
+            self.settings,
+            dict(self.node_reasons),
+            dict(self.selections),
+            services,
+            given_lookups=lookups,
+            step=self._step,
+        )
+        self._replanned, self._everything = set(), False
+        return self._last
+
+    def _lookups_after(self, last: Plan, replanned: Collection[str]) -> PlanLookups:
+        """`last`'s lookups with the entries of every announcer and selection a replanned service had or has
+        taken from the live indexes."""
+        announcers: set[str] = set()
+        selections: set[SelectionKey] = set()
+        for key in replanned:
+            for sp in (last.services.get(key), self.services.get(key)):
+                if sp is not None:
+                    if sp.announcer is not None:
+                        announcers.add(sp.announcer)
+                    if sp.selection is not None:
+                        selections.add(sp.selection)
+        before = last.lookups
+        if not announcers and not selections:
+            return before
+        return PlanLookups(
+            _refreshed(before.by_announcer, self.by_announcer, announcers),
+            _refreshed(before.by_selection, self.by_selection, selections),
+        )
 
     def upsert_node(self, node: Node) -> PlanDiff:
         return self._node_changed(node.name, node)
@@ -243,6 +368,7 @@ class Planner:
 
     def _rebuild(self) -> None:
         self._plan = None
+        self._everything = True
         self.prefixes = {name: election_prefix(name) for name in self._nodes}
         self.node_reasons = {
             name: node_wide_reasons(node, self.settings, alive=self._is_alive(name))
@@ -309,6 +435,7 @@ class Planner:
         return any_serving, frozenset(local)
 
     def _plan_service(self, key: str) -> None:
+        self._replanned.add(key)
         old = self.services.pop(key, None)
         if old is not None:
             if old.selection is not None:
@@ -427,6 +554,7 @@ class Planner:
         for sel_key, sel in self.selections.items():
             base = self.bases[sel_key]
             self.bases[sel_key] = base | {name} if change.now_ok and name in sel.nodes else base - {name}
+        self._replanned.update(change.services)
         for svc_key, sp in change.services.items():
             old = self.services[svc_key]
             if old.announcer is not None:
@@ -435,6 +563,20 @@ class Planner:
                 self.by_announcer.setdefault(sp.announcer, set()).add(svc_key)
             self.services[svc_key] = sp
         self._plan = None
+
+
+def _refreshed(
+    frozen: Mapping[Any, frozenset[str]], live: Mapping[Any, Collection[str]], keys: Iterable[Any]
+) -> dict[Any, frozenset[str]]:
+    """A copy of `frozen` with the entries of `keys` taken from `live` (dropped where empty)."""
+    out = dict(frozen)
+    for key in keys:
+        members = live.get(key)
+        if members:
+            out[key] = frozenset(members)
+        else:
+            out.pop(key, None)
+    return out
 
 
 class NodeChangeContext(Protocol):
@@ -491,21 +633,13 @@ class PlanIndex:
         ok = self.ok_nodes
         return {key: sel.nodes & ok for key, sel in self.plan.selections.items()}
 
-    @cached_property
+    @property
     def by_selection(self) -> Mapping[SelectionKey, Collection[str]]:
-        out: dict[SelectionKey, list[str]] = {}
-        for key, sp in self.plan.services.items():
-            if sp.selection is not None:
-                out.setdefault(sp.selection, []).append(key)
-        return out
+        return self.plan.lookups.by_selection
 
-    @cached_property
+    @property
     def by_announcer(self) -> Mapping[str, Collection[str]]:
-        out: dict[str, list[str]] = {}
-        for key, sp in self.plan.services.items():
-            if sp.announcer is not None:
-                out.setdefault(sp.announcer, []).append(key)
-        return out
+        return self.plan.lookups.by_announcer
 
     @cached_property
     def prefixes(self) -> Mapping[str, Any]:
@@ -564,7 +698,9 @@ def node_change(
         base = old_base | {name} if is_in else old_base - {name}
         stronger = is_in and (not was_in or weight > old_weight)
         if stronger:
-            candidates: Iterable[str] = ctx.by_selection.get(key, ())
+            candidates: Iterable[str] = _not_outranked(
+                ctx.services, ctx.by_selection.get(key, ()), name, weight, sel.weights, prefixes[name]
+            )
         else:
             candidates = [k for k in ctx.by_announcer.get(name, ()) if ctx.services[k].selection == key]
         for svc_key in candidates:
@@ -601,6 +737,63 @@ def _reselect(sel: Selection, name: str, node: Node | None, advertisements: Mapp
     if nodes == sel.nodes and weights == sel.weights and interfaces == sel.interfaces:
         return sel
     return Selection(sel.advertisements, nodes, weights, interfaces)
+
+
+def _not_outranked(
+    services: Mapping[str, ServicePlan],
+    keys: Iterable[str],
+    name: str,
+    weight: int,
+    weights: Mapping[str, int],
+    prefix: Any,
+) -> Iterator[str]:
+    """`keys` without the announced services where node `name`, joining or heavier at `weight`, ranks behind both
+    the owner and a kept runner-up other than itself: `_reconsider` would change nothing there. This is the hot loop
+    of a node joining (one hash for every service of the selection), so it compares raw values inline and leaves
+    every other case, rare, to `_reconsider`."""
+    copy = prefix.copy
+    if not weights:  # the common case: no preferred nodes, every weight 0; the same tests, fewer steps
+        announced = Status.ANNOUNCED
+        for key in keys:
+            sp = services[key]
+            if sp.status is not announced or sp.announcer == name:
+                yield key
+                continue
+            try:
+                data = sp.ips[0].encode()  # = election._utf8(ip) for text that encodes
+            except UnicodeEncodeError:
+                yield key
+                continue
+            h = copy()
+            h.update(data)
+            digest = h.digest()
+            if digest >= sp.digest:  # behind the owner
+                runner = sp.runner_up
+                if runner is None:
+                    continue  # none is kept: it stays unknown
+                if runner.node is not None and runner.node != name and (runner.weight > 0 or digest >= runner.digest):
+                    continue  # behind the runner-up too
+            yield key
+        return
+    for key in keys:
+        sp = services[key]
+        owner, runner, ip = sp.announcer, sp.runner_up, sp.ips[0] if sp.ips else ""
+        if sp.status is Status.ANNOUNCED and owner is not None and owner != name and ip.isascii():
+            if runner is not None and (runner.node is None or runner.node == name):
+                yield key  # no runner-up, or it is this node: `_reconsider` decides
+                continue
+            h = copy()
+            h.update(ip.encode())  # = election._utf8(ip) for ASCII text
+            digest = h.digest()
+            owner_weight = weights.get(owner, 0) if weights else 0
+            behind_owner = weight < owner_weight or (weight == owner_weight and digest >= sp.digest)
+            # Behind the runner-up too, or none is kept (then it stays unknown).
+            behind_runner = (
+                runner is None or weight < runner.weight or (weight == runner.weight and digest >= runner.digest)
+            )
+            if behind_owner and behind_runner:
+                continue
+        yield key
 
 
 def _reconsider(

@@ -6,7 +6,9 @@ objects and publish a new `Snapshot`; readers (admission requests on the event l
 take `view.snapshot`, a single reference read, and never wait for a writer. The plan is kept current by one live
 `l2core.plan.Planner` (a full replan of 10k services takes ~1.5 s; events are applied incrementally), and each
 published snapshot's `PlanIndex` is warmed by the writer so that the first request after an update does not pay
-for it.
+for it. Publishing costs what changed, not the cluster's size: a store is copied into its frozen view only when an
+event changed it (a Node event copies the 500 nodes, not the 10,000 services), and the plan shares what did not
+change with the previous one (`l2core.plan.Planner`).
 
 Speaker liveness: the view also holds the speakers' Leases (`l2guard-speaker-<node>` in our namespace, the kind
 "Lease") in an `l2core.liveness.Liveness`, observed on the view's monotonic clock (`clock`, injected), and gives
@@ -132,16 +134,6 @@ class Snapshot:
         return replace(self, cluster=cluster, impacts={})
 
 
-def _frozen(cluster: Cluster) -> Cluster:
-    return Cluster(
-        MappingProxyType(dict(cluster.nodes)),
-        MappingProxyType(dict(cluster.services)),
-        MappingProxyType(dict(cluster.endpoint_slices)),
-        MappingProxyType(dict(cluster.pools)),
-        MappingProxyType(dict(cluster.advertisements)),
-    )
-
-
 def _warm(index: PlanIndex) -> PlanIndex:
     _ = index.ok_nodes, index.by_announcer, index.by_selection, index.bases
     return index
@@ -184,6 +176,9 @@ class ClusterView:
         self._lease_nodes: set[str] = set()  # nodes whose speaker lease exists (held or released)
         self._alive: frozenset[str] | None = None  # what the planner was told
         self._stale: dict[tuple[str, str], StaleObject] = {}
+        # The frozen copy of each store the last snapshot got, and the stores changed since (copied at publish).
+        self._frozen: dict[Kind, Mapping[str, Any]] = {kind: MappingProxyType({}) for kind in CLUSTER_KINDS}
+        self._changed: set[Kind] = set()
         self._planner: Planner | None = None
         self._version = 0
         empty = Planner(Cluster(), settings)
@@ -222,6 +217,7 @@ class ClusterView:
         with self._lock:
             self._nodes, self._services = dict(c.nodes), dict(c.services)
             self._slices, self._pools, self._ads = dict(c.endpoint_slices), dict(c.pools), dict(c.advertisements)
+            self._changed.update(CLUSTER_KINDS)
             self._listed = set(ALL_KINDS)
             self._alive = frozenset(alive) if alive is not None else None
             self._planner = Planner(self._cluster(), self.settings, alive=self._alive)
@@ -263,6 +259,7 @@ class ClusterView:
                 self._apply_replace(kind, old, store)
             old.clear()
             old.update(store)
+            self._changed.add(kind)
             self._listed.add(kind)
             self._start_planner()
             self._publish()
@@ -289,6 +286,7 @@ class ClusterView:
                     changed += self._clear_stale(kind, key, deleted=True)
                     if store.pop(key, None) is None:
                         continue
+                    self._changed.add(kind)
                     if self._planner is not None:
                         config_changed |= self._planner_delete(kind, key)
                 else:
@@ -301,6 +299,7 @@ class ClusterView:
                     if store.get(key) == parsed[1]:
                         continue
                     store[key] = parsed[1]
+                    self._changed.add(kind)
                     if self._planner is not None:
                         config_changed |= self._planner_upsert(kind, key, parsed[1])
                 changed += 1
@@ -421,6 +420,21 @@ class ClusterView:
     def _cluster(self) -> Cluster:
         return Cluster(self._nodes, self._services, self._slices, self._pools, self._ads)
 
+    def _frozen_cluster(self) -> Cluster:
+        """The stores as immutable mappings: a fresh copy of each store changed since the last call, the last copy
+        of the others (copy on write, per store)."""
+        for kind in self._changed:
+            self._frozen[kind] = MappingProxyType(dict(self._store(kind)))
+        self._changed.clear()
+        f = self._frozen
+        return Cluster(
+            nodes=f[Kind.NODE],
+            services=f[Kind.SERVICE],
+            endpoint_slices=f[Kind.ENDPOINT_SLICE],
+            pools=f[Kind.POOL],
+            advertisements=f[Kind.ADVERTISEMENT],
+        )
+
     def _planner_upsert(self, kind: Kind, key: str, obj: Any) -> bool:
         planner = self._planner
         assert planner is not None
@@ -465,7 +479,7 @@ class ClusterView:
         self._version += 1
         if self._planner is None:
             self._snapshot = Snapshot(
-                _frozen(self._cluster()),
+                self._frozen_cluster(),
                 self._snapshot.plan,
                 self._snapshot.index,
                 synced=False,
@@ -476,7 +490,7 @@ class ClusterView:
             return
         plan = self._planner.plan
         self._snapshot = Snapshot(
-            _frozen(self._cluster()),
+            self._frozen_cluster(),
             plan,
             _warm(PlanIndex(plan)),
             synced=True,

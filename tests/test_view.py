@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
 from typing import Any
+
+import pytest
 
 from l2core.model import EligibilitySettings
 from l2guard.view import ClusterView
@@ -192,3 +195,42 @@ def test_file_mode_takes_the_alive_speakers_as_given() -> None:
     assert announcer(view) == "worker-2"  # worker-1 would win, but its speaker is not in the list
     view.load(api_documents())
     assert view.snapshot.alive is None and announcer(view) == "worker-1"
+
+
+# ----- publishing costs what changed (issue 8, reaction benchmark) -------------------------------------------------
+
+
+def listed(kind: str) -> list[dict[str, Any]]:
+    """The captured list of `kind` ("Node", ...)."""
+    for doc in api_documents():
+        assert isinstance(doc, dict)
+        if doc["kind"] == f"{kind}List":
+            items: list[dict[str, Any]] = doc["items"]
+            return items
+    raise AssertionError(kind)
+
+
+def test_a_published_snapshot_never_changes_and_a_node_event_shares_the_stores_it_did_not_touch() -> None:
+    view = live_view(Clock(), [])
+    before = view.snapshot
+    worker2 = copy.deepcopy(next(n for n in listed("Node") if n["metadata"]["name"] == "worker-2"))
+    worker2["metadata"]["labels"]["example.com/team"] = "blue"
+    assert view.apply([("Node", "MODIFIED", worker2)]) == 1
+    after = view.snapshot
+    assert after.version > before.version
+    assert after.cluster.nodes["worker-2"].labels["example.com/team"] == "blue"
+    assert "example.com/team" not in before.cluster.nodes["worker-2"].labels  # the earlier snapshot is as it was
+    # Not copied again: the stores the event did not change, and the plan's services (nothing was replanned).
+    for name in ("services", "endpoint_slices", "pools", "advertisements"):
+        assert getattr(after.cluster, name) is getattr(before.cluster, name), name
+    assert after.plan.services is before.plan.services
+    with pytest.raises(TypeError):
+        after.cluster.nodes["worker-9"] = after.cluster.nodes["worker-2"]  # type: ignore[index]
+
+    web = next(s for s in listed("Service") if s["metadata"]["name"] == "web")
+    view.apply([("Service", "DELETED", web)])
+    gone = view.snapshot
+    assert "default/web" not in gone.cluster.services and "default/web" not in gone.plan.services
+    assert "default/web" in after.cluster.services and "default/web" in after.plan.services
+    assert gone.cluster.nodes is after.cluster.nodes
+    assert gone.plan.replanned_since(before.plan) == {"default/web"}

@@ -86,7 +86,7 @@ class _Waking:
         return delay
 
 
-DEBOUNCE = 0.05  # seconds: watch events of one burst (a rollout, a re-list) are planned once
+DEBOUNCE = 0.05  # seconds: within a burst (a rollout, a re-list), at most one reconcile per DEBOUNCE (control_loop)
 POLL = 0.5  # seconds between checks of the connection state when nothing happens
 STATUS_FLUSH = 2.0  # seconds a stopping speaker gives the deletion of its ServiceL2Status objects
 

@@ -7,9 +7,13 @@
 2. hands that to the data plane (`Announcer.set()`), unless in dry-run;
 3. says it loudly, once: for each service this node reports on (`l2core.reporting.reporter`: the owner, or when
    nobody can announce it, one alive speaker), an Event when its message changes; a WARNING log line whenever a
-   service starts having nobody or its reasons change; and for each object whose latest version does not parse
-   that this node reports on (`l2core.reporting.object_reporter`), a Warning Event on that object once per distinct
-   problem, and a Normal one when it is valid again;
+   service starts having nobody or its reasons change. It visits only what may have changed since the last time
+   (`Plan.replanned_since`): the services replanned, the Events the poster held back, and, when what the messages
+   read besides the service's own plan changed (node reasons, selections, nodes, alive speakers), the services
+   nobody announces and those this node reported on. A plan with no history in common (file mode) is walked
+   whole. For each object whose latest version does not parse that this node reports on
+   (`l2core.reporting.object_reporter`): a Warning Event on that object once per distinct problem, and a Normal one
+   when it is valid again;
 4. publishes the result on the status board and in the metrics.
 
 Nothing else decides who announces: the plan does. Data-plane events (conflicts, missing interfaces) arrive on
@@ -23,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -117,12 +121,12 @@ class Reconciler:
         self._nobody: dict[str, str] = {}  # service key -> the WARNING last logged for it
         self._stale_since: dict[tuple[str, str], float] = {}  # stale object -> when this speaker first saw it so
         self._stale_said: dict[tuple[str, str], StaleObject] = {}  # stale object -> the record last reported on
+        self._unsaid: set[str] = set()  # services whose Event the poster held back: offered again each time
+        self._said: View | None = None  # the View the last `_say_it` read
         self._synced_since: float | None = None
         self._lock = threading.Lock()
         self._queued: list[DataPlaneEvent] = []
         self._dropped = 0
-        self._view: View | None = None
-        self._ip_service: dict[str, str] = {}
         self._answering: Mapping[str, frozenset[str]] = {}  # ip -> interfaces the data plane answers on
 
     # ------------------------------------------------------------------ called from the data plane's thread
@@ -148,8 +152,6 @@ class Reconciler:
 
     def reconcile(self, view: View) -> Reconcile:
         started = time.perf_counter()
-        self._view = view
-        self._ip_service = {ip: key for key, sp in view.plan.services.items() for ip in sp.ips}
         cut_off = view.cut_off_since is not None
         events = self._take_events()
         planned: frozenset[str] = frozenset()
@@ -181,7 +183,7 @@ class Reconciler:
             log.info("announcing %s", ip, extra={"fields": {"event": "announce", "ip": ip, "node": self.node}})
         for ip in removed:
             log.info("released %s", ip, extra={"fields": {"event": "release", "ip": ip, "node": self.node}})
-        self._handle_dataplane_events(events, cut_off=cut_off, planned=planned)
+        self._handle_dataplane_events(events, view.plan, cut_off=cut_off, planned=planned)
         for stale_key in view.stale.keys() - self._stale_since.keys():
             self._stale_since[stale_key] = now
         for stale_key in self._stale_since.keys() - view.stale.keys():
@@ -213,10 +215,15 @@ class Reconciler:
         status = self._dataplane.set({ip: ALL_INTERFACES if v is None else v for ip, v in desired.items()})
         self._answering = status.announcing
 
-    def _handle_dataplane_events(self, events: list[DataPlaneEvent], *, cut_off: bool, planned: frozenset[str]) -> None:
+    def _handle_dataplane_events(
+        self, events: list[DataPlaneEvent], plan: Plan, *, cut_off: bool, planned: frozenset[str]
+    ) -> None:
         """`planned`: the IPs the plan gives this node (in contact); others announced are probe takeovers."""
+        if not events:
+            return
+        ip_service = {ip: key for key, sp in plan.services.items() for ip in sp.ips}
         for event in events:
-            key = self._ip_service.get(event.ip)
+            key = ip_service.get(event.ip)
             if isinstance(event, Conflict) and not cut_off and event.ip not in planned and event.ip in self._desired:
                 continue  # held by a probe takeover: the owner answering is expected, and ends it (the prober hears it)
             if isinstance(event, Conflict):
@@ -233,34 +240,69 @@ class Reconciler:
             elif isinstance(event, InterfaceProblem) and event.reason == "missing" and key is not None:
                 self._post(key, interfaces_missing([event.ip], self.node, [event.iface]), once=False)
 
+    def _to_visit(self, view: View) -> Iterable[str] | None:
+        """The services whose messages may have changed since the last `_say_it` (see the module docstring); None:
+        every service."""
+        last, self._said = self._said, view
+        replanned = view.plan.replanned_since(last.plan) if last is not None else None
+        if last is None or replanned is None:
+            return None
+        keys = set(replanned) | self._unsaid
+        old, new = last.plan, view.plan
+        selections = old.selections != new.selections  # interfaces, in the Normal Events this node posted
+        if selections:
+            keys.update(self._reported)
+        if (
+            selections
+            or old.node_reasons != new.node_reasons
+            or last.nodes != view.nodes
+            or last.pool_overlaps != view.pool_overlaps
+            or last.alive != view.alive
+        ):
+            keys.update(self._nobody)  # their reasons, fixes and reporter read all of these
+        return sorted(keys)
+
     def _say_it(self, view: View) -> None:
         plan = view.plan
         alive = view.alive if view.alive is not None else frozenset(plan.node_reasons)
-        nobody: dict[str, str] = {}
-        for key, sp in plan.services.items():
+        keys = self._to_visit(view)
+        nobody: dict[str, str] = {} if keys is None else self._nobody
+        for key in plan.services if keys is None else keys:
+            sp = plan.services.get(key)
+            if sp is None:  # deleted
+                self._nobody.pop(key, None)
+                self._reported.pop(key, None)
+                self._unsaid.discard(key)
+                continue
             warning = None
             if sp.status is Status.NOBODY:
                 warning = no_eligible_node(plan, key, nodes=view.nodes, pool_overlaps=view.pool_overlaps)
-                nobody[key] = event_message = warning.message
+                event_message = warning.message
                 if self._nobody.get(key) != event_message:
                     log.warning(
                         "no node announces %s",
                         key,
                         extra={"fields": {"event": "no-announcer", "service": key, "reason": event_message}},
                     )
+                nobody[key] = event_message
+            elif keys is not None:
+                nobody.pop(key, None)
             if reporter(sp, alive) != self.node:
                 self._reported.pop(key, None)
+                self._unsaid.discard(key)
                 continue
             if sp.status is Status.ANNOUNCED:
                 self._post(key, announcing(sp.ips, self.node, plan.interfaces_for(key, self.node)))
             elif warning is not None:
                 self._post(key, warning)
-        self._nobody = nobody
-        for key in [k for k in self._reported if k not in plan.services]:
-            del self._reported[key]
+        if keys is None:
+            self._nobody = nobody
+            for key in [k for k in self._reported if k not in plan.services]:
+                del self._reported[key]
+            self._unsaid.intersection_update(plan.services)
         # Only the services nobody can announce (0 eligible nodes each): the series stay bounded by what is wrong,
         # not by the cluster's size, and computing every service's verdicts on each reconcile would cost seconds.
-        self._metrics.set_eligible_nodes(dict.fromkeys(nobody, 0))
+        self._metrics.set_eligible_nodes(dict.fromkeys(self._nobody, 0))
 
     def _say_stale(self, view: View) -> None:
         """A Warning on each stale object this node reports on, once per distinct problem; a Normal one when an
@@ -287,10 +329,16 @@ class Reconciler:
         or always (conflicts: the poster deduplicates and counts repeats). An Event the poster held back (rate
         limit, full queue) is not taken as said: the next reconcile offers it again."""
         if once and self._reported.get(key) == event.message:
+            self._unsaid.discard(key)
             return
         taken = self._report(key, event) if self._report is not None else True
-        if once and taken:
+        if not once:
+            return
+        if taken:
             self._reported[key] = event.message
+            self._unsaid.discard(key)
+        else:
+            self._unsaid.add(key)
 
     def _publish(self, view: View, done: Reconcile) -> None:
         def where(ip: str, wanted: frozenset[str] | None) -> tuple[str, ...]:

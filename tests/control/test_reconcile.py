@@ -7,23 +7,27 @@ plans come from the real core over clusters built from plain objects. Expected w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
-from l2core.model import Cluster, EligibilitySettings
+from l2core.model import EXCLUDE_LABEL, Cluster, EligibilitySettings
 from l2core.parse import build_cluster
-from l2core.plan import plan
+from l2core.plan import Plan, plan
 from l2core.reporting import ServiceEvent
 from l2guard.control.health import SpeakerStatus, StatusBoard
 from l2guard.control.metrics import SpeakerMetrics
 from l2guard.control.reconcile import Reconciler, View
-from l2guard.view import StaleObject
+from l2guard.view import ClusterView, StaleObject
 from speaker.announcer import ALL_INTERFACES, AllInterfaces, Conflict
 from speaker.announcer import Status as DataPlaneStatus
 from tests.builders import READY, advertisement, endpoints, excluded, node, pool, service
+from tests.kube.scripts import speaker_lease
 
 IP = "192.0.2.100"
 NODES = ("cp-1", "worker-1", "worker-2")
@@ -251,3 +255,201 @@ def test_a_stale_object_is_warned_about_once_per_problem_by_its_reporter_and_sai
     run({key: bad})
     run({}, Cluster())
     assert [e.reason for *_, e in said["worker-2"]][3:] == ["InvalidObject"]
+
+
+# ----- visiting only what changed (issue 8, reaction benchmark) ----------------------------------------------------
+# Live mode hands the reconciler one Planner's plans, which know what was replanned in between; these tests drive
+# it from a ClusterView as the live source does and check it says exactly what a walk over every service says.
+
+
+class Lines(logging.Handler):
+    """The reconciler's "no node announces" WARNING lines: (service, reason)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "fields", {})
+        if fields.get("event") == "no-announcer":
+            self.lines.append((fields["service"], fields["reason"]))
+
+    def take(self) -> list[tuple[str, str]]:
+        out, self.lines = sorted(self.lines), []
+        return out
+
+
+def live_view_of(view: ClusterView) -> View:
+    """What `LiveState.poll()` hands the reconciler (connected, synced)."""
+    snap = view.snapshot
+    return View(snap.plan, nodes=snap.cluster.nodes, alive=snap.alive, synced=snap.synced, live=True)
+
+
+def walked_whole(v: View) -> View:
+    """The same View with a plan that has no history: the reconciler walks every service, as it does in file mode."""
+    p = v.plan
+    return dataclasses.replace(v, plan=Plan(p.settings, p.node_reasons, p.selections, p.services))
+
+
+def released(name: str, rv: int) -> dict[str, Any]:
+    """`name`'s speaker Lease as a stopping speaker leaves it (no holder)."""
+    lease = speaker_lease(name, str(rv), duration=1)
+    del lease["spec"]["holderIdentity"]
+    return lease
+
+
+def listed_view(docs: list[dict[str, Any]], leases: list[dict[str, Any]]) -> ClusterView:
+    view = ClusterView(EligibilitySettings())
+    for kind in ("Node", "Service", "EndpointSlice", "IPAddressPool", "L2Advertisement"):
+        view.replace_kind(kind, [d for d in docs if d["kind"] == kind])
+    view.replace_kind("Lease", leases)
+    return view
+
+
+@hypothesis.settings(max_examples=60, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(hypothesis.strategies.randoms(use_true_random=False))
+def test_what_a_speaker_says_from_the_changes_equals_what_it_says_from_every_service(rnd: Any) -> None:
+    names = ["n0", "n1", "n2", "n3"]
+    ips = ["192.0.2.100", "192.0.2.101", "192.0.2.102", "198.51.100.7"]  # the last one is in no pool: nobody
+
+    def a_node(name: str) -> dict[str, Any]:
+        labels = {"zone": rnd.choice("ab")}
+        if rnd.random() < 0.3:
+            labels[EXCLUDE_LABEL] = ""
+        if rnd.random() < 0.3:
+            labels["rack"] = "fast"
+        doc = node(name, labels, unavailable=rnd.random() < 0.1)
+        if rnd.random() < 0.2:
+            doc["spec"] = {"unschedulable": True}  # cordoned: explain's fixes never say to remove its label
+        return doc
+
+    def a_service(i: int) -> dict[str, Any]:
+        return service(f"s{i}", [rnd.choice(ips)], local=rnd.random() < 0.3, labels={"tier": rnd.choice(["a", "b"])})
+
+    def a_slice(i: int) -> dict[str, Any]:
+        return endpoints(f"s{i}", dict.fromkeys(rnd.sample(names, rnd.randint(0, 2)), READY))
+
+    def an_advertisement() -> dict[str, Any]:
+        spec: dict[str, Any] = {"ipAddressPools": ["lan"], "nodeSelectors": [{"matchLabels": {"zone": "a"}}]}
+        if rnd.random() < 0.5:
+            spec["interfaces"] = [rnd.choice(["eth0", "eth1"])]
+        return advertisement("zone-a", **spec)
+
+    docs = [a_node(n) for n in names]
+    docs += [d for i in range(6) for d in (a_service(i), a_slice(i))]
+    docs += [
+        pool("lan", "192.0.2.96/27"),
+        an_advertisement(),
+        advertisement(
+            "fast",
+            ipAddressPools=["lan"],
+            serviceSelectors=[{"matchLabels": {"tier": "b"}}],
+            preferredNodeSelectors=[{"weight": 5, "preference": {"matchLabels": {"rack": "fast"}}}],
+        ),
+        # Tier a: a node in zone a that gains or loses the rack label stays selected, on other interfaces.
+        advertisement(
+            "rack",
+            ipAddressPools=["lan"],
+            serviceSelectors=[{"matchLabels": {"tier": "a"}}],
+            nodeSelectors=[{"matchLabels": {"rack": "fast"}}],
+            interfaces=["eth2"],
+        ),
+    ]
+    rv = 10
+    view = listed_view(docs, [speaker_lease(n, str(rv)) for n in names])
+    leased = [*names, "n9"]  # n9: a speaker whose Node is not (yet) in the view
+    pairs = {n: (Speaker(n), Speaker(n)) for n in names}  # (from the changes, from every service)
+    lines = Lines()
+    logger = logging.getLogger("l2guard.control.reconcile")
+    logger.addHandler(lines)
+    try:
+        for step in range(30):
+            if step:
+                r, rv = rnd.random(), rv + 1
+                if r < 0.35:
+                    event = ("Node", "MODIFIED", a_node(rnd.choice(names)))
+                elif r < 0.4:
+                    event = ("Node", rnd.choice(["DELETED", "ADDED"]), a_node(rnd.choice(names)))
+                elif r < 0.55:
+                    event = ("Service", "MODIFIED", a_service(rnd.randrange(6)))
+                elif r < 0.6:
+                    event = ("Service", "DELETED", a_service(rnd.randrange(6)))
+                elif r < 0.7:
+                    event = ("EndpointSlice", "MODIFIED", a_slice(rnd.randrange(6)))
+                elif r < 0.9:
+                    name = rnd.choice(leased)
+                    event = (
+                        "Lease",
+                        "MODIFIED",
+                        speaker_lease(name, str(rv)) if rnd.random() < 0.5 else released(name, rv),
+                    )
+                else:
+                    event = ("L2Advertisement", "MODIFIED", an_advertisement())
+                view.apply([event])
+            live = live_view_of(view)
+            hold_back = rnd.random() < 0.2  # the poster's rate limit, the same for both
+            for name, (changes, whole) in pairs.items():
+                said = []
+                for s, v in ((changes, live), (whole, walked_whole(live))):
+                    s.hold_back = hold_back
+                    s.events.clear()
+                    s.reconciler.reconcile(v)
+                    said.append(
+                        (sorted((k, e.type.value, e.message) for k, e in s.events), lines.take(), s.dataplane.last)
+                    )
+                assert said[0] == said[1], (step, name)
+    finally:
+        logger.removeHandler(lines)
+
+
+def test_a_node_event_that_moves_nothing_offers_a_held_back_event_again() -> None:
+    view = listed_view(cluster(*(node(n) for n in NODES)), [])
+    s = Speaker("cp-1")
+    s.hold_back = True
+    s.reconciler.reconcile(live_view_of(view))
+    s.hold_back = False
+    view.apply([("Node", "MODIFIED", node("worker-2", {"example.com/team": "blue"}))])  # replans no service
+    assert live_view_of(view).plan.replanned_since(s.reconciler._said.plan) == frozenset()  # type: ignore[union-attr]
+    s.reconciler.reconcile(live_view_of(view))
+    view.apply([("Node", "MODIFIED", node("worker-2"))])
+    s.reconciler.reconcile(live_view_of(view))
+    assert [e.reason for _, e in s.events] == ["Announcing", "Announcing"]  # refused once, then taken once
+
+
+def test_new_reasons_for_a_service_nobody_announces_log_again_though_its_plan_did_not_change() -> None:
+    view = listed_view(cluster(excluded("cp-1"), excluded("worker-1")), [])
+    s = Speaker("cp-1")
+    lines = Lines()
+    logger = logging.getLogger("l2guard.control.reconcile")
+    logger.addHandler(lines)
+    try:
+        s.reconciler.reconcile(live_view_of(view))
+        first = lines.take()
+        # worker-1 is also cut off from the network now: still nobody, its ServicePlan is not replanned.
+        view.apply([("Node", "MODIFIED", node("worker-1", {EXCLUDE_LABEL: ""}, unavailable=True))])
+        assert live_view_of(view).plan.replanned_since(s.reconciler._said.plan) == frozenset()  # type: ignore[union-attr]
+        s.reconciler.reconcile(live_view_of(view))
+        second = lines.take()
+        view.apply([("Node", "MODIFIED", node("cp-1", {EXCLUDE_LABEL: "", "example.com/team": "blue"}))])
+        s.reconciler.reconcile(live_view_of(view))
+        third = lines.take()
+    finally:
+        logger.removeHandler(lines)
+    assert [k for k, _ in first] == ["default/web"] and [k for k, _ in second] == ["default/web"]
+    assert "NetworkUnavailable" in second[0][1] and second[0][1] != first[0][1]
+    assert third == []  # the same reasons: said once
+    assert [e.message for _, e in s.events] == [first[0][1], second[0][1]]  # cp-1 reports, on each new message
+
+
+def test_when_the_reporting_speaker_stops_the_next_alive_one_reports_the_service_nobody_announces() -> None:
+    docs = cluster(excluded("cp-1"), excluded("worker-1"), excluded("worker-2"))
+    view = listed_view(docs, [speaker_lease(n, "10") for n in NODES])
+    fleet = speakers()
+    for s in fleet.values():
+        s.reconciler.reconcile(live_view_of(view))
+    assert [n for n, s in fleet.items() if s.events] == ["cp-1"]  # first by hash for 192.0.2.100
+    view.apply([("Lease", "MODIFIED", released("cp-1", 11))])
+    for s in fleet.values():
+        s.events.clear()
+        s.reconciler.reconcile(live_view_of(view))
+    assert [(n, e.reason) for n, s in fleet.items() for _, e in s.events] == [("worker-1", "NoEligibleNode")]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from l2core.model import EXCLUDE_LABEL, Cluster, EligibilitySettings, Node
 from l2core.parse import build_cluster
-from l2core.plan import Planner, diff, plan
+from l2core.plan import Plan, Planner, diff, plan
 from tests.builders import READY, advertisement, endpoints, node, pool, service
 
 NODES = [f"n{i}" for i in range(6)]
@@ -79,6 +81,7 @@ def test_incremental_node_changes_match_a_full_replan(order: list[str], evs, sem
             k: sp.announcer for k, sp in fresh.services.items()
         }
         assert d == diff(before, after)
+        assert_history_and_lookups_hold(before, after)
         for key in fresh.services:
             assert after.verdicts(key) == fresh.verdicts(key)
             assert after.interfaces_for(key, name) == fresh.interfaces_for(key, name)
@@ -196,6 +199,59 @@ def test_mixed_node_service_and_endpoint_events_match_a_full_replan(rnd) -> None
             k: v.announcer for k, v in fresh.services.items()
         }
         assert d == diff(before, planner.plan)
+        assert_history_and_lookups_hold(before, planner.plan)
+
+
+def by_hand(p: Plan) -> Plan:
+    """The same plan without the Planner's lookups and history: everything is derived from its services."""
+    return Plan(p.settings, p.node_reasons, p.selections, p.services)
+
+
+def assert_history_and_lookups_hold(before: Plan, after: Plan) -> None:
+    """The Planner's shortcuts agree with what a walk over every service finds."""
+    replanned = after.replanned_since(before)
+    assert replanned is not None
+    differ = {
+        k for k in before.services.keys() | after.services.keys() if before.services.get(k) != after.services.get(k)
+    }
+    assert differ <= replanned
+    assert diff(before, after) == diff(by_hand(before), by_hand(after))
+    for p in (before, after):
+        announcers: dict[str, set[str]] = {}
+        selections: dict[Any, set[str]] = {}
+        for key, sp in p.services.items():
+            if sp.announcer is not None:
+                announcers.setdefault(sp.announcer, set()).add(key)
+            if sp.selection is not None:
+                selections.setdefault(sp.selection, set()).add(key)
+        assert p.lookups.by_announcer == announcers
+        assert p.lookups.by_selection == selections
+        for name in [*NODES, "x1"]:
+            ips = {ip for sp in p.services.values() if sp.announcer == name for ip in sp.ips}
+            assert p.announcements(name).keys() == ips
+
+
+def test_a_plan_names_the_services_replanned_since_an_older_plan_of_its_planner() -> None:
+    from l2core.parse import parse_service
+
+    planner = Planner(cluster(NODES), EligibilitySettings())
+    first = planner.plan
+    planner.upsert_node(Node("n0", labels={"zone": "b", "team": "x"}))  # zone b: selected by nothing, announces nothing
+    second = planner.plan
+    assert second.replanned_since(first) == frozenset()
+    assert second.services is first.services  # nothing replanned: the mapping is shared, not copied
+    svc, _ = parse_service(service("s1", ["192.0.2.101"], labels={"tier": "std"}))
+    assert svc is not None
+    planner.upsert_service(svc)
+    third = planner.plan
+    assert third.replanned_since(first) == {"default/s1"}
+    assert third.replanned_since(second) == {"default/s1"}
+    assert third.replanned_since(third) == frozenset()
+    assert first.replanned_since(third) is None  # older is newer: not known
+    assert third.replanned_since(by_hand(first)) is None
+    assert third.replanned_since(Planner(cluster(NODES), EligibilitySettings()).plan) is None  # another planner
+    planner.replace_config(dict(planner._pools), dict(planner._ads))  # a full replan
+    assert planner.plan.replanned_since(third) is None
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
