@@ -14,13 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics import MetricWrapperBase
 
-from l2guard.control.metrics import SpeakerMetrics
-from speaker.metrics import KINDS, Counters, SpeakerCollector
-from webhook.metrics import Metrics
+from tests import exported_metrics
 
 from .conftest import MANIFESTS, ROOT, Doc, of_kind
 
@@ -35,49 +32,7 @@ TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "
 NAME = re.compile(r"\bl2guard_[a-z0-9_]+\b")
 
 
-def _samples(registry: CollectorRegistry) -> Iterator[tuple[str, frozenset[str]]]:
-    for family in registry.collect():
-        assert family.samples, (
-            f"{family.name} exported no sample: the test does not exercise it, so its labels are unknown"
-        )
-        for sample in family.samples:
-            yield sample.name, frozenset(sample.labels)
-
-
-def exported() -> dict[str, frozenset[str]]:
-    """{series name: its label names}, as a scrape of a speaker (control and data plane) and a webhook shows them."""
-    speaker = SpeakerMetrics(clock=lambda: 10.0)
-    speaker.set_announced(1)
-    speaker.set_api_connected(True)
-    speaker.set_config_stale(False)
-    speaker.lease_renewed(5.0)
-    speaker.set_eligible_nodes({"default/web": 0})
-    speaker.observe_reconcile(0.01)
-    speaker.watch_restarted("nodes")
-    speaker.conflict_handled("kept")
-    speaker.event_posted("Normal")
-    speaker.event_suppressed("Warning")
-    counters = Counters()
-    for kind in KINDS:
-        counters.inc(kind, "ipv4", iface="eth0", ip="192.0.2.100")
-    speaker.registry.register(SpeakerCollector(counters))
-    webhook = Metrics()
-    for metric in vars(webhook).values():
-        if isinstance(metric, MetricWrapperBase):
-            # a child for each labelled metric, so its label names show in the samples
-            child = metric.labels(*["x"] * len(metric._labelnames)) if metric._labelnames else metric
-            if hasattr(child, "observe"):
-                child.observe(1)
-            else:
-                child.inc()
-    out: dict[str, frozenset[str]] = {}
-    for registry in (speaker.registry, webhook.registry):
-        for name, labels in _samples(registry):
-            out[name] = out.get(name, frozenset()) | labels
-    return out
-
-
-EXPORTED = exported()
+EXPORTED = exported_metrics.series()
 
 
 def unknown(expr: str, series: dict[str, frozenset[str]]) -> list[str]:
@@ -209,3 +164,11 @@ def test_the_component_ships_the_dashboard_and_scrapes_both_programs(renders: di
         assert spec["namespaceSelector"]["matchNames"] == [workload["metadata"]["namespace"]]
         ports = {p["name"] for c in workload["spec"]["template"]["spec"]["containers"] for p in c.get("ports", ())}
         assert {e["port"] for e in spec["podMetricsEndpoints"]} <= ports
+
+
+@pytest.mark.parametrize("anchor", sorted(set(re.findall(r"docs/operations\.md#([a-z0-9-]+)", RULES.read_text()))))
+def test_every_runbook_is_a_section_of_the_operations_guide(anchor: str) -> None:
+    # GitHub's heading anchors: lower case, punctuation but hyphens dropped, spaces to hyphens
+    headings = re.findall(r"^#+ (.+)$", OPERATIONS.read_text(), re.MULTILINE)
+    slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+    assert anchor in slugs
