@@ -49,3 +49,23 @@ def test_the_data_flow_is_a_mermaid_diagram() -> None:
     assert block.splitlines()[1].strip() == "flowchart LR"
     for step in ("view.py", "plan.py", "reconcile.py", "announcer.py"):
         assert step in block
+
+
+def _slug(heading: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation but hyphens and underscores dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_benchmark_index_has_every_benchmark_and_its_sections_exist() -> None:
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    index = text[: text.index("\n## ")]
+    rows = re.findall(r"^\| `(bench/[a-z_]+\.py)` \| `([^`]+)`", index, re.MULTILINE)
+    helpers = set(re.findall(r"`(bench/[a-z_]+\.py)`", index[index.index("Helpers, not benchmarks") :]))
+    scripts = {f"bench/{p.name}" for p in (ROOT / "bench").glob("*.py")} - {"bench/__init__.py"}
+    assert sorted(path for path, _ in rows) == sorted(scripts - helpers)
+    assert helpers <= scripts
+    for path, command in rows:
+        assert path in command
+    slugs = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+    anchors = set(re.findall(r"\]\(#([a-z0-9_-]+)\)", index))
+    assert anchors and anchors <= slugs, sorted(anchors - slugs)
