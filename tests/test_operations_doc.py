@@ -69,3 +69,16 @@ def test_the_benchmark_index_has_every_benchmark_and_its_sections_exist() -> Non
     slugs = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
     anchors = set(re.findall(r"\]\(#([a-z0-9_-]+)\)", index))
     assert anchors and anchors <= slugs, sorted(anchors - slugs)
+
+
+def test_every_link_in_the_operator_docs_reaches_a_file_and_section() -> None:
+    for doc in ("architecture.md", "operations.md", "benchmarks.md"):
+        here = ROOT / "docs" / doc
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([a-z0-9_-]+))?\)", here.read_text()):
+            if target.startswith("http"):
+                continue
+            path = (here.parent / target).resolve() if target else here
+            assert path.exists(), f"{doc}: {target}"
+            if anchor:
+                slugs = {_slug(h) for h in re.findall(r"^#+ (.+)$", path.read_text(), re.MULTILINE)}
+                assert anchor in slugs, f"{doc}: {target}#{anchor}"
