@@ -29,6 +29,7 @@ COMBINATIONS: dict[str, tuple[str, ...]] = {
         "pool-webhooks-fail",
         "exclude-label-warning",
         "metallb-crds",
+        "alerts",
         "image",
     ),
     "cert-manager-and-speaker": ("speaker", "cert-manager", "image"),
