@@ -29,6 +29,11 @@ def registries() -> tuple[CollectorRegistry, CollectorRegistry]:
     speaker.conflict_handled("kept")
     speaker.event_posted("Normal")
     speaker.event_suppressed("Warning")
+    speaker.set_probing(2, 0.3)
+    speaker.set_not_answering(frozenset({"worker-1"}))
+    speaker.probe_sent()
+    speaker.probe_takeover()
+    speaker.probe_yield()
     counters = Counters()
     for kind in KINDS:
         counters.inc(kind, "ipv4", iface="eth0", ip="192.0.2.100")
