@@ -128,6 +128,8 @@ def run_generate(args: argparse.Namespace, *, out: TextIO | None = None, err: Te
         ips = pki.check_ips(args.ip)
     except pki.PKIError as exc:
         return usage(str(exc))
+    if args.secret_yaml is not None and (len(args.secret_yaml) > 253 or not NAME.fullmatch(args.secret_yaml)):
+        return usage(f"--secret-yaml {args.secret_yaml[:60]!r} is not a Kubernetes name (lower-case DNS subdomain)")
     directory = args.out if args.out is not None else (None if args.secret_yaml else ".")
     if directory is not None and not os.path.isdir(directory):
         return usage(f"--out {directory}: not a directory")

@@ -161,6 +161,8 @@ def test_secret_yaml_is_a_tls_secret_and_writes_no_files(tmp_path: Path) -> None
         (["--service", "s", "--namespace", "ns", "--out", "/nonexistent/dir"], "not a directory"),
         (["--service", "s", "--namespace", "ns", "--key-type", "dsa"], "invalid choice"),
         (["--namespace", "ns"], "required"),
+        (["--service", "s", "--namespace", "ns", "--secret-yaml", "Bad name"], "not a Kubernetes name"),
+        (["--service", "s", "--namespace", "ns", "--secret-yaml", "x" * 254], "not a Kubernetes name"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path: Path) -> None:
