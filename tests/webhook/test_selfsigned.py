@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import datetime
 import itertools
 import json
@@ -416,3 +417,53 @@ def test_the_secrets_namespace_defaults_to_the_service_accounts(tmp_path: Path) 
     mounted.write_text("hooks\n")
     assert service_account_namespace(str(mounted)) == "hooks"
     assert service_account_namespace(str(tmp_path / "absent")) == ""
+
+
+def test_the_pair_switches_only_after_the_new_cabundle_had_time_to_reach_every_api_server(tmp_path: Path) -> None:
+    """The API server serving the caBundle patch answers at once; the others (and that one's webhook client) learn
+    of it from their watch a moment later. A pair signed by the new CA served in that moment fails their
+    handshakes, so the switch waits a settling time after the new CA is seen in every caBundle, on the manager's
+    clock: a hundredth of the lifetime, at most 10 s."""
+    from l2guard import pki
+    from l2guard.kube import webhookcerts as wc
+    from l2guard.kube.client import make_api_client
+    from webhook.selfsigned import SelfSigned
+
+    t0 = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+    now = [t0]
+    with cluster_double() as double:
+        api = make_api_client(str(kubeconfig(tmp_path, double.url)))
+        manager = SelfSigned(
+            api,
+            namespace="l2guard-system",
+            secret="l2guard-webhook-tls",
+            policy=pki.Policy(names=tuple(NAMES), lifetime=datetime.timedelta(days=90)),
+            configurations={wc.MUTATING: "l2guard", wc.VALIDATING: "l2guard"},
+            clock=lambda: now[0],
+        )
+
+        def reconcile() -> None:
+            """What the source would hand over (the three objects as stored), then one reconcile."""
+            with double.store.lock:
+                stored = {p: copy.deepcopy(o) for p, o in double.store.objects.items()}
+            for kind, where in ((wc.SECRET, SECRET), (wc.MUTATING, MUTATING), (wc.VALIDATING, VALIDATING)):
+                manager.replace_kind(kind, [stored[where]] if where in stored else [])
+            manager.reconcile()
+
+        def leaf_signed_by_first() -> bool:
+            return _signed_by(x509.load_pem_x509_certificate(stored_secret(double)["tls.crt"]), first)
+
+        reconcile()  # create, inject
+        first = x509.load_pem_x509_certificate(stored_secret(double)["ca.crt"])
+        now[0] = t0 + datetime.timedelta(days=61)
+        reconcile()  # publish the new CA, inject [new, old]
+        assert len(x509.load_pem_x509_certificates(stored_secret(double)["ca.crt"])) == 2
+        assert all(len(x509.load_pem_x509_certificates(b or b"")) == 2 for b in bundles(double, VALIDATING))
+        reconcile()  # the same second: every caBundle holds it, but not yet everywhere
+        assert leaf_signed_by_first()
+        now[0] += datetime.timedelta(seconds=9)
+        reconcile()
+        assert leaf_signed_by_first()
+        now[0] += datetime.timedelta(seconds=1)
+        reconcile()  # 10 s after the new CA was seen in every caBundle
+        assert not leaf_signed_by_first()
