@@ -12,7 +12,8 @@ applier thread reconciles:
 2. the serving pair: the Secret's tls.crt/tls.key, proven in memory (`webhook.tls.prove`), handed to the event
    loop's `CertReloader.offer` (no file, no volume: the root filesystem stays read-only);
 3. the caBundles: a configuration whose webhooks do not all hold ca.crt (an apply or a GitOps sync reset it) is
-   patched, after reading the Secret again, so a replica with a stale copy never puts an old bundle back.
+   patched, after reading the Secret again, so a replica with a stale copy never puts an old bundle back; at most
+   once a second per configuration (`INJECT_INTERVAL`), so that something resetting it at once costs no loop.
 The caBundles count as holding the new CA (`decide`'s `injected`, which lets the pair switch) only once they
 have for a settling time (`MAX_SETTLE`), so that every API server has learnt of it before a handshake needs it.
 
@@ -47,6 +48,9 @@ LABELS = {"app.kubernetes.io/name": "l2guard", "app.kubernetes.io/component": "w
 # server that took the patch answers at once, the others (and each one's webhook client) learn of it from their
 # watch a moment later. A hundredth of the lifetime, at most this (the overlap lasts a sixth of it).
 MAX_SETTLE = datetime.timedelta(seconds=10)
+# A configuration's caBundle is patched at most once per this: something that resets it at once (cainjector left
+# on, a second install managing the same cluster-scoped configurations) costs a patch a second, not a loop.
+INJECT_INTERVAL = datetime.timedelta(seconds=1)
 
 
 def _utcnow() -> datetime.datetime:
@@ -88,6 +92,7 @@ class SelfSigned:
         self._offered = b""
         self._settle = min(MAX_SETTLE, policy.lifetime / 100)
         self._injected_at: tuple[bytes, datetime.datetime] | None = None  # the bundle every caBundle held, since
+        self._patched_at: dict[str, datetime.datetime] = {}  # kind -> when its caBundle was last patched
         self._last_failure = ""  # logged once, not on every retry with the same reason
         self._backoff = 0.0  # seconds; after a failed reconcile
         self._retry_at = 0.0  # time.monotonic() before which no reconcile is tried
@@ -228,8 +233,13 @@ class SelfSigned:
         if self._secret is None:
             return
         bundle = wc.secret_data(self._secret).get(pki.CA_CRT, b"")
+        now = self.clock()
         stale = [
-            k for k in self.configurations if self._objects.get(k) is not None and not self._injected_one(k, bundle)
+            k
+            for k in self.configurations
+            if self._objects.get(k) is not None
+            and not self._injected_one(k, bundle)
+            and not datetime.timedelta(0) <= now - self._patched_at.get(k, now - INJECT_INTERVAL) < INJECT_INTERVAL
         ]
         if not stale or not bundle:
             return
@@ -243,6 +253,7 @@ class SelfSigned:
             obj = self._objects[kind]
             assert obj is not None
             name = self.configurations[kind]
+            self._patched_at[kind] = now  # tried: refused (it changed meanwhile) or not, the next try waits
             try:
                 patched = wc.inject_ca_bundle(self.api, obj, bundle, timeout=REQUEST_TIMEOUT)
             except (Invalid, Conflict):
