@@ -44,11 +44,13 @@ class EventType(StrEnum):
 class ServiceEvent:
     """One Event about a Service (or, from `stale_object` and `valid_again`, about another object): `reason` is
     the short CamelCase word Kubernetes shows in the REASON column (at most 128 characters), `message` the
-    sentence (at most NOTE_LIMIT bytes)."""
+    sentence (at most NOTE_LIMIT bytes). `identity`, when set, is what the Event is the same as across restarts
+    instead of the message: the message without the parts a restarted speaker sees anew (a time)."""
 
     type: EventType
     reason: str
     message: str
+    identity: str = ""
 
 
 def reporter(sp: ServicePlan, alive: Collection[str]) -> str | None:
@@ -161,8 +163,10 @@ def stale_object(kind: str, key: str, problem: str, *, kept: bool, since: str) -
         "its last valid version is still in use" if kept else "it has no valid version to fall back on and is ignored"
     )
     problem = problem.replace(f"{kind} {key}: ", "")  # the parser's problems name the object: it is named once
-    text = f"{kind} {key} is invalid since {since}: {problem}; {what} (correct the object: {_kubectl_edit(kind, key)})"
-    return ServiceEvent(EventType.WARNING, "InvalidObject", bounded(text))
+    fix = f"{problem}; {what} (correct the object: {_kubectl_edit(kind, key)})"
+    text = f"{kind} {key} is invalid since {since}: {fix}"
+    # `since` is when this speaker first saw it invalid: a restarted one sees it anew, and must not say it again.
+    return ServiceEvent(EventType.WARNING, "InvalidObject", bounded(text), identity=f"{kind} {key} is invalid: {fix}")
 
 
 def valid_again(kind: str, key: str) -> ServiceEvent:

@@ -18,6 +18,7 @@ import argparse
 import base64
 import datetime
 import os
+import re
 import sys
 import tempfile
 from typing import Any, TextIO
@@ -33,6 +34,8 @@ MAX_BUNDLE = 1024 * 1024  # bytes: a caBundle larger than a Secret's limit is no
 DEFAULT_SECRET = "l2guard-webhook-tls"
 REQUEST_TIMEOUT = 10.0
 RETRIES = 5  # patches refused because the configuration changed since it was read
+# An object name (a DNS subdomain, as the API server checks metadata.name): it goes into the request path.
+NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -125,6 +128,8 @@ def run_generate(args: argparse.Namespace, *, out: TextIO | None = None, err: Te
         ips = pki.check_ips(args.ip)
     except pki.PKIError as exc:
         return usage(str(exc))
+    if args.secret_yaml is not None and (len(args.secret_yaml) > 253 or not NAME.fullmatch(args.secret_yaml)):
+        return usage(f"--secret-yaml {args.secret_yaml[:60]!r} is not a Kubernetes name (lower-case DNS subdomain)")
     directory = args.out if args.out is not None else (None if args.secret_yaml else ".")
     if directory is not None and not os.path.isdir(directory):
         return usage(f"--out {directory}: not a directory")
@@ -174,6 +179,10 @@ def run_inject(args: argparse.Namespace, *, out: TextIO | None = None, err: Text
 
     if not args.mutating and not args.validating:
         return fail("name at least one --mutating or --validating configuration", EXIT_USAGE)
+    for flag, names in (("--mutating", args.mutating), ("--validating", args.validating)):
+        for name in names:
+            if len(name) > 253 or not NAME.fullmatch(name):
+                return fail(f"{flag} {name[:60]!r} is not a Kubernetes name (lower-case DNS subdomain)", EXIT_USAGE)
     try:
         with open(args.ca_bundle_file, "rb") as fh:
             bundle = fh.read(MAX_BUNDLE + 1)

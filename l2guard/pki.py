@@ -261,9 +261,11 @@ def drop_at(cert: x509.Certificate) -> datetime.datetime:
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
+    # cryptography parses extensions on first access: a certificate from the API whose extensions are not DER
+    # (or repeat one) loads, then raises ValueError here. It is unusable content, not an error of ours.
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):
         return False
 
 
@@ -272,7 +274,7 @@ def _dns_names(cert: x509.Certificate) -> set[str]:
         return set(
             cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
         )
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # not DER: as _is_ca
         return set()
 
 

@@ -161,6 +161,8 @@ def test_secret_yaml_is_a_tls_secret_and_writes_no_files(tmp_path: Path) -> None
         (["--service", "s", "--namespace", "ns", "--out", "/nonexistent/dir"], "not a directory"),
         (["--service", "s", "--namespace", "ns", "--key-type", "dsa"], "invalid choice"),
         (["--namespace", "ns"], "required"),
+        (["--service", "s", "--namespace", "ns", "--secret-yaml", "Bad name"], "not a Kubernetes name"),
+        (["--service", "s", "--namespace", "ns", "--secret-yaml", "x" * 254], "not a Kubernetes name"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path: Path) -> None:
@@ -211,6 +213,29 @@ def test_inject_refuses_bad_input_with_exit_2(argv: list[str], message: str, tmp
     argv = [str(bogus) if a == "__self__" else a for a in argv]
     done = certs("inject", *argv, "--kubeconfig", str(tmp_path / "none"))
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name", ["", "l2guard?watch=1", "l2guard/x", "..", "Upper"])
+def test_inject_refuses_a_configuration_name_that_is_not_a_kubernetes_name(name: str, tmp_path: Path) -> None:
+    """A name goes into the request path: "l2guard?watch=1" patched l2guard and said so, "" or ".." named the
+    collection or another path. A Kubernetes name or exit 2, before any request."""
+    assert generate(tmp_path).returncode == 0
+    with cluster_double() as double:
+        config = str(kubeconfig(tmp_path, double.url))
+        done = certs(
+            "inject", "--ca-bundle-file", str(tmp_path / "ca.crt"), "--validating", name, "--kubeconfig", config
+        )
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert "is not a Kubernetes name" in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    assert double.requests == []
+
+
+def test_a_configuration_path_encodes_the_name() -> None:
+    from l2guard.kube import webhookcerts as wc
+
+    assert wc.configuration_path(wc.MUTATING, "a/b?c") == (
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/a%2Fb%3Fc"
+    )
 
 
 def test_inject_names_an_unreachable_api_in_one_line(tmp_path: Path) -> None:

@@ -142,3 +142,46 @@ def test_replicas_that_disagree_on_the_names_do_not_take_turns_reissuing() -> No
     assert pki.decide(data, new, now=T0 + DAY, injected=True).action == "keep"
     sans = _leaf(data).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(sans.get_values_for_type(x509.DNSName)) == set(old.names) | set(new.names)
+
+
+def _with_broken_extension(issued_pem: bytes, key_pem: bytes, oid: x509.ObjectIdentifier, *, ca: bool) -> bytes:
+    """A copy of the certificate `issued_pem` whose extension `oid` holds bytes that are not DER (an extension that
+    parses lazily: the PEM loads, reading the extension fails), signed by `key_pem`."""
+    from cryptography.hazmat.primitives import hashes
+
+    cert = x509.load_pem_x509_certificate(issued_pem)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.issuer)
+        .public_key(cert.public_key())  # type: ignore[arg-type]
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+        .add_extension(x509.UnrecognizedExtension(oid, b"\x05not DER"), critical=ca)
+    )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+
+
+def test_a_ca_with_an_unreadable_extension_is_replaced_not_raised() -> None:
+    """The Secret comes from the API: a CA whose BasicConstraints cannot be parsed is unusable content, replaced
+    like any other, not a ValueError out of `decide` (which stopped the webhook's certificate management)."""
+    data = dict(pki.fresh(POLICY, now=T0))
+    data["ca.crt"] = _with_broken_extension(
+        data["ca.crt"], data["ca.key"], x509.oid.ExtensionOID.BASIC_CONSTRAINTS, ca=True
+    )
+    step = _step(data, T0 + DAY)
+    assert step.action == "create"
+
+
+def test_a_serving_certificate_with_an_unreadable_san_is_reissued_not_raised() -> None:
+    data = dict(pki.fresh(POLICY, now=T0))
+    data["tls.crt"] = _with_broken_extension(
+        data["tls.crt"], data["ca.key"], x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME, ca=False
+    )
+    step = _step(data, T0 + DAY)
+    assert step.action == "reissue"
+    assert _signed(_leaf(step.data), _cas(data)[0])
+    sans = _leaf(step.data).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == sorted(POLICY.names)

@@ -12,7 +12,10 @@ applier thread reconciles:
 2. the serving pair: the Secret's tls.crt/tls.key, proven in memory (`webhook.tls.prove`), handed to the event
    loop's `CertReloader.offer` (no file, no volume: the root filesystem stays read-only);
 3. the caBundles: a configuration whose webhooks do not all hold ca.crt (an apply or a GitOps sync reset it) is
-   patched, after reading the Secret again, so a replica with a stale copy never puts an old bundle back.
+   patched, after reading the Secret again, so a replica with a stale copy never puts an old bundle back; at most
+   once a second per configuration (`INJECT_INTERVAL`), so that something resetting it at once costs no loop.
+The caBundles count as holding the new CA (`decide`'s `injected`, which lets the pair switch) only once they
+have for a settling time (`MAX_SETTLE`), so that every API server has learnt of it before a handshake needs it.
 
 `problem()` says why the webhook is not ready (for /readyz): no Secret read yet, a configuration missing, or a
 webhook whose caBundle is missing or does not trust the served certificate.
@@ -41,6 +44,13 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 5.0  # seconds for each API call
 MAX_BACKOFF = 30.0  # seconds between reconciles while the API fails
 LABELS = {"app.kubernetes.io/name": "l2guard", "app.kubernetes.io/component": "webhook"}
+# How long every caBundle must have held the Secret's CA bundle before the pair may switch to the new CA: the API
+# server that took the patch answers at once, the others (and each one's webhook client) learn of it from their
+# watch a moment later. A hundredth of the lifetime, at most this (the overlap lasts a sixth of it).
+MAX_SETTLE = datetime.timedelta(seconds=10)
+# A configuration's caBundle is patched at most once per this: something that resets it at once (cainjector left
+# on, a second install managing the same cluster-scoped configurations) costs a patch a second, not a loop.
+INJECT_INTERVAL = datetime.timedelta(seconds=1)
 
 
 def _utcnow() -> datetime.datetime:
@@ -80,6 +90,9 @@ class SelfSigned:
         self._objects: dict[str, dict[str, Any] | None] = {}
         self._listed: set[str] = set()
         self._offered = b""
+        self._settle = min(MAX_SETTLE, policy.lifetime / 100)
+        self._injected_at: tuple[bytes, datetime.datetime] | None = None  # the bundle every caBundle held, since
+        self._patched_at: dict[str, datetime.datetime] = {}  # kind -> when its caBundle was last patched
         self._last_failure = ""  # logged once, not on every retry with the same reason
         self._backoff = 0.0  # seconds; after a failed reconcile
         self._retry_at = 0.0  # time.monotonic() before which no reconcile is tried
@@ -169,7 +182,12 @@ class SelfSigned:
         data = wc.secret_data(self._secret) if self._secret is not None else None
         now = self.clock()
         bundle = data.get(pki.CA_CRT, b"") if data is not None else b""
-        step = pki.decide(data, self.policy, now=now, injected=self._injected(bundle))
+        if not self._injected(bundle):
+            self._injected_at = None
+        elif self._injected_at is None or self._injected_at[0] != bundle:
+            self._injected_at = (bundle, now)
+        settled = self._injected_at is not None and now - self._injected_at[1] >= self._settle
+        step = pki.decide(data, self.policy, now=now, injected=settled)
         if step.data is not None and not self._write(step):
             self._publish()
             return  # a conflict: the Secret was read again; decide again on the next tick
@@ -215,8 +233,13 @@ class SelfSigned:
         if self._secret is None:
             return
         bundle = wc.secret_data(self._secret).get(pki.CA_CRT, b"")
+        now = self.clock()
         stale = [
-            k for k in self.configurations if self._objects.get(k) is not None and not self._injected_one(k, bundle)
+            k
+            for k in self.configurations
+            if self._objects.get(k) is not None
+            and not self._injected_one(k, bundle)
+            and not datetime.timedelta(0) <= now - self._patched_at.get(k, now - INJECT_INTERVAL) < INJECT_INTERVAL
         ]
         if not stale or not bundle:
             return
@@ -230,6 +253,7 @@ class SelfSigned:
             obj = self._objects[kind]
             assert obj is not None
             name = self.configurations[kind]
+            self._patched_at[kind] = now  # tried: refused (it changed meanwhile) or not, the next try waits
             try:
                 patched = wc.inject_ca_bundle(self.api, obj, bundle, timeout=REQUEST_TIMEOUT)
             except (Invalid, Conflict):

@@ -181,7 +181,9 @@ class LiveState:
 
     def _post(self, obj: ObjectRef, event: ServiceEvent) -> bool:
         held_before = self.poster.suppressed + self.poster.dropped
-        self.poster.post(obj, type=event.type.value, reason=event.reason, message=event.message)
+        self.poster.post(
+            obj, type=event.type.value, reason=event.reason, message=event.message, identity=event.identity
+        )
         if self.poster.suppressed + self.poster.dropped > held_before:
             self._metrics.event_suppressed(event.type.value)
             return False

@@ -9,7 +9,8 @@ EventCorrelator: a strategic merge patch of `count` and `lastTimestamp`), so `ku
 Events only on change, across restarts too: the dedup cache lives in memory, so a restarted speaker would post
 every Event it posted before again (one `Announcing` per owned service). So an Event's name is not client-go's
 `<object>.<nanoseconds>` but `<object>.<hash>`, the hash of (object, type, reason, message, component, node):
-the same thing said by the same node is always the same name. A create answered 409 AlreadyExists means "already
+the same thing said by the same node is always the same name (a caller whose message holds a time gives an
+`identity` without it, hashed instead of the message). A create answered 409 AlreadyExists means "already
 said": the Event is read and adopted into the dedup cache, and nothing is written, unless another Event about the
 same object is newer (the situation changed while this speaker was down, say the IP moved away and back): then
 the adopted Event is true again and newer than what others said, and its count is bumped, as a repeat would be. An
@@ -92,6 +93,7 @@ class _Occurrence:
     reason: str
     message: str
     at: float  # time.time() when post() was called
+    identity: str = ""  # what the Event's name is made from instead of the message, when set
 
 
 def bounded(message: str) -> str:
@@ -173,14 +175,16 @@ class EventPoster:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def post(self, obj: ObjectRef, *, type: EventType, reason: str, message: str) -> None:
-        """Queue an Event; never blocks. Without a token it is suppressed, with a full queue dropped."""
+    def post(self, obj: ObjectRef, *, type: EventType, reason: str, message: str, identity: str = "") -> None:
+        """Queue an Event; never blocks. Without a token it is suppressed, with a full queue dropped. `identity`
+        replaces the message in the Event's name (a message with a time in it is still the same Event after a
+        restart); a restarted speaker that finds the Event then keeps its message, the one said first."""
         with self._lock:
             if not self._bucket.take():
                 self.suppressed += 1
                 return
         try:
-            self._queue.put_nowait(_Occurrence(obj, type, reason, message, time.time()))
+            self._queue.put_nowait(_Occurrence(obj, type, reason, message, time.time(), identity))
         except queue.Full:
             with self._lock:
                 self.dropped += 1
@@ -227,7 +231,7 @@ class EventPoster:
             item.obj,
             type=item.type,
             reason=item.reason,
-            message=item.message,
+            message=item.identity or item.message,
             component=self.component,
             node=self.node,
         )
@@ -242,14 +246,20 @@ class EventPoster:
         with self._lock:
             self.posted += 1
 
-    def _bump(self, key: tuple[ObjectRef, str, str, str], seen: tuple[str, str, int], at: float) -> bool:
-        """Count one more occurrence of the Event `seen` (namespace, name, count); False when it is gone."""
+    def _bump(
+        self, key: tuple[ObjectRef, str, str, str], seen: tuple[str, str, int], at: float, *, message: str = ""
+    ) -> bool:
+        """Count one more occurrence of the Event `seen` (namespace, name, count), with `message` as its text when
+        given; False when it is gone."""
         namespace, name, count = seen
+        patch: dict[str, Any] = {"count": count + 1, "lastTimestamp": k8s_time(at)}
+        if message:
+            patch["message"] = bounded(message)
         try:
             self._request(
                 "PATCH",
                 path("/api/v1/namespaces", namespace, "events", name),
-                {"count": count + 1, "lastTimestamp": k8s_time(at)},
+                patch,
                 content_type="application/strategic-merge-patch+json",
             )
         except NotFound:
@@ -275,7 +285,8 @@ class EventPoster:
         count = existing.get("count")
         count = count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
         if self._newer_about(item.obj, namespace, existing):
-            return self._bump(key, (namespace, name, count), item.at)
+            # True again: said now, in today's words when they differ only where the identity does (a time).
+            return self._bump(key, (namespace, name, count), item.at, message=item.message if item.identity else "")
         self._remember(key, (namespace, name, count))
         with self._lock:
             self.adopted += 1

@@ -37,7 +37,7 @@ def secret_path(namespace: str, name: str = "") -> str:
 
 
 def configuration_path(kind: str, name: str) -> str:
-    return path(ADMISSION, PLURALS[kind], name)
+    return path(f"{ADMISSION}/{PLURALS[kind]}", name)  # `path` encodes every other part: the name is the second
 
 
 def read_secret(api: k8s.ApiClient, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:

@@ -400,6 +400,34 @@ def test_an_invalid_pool_edit_keeps_the_last_good_version_announced_and_reports_
     assert normal["message"] == "IPAddressPool metallb-system/lan is valid again: its current version is in use"
 
 
+def test_a_restarted_reporter_does_not_warn_again_about_the_same_stale_object(
+    double: APIDouble, speakers: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    """The InvalidObject Warning says since when the reporter saw the object invalid, which a restarted speaker
+    sees anew: the Event must still be the one posted before the restart (docs/speaker.md: a restarted speaker
+    finds the Events it posted before and writes nothing). The pool is invalid from the start, so the restarted
+    speaker has the same to say (one that saw a valid version before would say that it is still in use)."""
+    double.store.patch(POOL, {"spec": {"addresses": ["192.0.2.300-192.0.2.7"]}})
+    fleet = speakers()
+    settled(fleet, {})
+
+    def from_worker_2() -> list[dict[str, Any]]:
+        return [e for e in pool_events(double) if e["source"]["host"] == "worker-2"]
+
+    wait_for(lambda: len(from_worker_2()) == 1, fleet, "worker-2's Warning Event on the pool")
+    before = from_worker_2()
+    fleet["worker-2"].kill()  # its Lease stays: the others keep it alive, and the reporter stays worker-2
+    time.sleep(1.1)  # the restarted speaker's first sight of the stale pool is in a later second
+    again = Speaker("worker-2", kubeconfig(tmp_path, double.url), lease=(6, 1.0))
+    again.start()
+    try:
+        wait_for(lambda: again.state.poster.adopted + again.state.poster.posted > 0, fleet, "the restarted reporter")
+        assert (again.state.poster.adopted, again.state.poster.posted) == (1, 0)
+        assert from_worker_2() == before
+    finally:
+        again.stop()
+
+
 # ---------------------------------------------------------------------------------------------------------- 6
 
 

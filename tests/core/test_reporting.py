@@ -252,13 +252,18 @@ def test_a_hostile_interface_list_cannot_make_an_event_too_long() -> None:
 def test_a_stale_object_warning_says_what_is_wrong_what_is_used_since_when_and_the_fix() -> None:
     problem = "IPAddressPool metallb-system/lan: spec.addresses[0]: '192.0.2.300-192.0.2.7' is not an address range"
     since = "2026-12-01T16:00:00Z"
-    assert stale_object("IPAddressPool", "metallb-system/lan", problem, kept=True, since=since) == ServiceEvent(
+    event = stale_object("IPAddressPool", "metallb-system/lan", problem, kept=True, since=since)
+    assert (event.type, event.reason, event.message) == (
         EventType.WARNING,
         "InvalidObject",
         "IPAddressPool metallb-system/lan is invalid since 2026-12-01T16:00:00Z: spec.addresses[0]: "
         "'192.0.2.300-192.0.2.7' is not an address range; its last valid version is still in use (correct the "
         "object: kubectl edit ipaddresspool lan -n metallb-system)",
     )
+    # The same Event for a speaker that first saw it later (a restart): only the time differs, not the identity.
+    later = stale_object("IPAddressPool", "metallb-system/lan", problem, kept=True, since="2026-12-01T17:00:00Z")
+    assert later.message != event.message and later.identity == event.identity
+    assert "2026" not in event.identity
     assert stale_object(
         "Node", "worker-1", "metadata.labels: bad", kept=False, since="2026-12-01T16:00:01Z"
     ).message == (

@@ -277,3 +277,46 @@ def test_the_double_filters_event_lists_by_field_selector(double: APIDouble, pos
         not_web = core.list_namespaced_event("default", field_selector="involvedObject.name!=web")
     assert [e.involved_object.name for e in web.items] == ["web"]
     assert [e.involved_object.name for e in not_web.items] == ["worker-2"]
+
+
+def test_an_identity_names_the_event_so_a_restart_with_a_new_time_in_the_message_finds_it(
+    double: APIDouble, api: k8s.ApiClient, poster: EventPoster
+) -> None:
+    """A message with a time in it ("invalid since ...", the time this process first saw it) is the same Event after
+    a restart when its identity is: found and adopted, not posted again; when it is true again after a newer Event
+    about the object, the count goes up and the text becomes today's."""
+    pool = object_ref("IPAddressPool", "metallb-system/lan", uid="uid-lan")
+    identity = "IPAddressPool metallb-system/lan is invalid: bad"
+    first = "IPAddressPool metallb-system/lan is invalid since 2026-12-01T16:00:00Z: bad"
+    poster.post(pool, type="Warning", reason="InvalidObject", message=first, identity=identity)
+    double.wait_for(lambda: poster.posted == 1)
+    poster.stop()
+    [before] = events(double)
+    again = EventPoster(api, node="worker-1")
+    again.start()
+    try:
+        later = "IPAddressPool metallb-system/lan is invalid since 2026-12-01T17:00:00Z: bad"
+        again.post(pool, type="Warning", reason="InvalidObject", message=later, identity=identity)
+        double.wait_for(lambda: again.adopted == 1)
+        assert events(double) == [before] and again.posted == 0
+    finally:
+        again.stop()
+    path = f"/api/v1/namespaces/metallb-system/events/{before['metadata']['name']}"
+    double.store.patch(path, {"firstTimestamp": "2026-12-01T15:00:00Z", "lastTimestamp": "2026-12-01T15:00:00Z"})
+    other = EventPoster(api, node="worker-1")
+    other.start()
+    try:
+        other.post(pool, type="Normal", reason="ValidAgain", message="IPAddressPool metallb-system/lan is valid again")
+        double.wait_for(lambda: other.posted == 1)
+    finally:
+        other.stop()
+    third = EventPoster(api, node="worker-1")
+    third.start()
+    try:
+        latest = "IPAddressPool metallb-system/lan is invalid since 2026-12-01T18:00:00Z: bad"
+        third.post(pool, type="Warning", reason="InvalidObject", message=latest, identity=identity)
+        double.wait_for(lambda: third.updated == 1)
+    finally:
+        third.stop()
+    bumped = double.store.objects[path]
+    assert (bumped["count"], bumped["message"]) == (2, latest)

@@ -56,6 +56,13 @@ SELF_MANAGED |= {
     for r in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
     for v in ("get", "list", "watch", "patch")
 }
+# l2guard/kube/l2status.py: MetalLB's ServiceL2Status objects for what this node announces, in the MetalLB
+# namespace: listed and watched, created (generateName) and deleted; the status written through its subresource
+# with a merge patch, as MetalLB's speaker does.
+L2STATUS: set[Grant] = {
+    (METALLB, "metallb.io", "servicel2statuses", v, None) for v in ("list", "watch", "create", "delete")
+}
+L2STATUS |= {(METALLB, "metallb.io", "servicel2statuses/status", "patch", None)}
 SPEAKER = (
     VIEW
     | {
@@ -71,15 +78,11 @@ SPEAKER = (
         (None, "", "events", v, None)
         for v in ("create", "patch", "get", "list")
     }
-    | {
-        # l2guard/kube/l2status.py: MetalLB's ServiceL2Status objects for what this node announces, in the MetalLB
-        # namespace: listed and watched, created (generateName) and deleted; the status written through its
-        # subresource with a merge patch, as MetalLB's speaker does.
-        (METALLB, "metallb.io", "servicel2statuses", v, None)
-        for v in ("list", "watch", "create", "delete")
-    }
-    | {(METALLB, "metallb.io", "servicel2statuses/status", "patch", None)}
+    | L2STATUS
 )
+# A speaker in dry-run (shadow mode) never writes MetalLB's objects (l2guard/control/command.py: no
+# L2StatusWriter in dry-run), so the speaker-dry-run component grants none of L2STATUS.
+SHADOW_SPEAKER = SPEAKER - L2STATUS
 
 
 def granted(docs: list[Doc], sa: tuple[str, str]) -> set[Grant]:
@@ -136,7 +139,8 @@ def test_rbac_grants_exactly_what_each_component_uses(renders: dict[str, list[Do
         expected = WEBHOOK if "cert-manager" in name else WEBHOOK | SELF_MANAGED
         assert granted(docs, WEBHOOK_SA) == expected, name
         speakers = of_kind(docs, "DaemonSet")
-        assert granted(docs, SPEAKER_SA) == (SPEAKER if speakers else set()), name
+        speaker = SHADOW_SPEAKER if "dry-run" in name else SPEAKER
+        assert granted(docs, SPEAKER_SA) == (speaker if speakers else set()), name
 
 
 RESOURCE = re.compile(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import datetime
 import itertools
 import json
@@ -416,3 +417,92 @@ def test_the_secrets_namespace_defaults_to_the_service_accounts(tmp_path: Path) 
     mounted.write_text("hooks\n")
     assert service_account_namespace(str(mounted)) == "hooks"
     assert service_account_namespace(str(tmp_path / "absent")) == ""
+
+
+def _in_process(double: APIDouble, tmp_path: Path, now: list[datetime.datetime]) -> tuple[Any, Callable[[], None]]:
+    """A SelfSigned manager in this process on the clock `now[0]`, and one reconcile of it after handing it the
+    three objects as stored (what its source would hand over)."""
+    from l2guard import pki
+    from l2guard.kube import webhookcerts as wc
+    from l2guard.kube.client import make_api_client
+    from webhook.selfsigned import SelfSigned
+
+    manager = SelfSigned(
+        make_api_client(str(kubeconfig(tmp_path, double.url))),
+        namespace="l2guard-system",
+        secret="l2guard-webhook-tls",
+        policy=pki.Policy(names=tuple(NAMES), lifetime=datetime.timedelta(days=90)),
+        configurations={wc.MUTATING: "l2guard", wc.VALIDATING: "l2guard"},
+        clock=lambda: now[0],
+    )
+
+    def reconcile() -> None:
+        with double.store.lock:
+            stored = {p: copy.deepcopy(o) for p, o in double.store.objects.items()}
+        for kind, where in ((wc.SECRET, SECRET), (wc.MUTATING, MUTATING), (wc.VALIDATING, VALIDATING)):
+            manager.replace_kind(kind, [stored[where]] if where in stored else [])
+        manager.reconcile()
+
+    return manager, reconcile
+
+
+def test_the_pair_switches_only_after_the_new_cabundle_had_time_to_reach_every_api_server(tmp_path: Path) -> None:
+    """The API server serving the caBundle patch answers at once; the others (and that one's webhook client) learn
+    of it from their watch a moment later. A pair signed by the new CA served in that moment fails their
+    handshakes, so the switch waits a settling time after the new CA is seen in every caBundle, on the manager's
+    clock: a hundredth of the lifetime, at most 10 s."""
+    t0 = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+    now = [t0]
+    with cluster_double() as double:
+        _, reconcile = _in_process(double, tmp_path, now)
+
+        def leaf_signed_by_first() -> bool:
+            return _signed_by(x509.load_pem_x509_certificate(stored_secret(double)["tls.crt"]), first)
+
+        reconcile()  # create, inject
+        first = x509.load_pem_x509_certificate(stored_secret(double)["ca.crt"])
+        now[0] = t0 + datetime.timedelta(days=61)
+        reconcile()  # publish the new CA, inject [new, old]
+        assert len(x509.load_pem_x509_certificates(stored_secret(double)["ca.crt"])) == 2
+        assert all(len(x509.load_pem_x509_certificates(b or b"")) == 2 for b in bundles(double, VALIDATING))
+        reconcile()  # the same second: every caBundle holds it, but not yet everywhere
+        assert leaf_signed_by_first()
+        now[0] += datetime.timedelta(seconds=9)
+        reconcile()
+        assert leaf_signed_by_first()
+        now[0] += datetime.timedelta(seconds=1)
+        reconcile()  # 10 s after the new CA was seen in every caBundle
+        assert not leaf_signed_by_first()
+
+
+def test_a_cabundle_reset_again_at_once_is_patched_at_most_once_a_second(tmp_path: Path) -> None:
+    """Something that resets the caBundle as soon as it is set (cert-manager's cainjector left on, a second install
+    managing the same cluster-scoped configurations) must not turn the re-injection into a loop as fast as the API
+    server answers: each watch event reconciles at once, but a configuration is patched at most once a second
+    (on the manager's clock), and the Secret is not read again for nothing either."""
+    now = [datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)]
+    with cluster_double() as double:
+        _, reconcile = _in_process(double, tmp_path, now)
+        reconcile()  # create, inject
+        assert all(bundles(double, VALIDATING))
+
+        def reset() -> None:
+            with double.store.lock:
+                obj = copy.deepcopy(double.store.objects[VALIDATING])
+            for hook in obj["webhooks"]:
+                hook["clientConfig"].pop("caBundle", None)
+            double.store.put(obj)
+
+        def patches() -> int:
+            return sum(1 for m, p, _ in double.requests if m == "PATCH" and p == VALIDATING)
+
+        now[0] += datetime.timedelta(seconds=1)
+        before = patches()
+        for _ in range(5):  # reset at once, five times within the same second: one patch
+            reset()
+            reconcile()
+        assert patches() == before + 1
+        assert not any(bundles(double, VALIDATING))  # the last reset stands for now
+        now[0] += datetime.timedelta(seconds=1)
+        reconcile()
+        assert patches() == before + 2 and all(bundles(double, VALIDATING))
