@@ -10,7 +10,8 @@ optional ``on_event`` callback, so the control plane can turn them into Kubernet
 All sockets belong to one I/O thread (selectors); ``set()`` hands the new desired state to it and waits
 until it is applied. Link changes (netlink events, plus a periodic rescan) re-resolve "all interfaces".
 With a ``refresh_interval``, the I/O thread also announces every owned (IP, interface) pair again once per
-interval, spread over it (:mod:`speaker.refresh`).
+interval, spread over it (:mod:`speaker.refresh`). ``reassert(ip, iface)`` queues one more such announcement of an
+owned pair, when the control plane decides to answer another MAC's claim (at most once per second per pair).
 
 This module must not read Kubernetes, parse frames (see :mod:`speaker.packets`) or import scapy.
 """
@@ -66,6 +67,15 @@ CONFLICT_REPORT_INTERVAL = 1.0
 CONFLICT_REPORT_WINDOW = 5.0
 CONFLICT_REPORT_BURST = 20
 MAX_CONFLICT_KEYS = 4096  # per-MAC table size; cleared beyond it (the global limit still holds)
+# Re-assertions (`Announcer.reassert`): at most one per (ip, iface) per REASSERT_INTERVAL, so two nodes that both
+# believe they own an IP answer each other's claims at most once a second each (the kernel's ARP `locktime` is 1 s
+# by default, arp(7); a gratuitous request overrides it anyway). The table of last re-assertions holds at most
+# MAX_REASSERT_KEYS pairs (beyond it, pairs not in it wait until older entries expire); at most MAX_QUEUED_REASSERTS
+# requests wait for the I/O thread (beyond it they are dropped: the next claim asks again). Their log lines are
+# limited like the conflicts'; every one is counted in the reasserts metric.
+REASSERT_INTERVAL = 1.0
+MAX_REASSERT_KEYS = 4096
+MAX_QUEUED_REASSERTS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +242,7 @@ class Announcer:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._pending: dict[str, frozenset[str] | AllInterfaces] | None = None
+        self._reasserts: list[tuple[str, str]] = []  # (ip, iface) asked for by reassert(), for the I/O thread
         self._requested_gen = 0
         self._applied_gen = 0
         self._stopping = False
@@ -258,6 +269,8 @@ class Announcer:
         self._conflict_limit = ReportLimit(window=CONFLICT_REPORT_WINDOW, burst=CONFLICT_REPORT_BURST)
         self._problems: tuple[InterfaceProblem | SocketProblem, ...] = ()
         self._socket_problems: dict[tuple[str, str], str] = {}
+        self._reasserted: dict[tuple[str, str], float] = {}  # (ip, iface) -> when it was last re-asserted
+        self._reassert_limit = ReportLimit(window=CONFLICT_REPORT_WINDOW, burst=CONFLICT_REPORT_BURST)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -333,6 +346,19 @@ class Announcer:
                 raise TimeoutError("announcer did not apply the desired state in time")
         return self.status()
 
+    def reassert(self, ip: str, iface: str) -> None:
+        """Announce ``ip`` on ``iface`` once more, soon: the frames of one step of the takeover burst, if this node
+        answers for it there then. For the control plane, when another MAC claims an IP this node keeps (a runner-up
+        that took it over by mistake moved the clients' neighbour entries; see docs/speaker.md). Never blocks; at
+        most once per REASSERT_INTERVAL per (ip, iface). Raises ValueError for a malformed IP; ignored when the
+        announcer is not running."""
+        key = (normalize_ip(ip), iface)
+        with self._lock:
+            if self._thread is None or self._stopping or len(self._reasserts) >= MAX_QUEUED_REASSERTS:
+                return
+            self._reasserts.append(key)
+        self._wake()
+
     def status(self) -> Status:
         """What is announced now (cheap; safe from any thread)."""
         with self._lock:
@@ -385,6 +411,7 @@ class Announcer:
                 if now >= self._next_rescan:
                     self._rescan(now)
                 self._fire_bursts(now)
+                self._reassert(now)
                 if self._refresh is not None and now >= self._next_refresh:
                     self._refresh_tick(now)
                 if self._conflict_limit.due(now):
@@ -615,6 +642,38 @@ class Announcer:
             if nxt - started <= self._burst_duration + 1e-6:
                 self._burst_seq += 1
                 heapq.heappush(self._bursts, (nxt, self._burst_seq, ip, iface, started))
+
+    def _reassert(self, now: float) -> None:
+        """The re-assertions asked for since the last turn of the loop, within their rate limit."""
+        with self._lock:
+            if not self._reasserts:
+                return
+            asked, self._reasserts = self._reasserts, []
+        for ip, iface in asked:
+            last = self._reasserted.get((ip, iface))
+            if last is not None and now - last < REASSERT_INTERVAL:
+                continue
+            port = self._ports.get(iface)
+            if port is None:
+                continue
+            if last is None and len(self._reasserted) >= MAX_REASSERT_KEYS:
+                self._reasserted = {k: t for k, t in self._reasserted.items() if now - t < REASSERT_INTERVAL}
+                if len(self._reasserted) >= MAX_REASSERT_KEYS:
+                    continue
+            sent = port.announce(ip)  # 0 unless this port answers for ip
+            if not sent:
+                continue
+            self._reasserted[(ip, iface)] = now
+            self.counters.inc("reasserts", "ipv6" if ":" in ip else "ipv4", iface=iface, ip=ip)
+            if self._reassert_limit.allow(now):
+                more = self._reassert_limit.take_suppressed()
+                log.info(
+                    "re-asserted %s on %s, which another MAC claims (%d re-assertions not logged since the last line)",
+                    ip,
+                    iface,
+                    more,
+                    extra={"fields": {"event": "reassert", "ip": ip, "iface": iface, "count": more}},
+                )
 
     def _refresh_tick(self, now: float) -> None:
         """This tick's share of the periodic refresh: the same frames as one burst step, for each pair due."""
