@@ -10,7 +10,8 @@ optional ``on_event`` callback, so the control plane can turn them into Kubernet
 All sockets belong to one I/O thread (selectors); ``set()`` hands the new desired state to it and waits
 until it is applied. Link changes (netlink events, plus a periodic rescan) re-resolve "all interfaces".
 With a ``refresh_interval``, the I/O thread also announces every owned (IP, interface) pair again once per
-interval, spread over it (:mod:`speaker.refresh`).
+interval, spread over it (:mod:`speaker.refresh`). ``reassert(ip, iface)`` queues one more such announcement of an
+owned pair, when the control plane decides to answer another MAC's claim (at most once per second per pair).
 
 This module must not read Kubernetes, parse frames (see :mod:`speaker.packets`) or import scapy.
 """
@@ -29,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
+from typing import Generic, TypeVar
 
 from l2core.addresses import parse_ip
 from speaker import bpf
@@ -59,13 +61,68 @@ DEFAULT_RESCAN_INTERVAL = 10.0
 SET_TIMEOUT = 10.0
 MAX_RECENT_CONFLICTS = 64
 # Conflicts are always counted (the conflicts metric, in the responder). Reporting them (a log line and an
-# on_event callback) is limited twice: per (ip, iface, mac) at most once a CONFLICT_REPORT_INTERVAL, and
+# on_event callback) is limited twice: per (ip, iface, mac) at most once a CONFLICT_REPORT_INTERVAL (a claim
+# repeated within it is reported once at its end, so the control plane always hears the last one), and
 # for all conflicts together at most CONFLICT_REPORT_BURST per CONFLICT_REPORT_WINDOW, then one line says
 # how many were suppressed. The per-MAC limit alone let 4,096 spoofed MACs write 85,000 lines in 10 s.
 CONFLICT_REPORT_INTERVAL = 1.0
 CONFLICT_REPORT_WINDOW = 5.0
 CONFLICT_REPORT_BURST = 20
 MAX_CONFLICT_KEYS = 4096  # per-MAC table size; cleared beyond it (the global limit still holds)
+# Re-assertions (`Announcer.reassert`): at most one per (ip, iface) per REASSERT_INTERVAL, so two nodes that both
+# believe they own an IP answer each other's claims at most once a second each (the kernel's ARP `locktime` is 1 s
+# by default, arp(7); a gratuitous request overrides it anyway). One asked for within the interval goes out at its
+# end, so the owner has the last word after the other's last claim. The table of last re-assertions holds at most
+# MAX_REASSERT_KEYS pairs (cleared beyond it); at most MAX_QUEUED_REASSERTS requests wait for the I/O thread (beyond
+# it they are dropped: the next claim asks again). Their log lines are limited like the conflicts'; every one is
+# counted in the reasserts metric.
+REASSERT_INTERVAL = 1.0
+MAX_REASSERT_KEYS = 4096
+MAX_QUEUED_REASSERTS = 1024
+
+
+K = TypeVar("K")
+
+
+class TrailingLimit(Generic[K]):
+    """At most one pass per key per ``interval`` seconds; a key refused within the interval passes once at its end
+    (the trailing edge: the last of a stream is never lost, and a stream still passes at most once an interval).
+    The callers pass the clock and call ``due()`` at ``deadline()``. At most ``max_keys`` keys are remembered
+    (cleared beyond it) and at most ``max_keys`` wait for their trailing edge (refused beyond it)."""
+
+    def __init__(self, *, interval: float, max_keys: int) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._last: dict[K, float] = {}
+        self._later: set[K] = set()
+        self._heap: list[tuple[float, int, K]] = []  # (due, seq, key); seq keeps keys from being compared
+        self._seq = 0
+
+    def allow(self, key: K, now: float) -> bool:
+        """True if ``key`` may pass at ``now`` (recorded); otherwise it waits for the end of its interval."""
+        last = self._last.get(key)
+        if last is not None and now < last + self.interval:
+            if key not in self._later and len(self._later) < self.max_keys:
+                self._later.add(key)
+                self._seq += 1
+                heapq.heappush(self._heap, (last + self.interval, self._seq, key))
+            return False
+        if last is None and len(self._last) >= self.max_keys:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+    def due(self, now: float) -> list[K]:
+        """The keys whose trailing edge has come (each may pass now), in the order they fell due."""
+        out = []
+        while self._heap and self._heap[0][0] <= now:
+            _, _, key = heapq.heappop(self._heap)
+            self._later.discard(key)
+            out.append(key)
+        return out
+
+    def deadline(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +289,7 @@ class Announcer:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._pending: dict[str, frozenset[str] | AllInterfaces] | None = None
+        self._reasserts: list[tuple[str, str]] = []  # (ip, iface) asked for by reassert(), for the I/O thread
         self._requested_gen = 0
         self._applied_gen = 0
         self._stopping = False
@@ -253,11 +311,18 @@ class Announcer:
         self._next_rescan = 0.0
         self._next_refresh = 0.0
         self._owned: list[tuple[str, str]] = []  # sorted (iface, ip) pairs answered now, for the refresh
+        self._owned_pairs: frozenset[tuple[str, str]] = frozenset()  # the same, to look up
         self._conflicts: deque[Conflict] = deque(maxlen=MAX_RECENT_CONFLICTS)
-        self._conflict_last: dict[tuple[str, str, bytes], float] = {}
+        self._conflict_last: TrailingLimit[tuple[str, str, Family, bytes]] = TrailingLimit(
+            interval=CONFLICT_REPORT_INTERVAL, max_keys=MAX_CONFLICT_KEYS
+        )
         self._conflict_limit = ReportLimit(window=CONFLICT_REPORT_WINDOW, burst=CONFLICT_REPORT_BURST)
         self._problems: tuple[InterfaceProblem | SocketProblem, ...] = ()
         self._socket_problems: dict[tuple[str, str], str] = {}
+        self._reasserted: TrailingLimit[tuple[str, str]] = TrailingLimit(
+            interval=REASSERT_INTERVAL, max_keys=MAX_REASSERT_KEYS
+        )
+        self._reassert_limit = ReportLimit(window=CONFLICT_REPORT_WINDOW, burst=CONFLICT_REPORT_BURST)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -333,6 +398,19 @@ class Announcer:
                 raise TimeoutError("announcer did not apply the desired state in time")
         return self.status()
 
+    def reassert(self, ip: str, iface: str) -> None:
+        """Announce ``ip`` on ``iface`` once more, soon: the frames of one step of the takeover burst, if this node
+        answers for it there then. For the control plane, when another MAC claims an IP this node keeps (a runner-up
+        that took it over by mistake moved the clients' neighbour entries; see docs/speaker.md). Never blocks; at
+        most once per REASSERT_INTERVAL per (ip, iface). Raises ValueError for a malformed IP; ignored when the
+        announcer is not running."""
+        key = (normalize_ip(ip), iface)
+        with self._lock:
+            if self._thread is None or self._stopping or len(self._reasserts) >= MAX_QUEUED_REASSERTS:
+                return
+            self._reasserts.append(key)
+        self._wake()
+
     def status(self) -> Status:
         """What is announced now (cheap; safe from any thread)."""
         with self._lock:
@@ -385,6 +463,10 @@ class Announcer:
                 if now >= self._next_rescan:
                     self._rescan(now)
                 self._fire_bursts(now)
+                self._reassert(now)
+                for ip, iface, family, mac in self._conflict_last.due(now):
+                    if (iface, ip) in self._owned_pairs:
+                        self._conflict(ip, iface, family, mac)
                 if self._refresh is not None and now >= self._next_refresh:
                     self._refresh_tick(now)
                 if self._conflict_limit.due(now):
@@ -394,9 +476,13 @@ class Announcer:
                     deadline = min(deadline, self._bursts[0][0])
                 if self._refresh is not None:
                     deadline = min(deadline, self._next_refresh)
-                summary_due = self._conflict_limit.deadline()
-                if summary_due is not None:
-                    deadline = min(deadline, summary_due)
+                for due in (
+                    self._conflict_limit.deadline(),
+                    self._conflict_last.deadline(),
+                    self._reasserted.deadline(),
+                ):
+                    if due is not None:
+                        deadline = min(deadline, due)
                 timeout = max(0.0, deadline - time.monotonic())
                 for key, _ in self._sel.select(timeout):
                     callback: Callable[[], None] = key.data
@@ -616,6 +702,31 @@ class Announcer:
                 self._burst_seq += 1
                 heapq.heappush(self._bursts, (nxt, self._burst_seq, ip, iface, started))
 
+    def _reassert(self, now: float) -> None:
+        """The re-assertions asked for since the last turn of the loop and those deferred to now, within their rate
+        limit, of pairs this node answers for now."""
+        with self._lock:
+            asked, self._reasserts = self._reasserts, []
+        for ip, iface in dict.fromkeys([*self._reasserted.due(now), *asked]):
+            port = self._ports.get(iface)
+            if port is None or (iface, ip) not in self._owned_pairs:
+                continue  # not ours (any more) there
+            if not self._reasserted.allow((ip, iface), now):
+                continue  # goes out at the end of its interval
+            sent = port.announce(ip)
+            if not sent:
+                continue
+            self.counters.inc("reasserts", "ipv6" if ":" in ip else "ipv4", iface=iface, ip=ip)
+            if self._reassert_limit.allow(now):
+                more = self._reassert_limit.take_suppressed()
+                log.info(
+                    "re-asserted %s on %s, which another MAC claims (%d re-assertions not logged since the last line)",
+                    ip,
+                    iface,
+                    more,
+                    extra={"fields": {"event": "reassert", "ip": ip, "iface": iface, "count": more}},
+                )
+
     def _refresh_tick(self, now: float) -> None:
         """This tick's share of the periodic refresh: the same frames as one burst step, for each pair due."""
         assert self._refresh is not None
@@ -639,13 +750,8 @@ class Announcer:
 
     def _conflict(self, ip: str, iface: str, family: Family, mac: bytes) -> None:
         now = time.monotonic()
-        key = (ip, iface, mac)
-        last = self._conflict_last.get(key)
-        if last is not None and now - last < CONFLICT_REPORT_INTERVAL:
-            return
-        if len(self._conflict_last) >= MAX_CONFLICT_KEYS:
-            self._conflict_last.clear()
-        self._conflict_last[key] = now
+        if not self._conflict_last.allow((ip, iface, family, mac), now):
+            return  # reported at the end of its interval (`_run`), unless released meanwhile
         mac_text = ":".join(f"{b:02x}" for b in mac)
         conflict = Conflict(ip, iface, family=family, mac=mac_text, at=time.time())
         with self._lock:  # status() copies the deque from other threads
@@ -710,6 +816,7 @@ class Announcer:
             if port.ndp_fallback:
                 fallback.add(f"{name}/ipv6")
         self._owned = sorted((iface, ip) for ip, ifaces in announcing.items() for iface in ifaces)
+        self._owned_pairs = frozenset(self._owned)
         st = Status(
             desired=dict(self._desired),
             announcing={ip: frozenset(v) for ip, v in sorted(announcing.items())},

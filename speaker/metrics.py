@@ -18,8 +18,15 @@ from typing import Literal
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-Kind = Literal["requests_received", "requests_answered", "gratuitous_sent", "conflicts", "errors"]
-KINDS: tuple[Kind, ...] = ("requests_received", "requests_answered", "gratuitous_sent", "conflicts", "errors")
+Kind = Literal["requests_received", "requests_answered", "gratuitous_sent", "conflicts", "reasserts", "errors"]
+KINDS: tuple[Kind, ...] = (
+    "requests_received",
+    "requests_answered",
+    "gratuitous_sent",
+    "conflicts",
+    "reasserts",
+    "errors",
+)
 Family = Literal["ipv4", "ipv6"]
 
 _HELP: dict[Kind, str] = {
@@ -27,6 +34,7 @@ _HELP: dict[Kind, str] = {
     "requests_answered": "ARP replies / Neighbor Advertisements sent in answer to a request",
     "gratuitous_sent": "Gratuitous ARP and unsolicited NA frames sent",
     "conflicts": "Frames in which another MAC claimed an owned IP",
+    "reasserts": "Owned IPs announced again because another MAC claimed them and this node keeps them",
     "errors": "Send or receive errors on a packet socket (link down or gone)",
 }
 

@@ -18,7 +18,8 @@
 
 Nothing else decides who announces: the plan does. Data-plane events (conflicts, missing interfaces) arrive on
 the announcer's I/O thread through `on_dataplane_event`, which only queues them; `reconcile()` handles them on
-the control loop's thread. This module opens no socket and reads no cluster; the `l2guard speaker` command
+the control loop's thread, and asks the data plane to re-assert an IP the plan gives this node when another MAC
+claims it (`Announcer.reassert`). This module opens no socket and reads no cluster; the `l2guard speaker` command
 wires it to a source, an announcer, an Event poster and the health port.
 """
 
@@ -65,6 +66,7 @@ MAX_QUEUED_EVENTS = 1024  # data-plane events waiting for the control loop; beyo
 
 class DataPlane(Protocol):
     def set(self, desired: Mapping[str, frozenset[str] | AllInterfaces]) -> DataPlaneStatus: ...
+    def reassert(self, ip: str, iface: str) -> None: ...
 
 
 class Probes(Protocol):
@@ -183,7 +185,7 @@ class Reconciler:
             log.info("announcing %s", ip, extra={"fields": {"event": "announce", "ip": ip, "node": self.node}})
         for ip in removed:
             log.info("released %s", ip, extra={"fields": {"event": "release", "ip": ip, "node": self.node}})
-        self._handle_dataplane_events(events, view.plan, cut_off=cut_off, planned=planned)
+        self._handle_dataplane_events(events, view.plan, cut_off=cut_off, planned=planned, synced=view.synced)
         for stale_key in view.stale.keys() - self._stale_since.keys():
             self._stale_since[stale_key] = now
         for stale_key in self._stale_since.keys() - view.stale.keys():
@@ -216,9 +218,14 @@ class Reconciler:
         self._answering = status.announcing
 
     def _handle_dataplane_events(
-        self, events: list[DataPlaneEvent], plan: Plan, *, cut_off: bool, planned: frozenset[str]
+        self, events: list[DataPlaneEvent], plan: Plan, *, cut_off: bool, planned: frozenset[str], synced: bool
     ) -> None:
-        """`planned`: the IPs the plan gives this node (in contact); others announced are probe takeovers."""
+        """`planned`: the IPs the plan gives this node (in contact); others announced are probe takeovers.
+
+        A conflict on a planned IP is kept and re-asserted: the data plane announces the IP once more on that
+        interface (rate-limited there), so clients whose neighbour entries another node's claim moved (a runner-up's
+        false takeover, issue 9) come back at once instead of when their entry fails NUD, tens of seconds later.
+        Cut off from the API this node yields instead, and says nothing more on the wire."""
         if not events:
             return
         ip_service = {ip: key for key, sp in plan.services.items() for ip in sp.ips}
@@ -229,6 +236,8 @@ class Reconciler:
             if isinstance(event, Conflict):
                 yielded = cut_off and event.ip in self._contested
                 self._metrics.conflict_handled("yielded" if yielded else "kept")
+                if not cut_off and synced and event.ip in planned and self._dataplane is not None:
+                    self._dataplane.reassert(event.ip, event.iface)
                 if yielded:
                     log.warning(
                         "yielding %s: another node claims it while this one is cut off from the API",

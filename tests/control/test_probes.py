@@ -65,10 +65,14 @@ class Clock:
 class Recorder:
     def __init__(self) -> None:
         self.last: dict[str, Any] = {}
+        self.reasserts: list[tuple[str, str]] = []
 
     def set(self, desired: Mapping[str, frozenset[str] | AllInterfaces]) -> DataPlaneStatus:
         self.last = dict(desired)
         return DataPlaneStatus(desired=dict(desired), announcing={ip: frozenset({"eth0"}) for ip in desired})
+
+    def reassert(self, ip: str, iface: str) -> None:
+        self.reasserts.append((ip, iface))
 
 
 def make_loop(
@@ -188,6 +192,7 @@ def test_the_reconciler_announces_a_takeover_beside_the_plan_and_drops_it_on_yie
     r.on_dataplane_event(Conflict(IP, "eth0", family="ipv4", mac="02:00:00:00:0a:01", at=0.0))
     r.reconcile(View(p))
     assert [e.reason for e in posted] == []
+    assert dp.reasserts == []  # the runner-up holding a takeover never answers the owner's claim
     loop.on_heard("worker-1")
     r.reconcile(View(p))
     assert dp.last == {}

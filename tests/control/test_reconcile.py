@@ -34,14 +34,19 @@ NODES = ("cp-1", "worker-1", "worker-2")
 
 
 class Recorder:
-    """The data plane's seam: records every desired state it is given and answers on eth0 for each IP."""
+    """The data plane's seam: records every desired state it is given and answers on eth0 for each IP, and the
+    re-assertions asked for."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.reasserts: list[tuple[str, str]] = []
 
     def set(self, desired: Mapping[str, frozenset[str] | AllInterfaces]) -> DataPlaneStatus:
         self.calls.append(dict(desired))
         return DataPlaneStatus(desired=dict(desired), announcing={ip: frozenset({"eth0"}) for ip in desired})
+
+    def reassert(self, ip: str, iface: str) -> None:
+        self.reasserts.append((ip, iface))
 
     @property
     def last(self) -> dict[str, Any]:
@@ -160,9 +165,33 @@ def test_fail_static_keeps_what_was_announced_and_yields_an_ip_another_node_clai
     s.run(docs, cut_off_since=1000.0, live=True)
     assert s.dataplane.last == {}
     assert [e.reason for _, e in s.events][-1] == "IPConflict"
+    assert s.dataplane.reasserts == []  # a speaker cut off yields: it says nothing more on the wire
     # Back in contact: the plan decides again.
     s.run(docs, live=True)
     assert s.dataplane.last == {IP: ALL_INTERFACES}
+
+
+def test_the_owner_in_contact_keeps_an_ip_another_mac_claims_and_reasserts_it_on_that_interface() -> None:
+    s = Speaker("cp-1")
+    docs = cluster(*(node(n) for n in NODES))
+    s.run(docs, live=True)
+    for iface in ("eth0", "eth1"):
+        s.reconciler.on_dataplane_event(Conflict(IP, iface, family="ipv4", mac="02:00:00:00:0b:01", at=1.0))
+    s.run(docs, live=True)
+    assert s.dataplane.last == {IP: ALL_INTERFACES}  # kept
+    assert s.dataplane.reasserts == [(IP, "eth0"), (IP, "eth1")]
+    assert [e.reason for _, e in s.events][-2:] == ["IPConflict", "IPConflict"]  # still reported as a conflict
+    s.run(docs, live=True)
+    assert len(s.dataplane.reasserts) == 2  # one per claim seen, not per reconcile
+
+
+def test_a_claim_on_an_ip_this_node_does_not_own_is_not_reasserted() -> None:
+    s = Speaker("worker-1")  # cp-1 owns 192.0.2.100
+    docs = cluster(*(node(n) for n in NODES))
+    s.run(docs, live=True)
+    s.reconciler.on_dataplane_event(Conflict(IP, "eth0", family="ipv4", mac="02:00:00:00:0a:01", at=1.0))
+    s.run(docs, live=True)
+    assert s.dataplane.last == {} and s.dataplane.reasserts == []
 
 
 def test_before_the_first_sync_nothing_changes() -> None:

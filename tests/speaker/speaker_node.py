@@ -5,6 +5,7 @@ namespace of the process that creates it, so each node needs its own process). C
 
     {"cmd": "set", "desired": {"192.0.2.100": ["eth0"], "2001:db8::100": "all"}}
     {"cmd": "status"}
+    {"cmd": "reassert", "ip": "192.0.2.100", "iface": "eth0", "times": 50}
     {"cmd": "stop"}
 
 Each command gets one JSON line back: {"reply": ..., "t_set": <CLOCK_MONOTONIC before set()>, ...}.
@@ -85,6 +86,10 @@ def main() -> int:
             t_set = time.monotonic()
             st = ann.set(desired)
             emit({"reply": "set", "t_set": t_set, "t_done": time.monotonic(), "status": status_json(st)})
+        elif cmd == "reassert":
+            for _ in range(int(req.get("times", 1))):
+                ann.reassert(req["ip"], req["iface"])
+            emit({"reply": "reassert"})
         elif cmd == "status":
             emit({"reply": "status", "status": status_json(ann.status())})
         elif cmd == "stop":

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from speaker_netns import PYTHON, VIP4, NodeProc, Topology, wait_for
 
-from speaker.announcer import CONFLICT_REPORT_BURST, CONFLICT_REPORT_WINDOW, ReportLimit
+from speaker.announcer import CONFLICT_REPORT_BURST, CONFLICT_REPORT_WINDOW, ReportLimit, TrailingLimit
 
 HELPER = str(Path(__file__).with_name("speaker_crafted.py"))
 SPOOFED = 4096
@@ -34,6 +34,17 @@ def test_report_limit_lets_a_burst_through_per_window_and_counts_the_rest() -> N
 
 
 @pytest.mark.root
+def test_trailing_limit_passes_a_key_once_an_interval_and_the_last_of_a_stream_at_the_interval_end() -> None:
+    limit: TrailingLimit[str] = TrailingLimit(interval=1.0, max_keys=2)
+    assert [limit.allow("a", t) for t in (10.0, 10.2, 10.5)] == [True, False, False]
+    assert limit.allow("b", 10.5) and limit.deadline() == 11.0 and limit.due(10.9) == []
+    assert limit.due(11.0) == ["a"] and limit.deadline() is None
+    assert limit.allow("a", 11.0) and not limit.allow("a", 11.5)
+    assert limit.due(12.0) == ["a"] and limit.allow("a", 12.0)
+    assert limit.allow("c", 12.0)  # a third key: the table of two is cleared, nothing waits forever
+    assert limit.due(100.0) == []
+
+
 def test_a_flood_of_spoofed_claims_logs_a_bounded_number_of_lines_and_counts_every_conflict(
     topo: Topology, start_node: Callable[..., NodeProc]
 ) -> None:

@@ -20,6 +20,8 @@ from speaker_netns import VIP4, VIP6, Topology, sh, wait_for
 from speaker_probes import Cluster, drop_probes_at, dropped, heal, state
 from speaker_web import curl, probe_log, serve_vip_on_lo, start_probe
 
+from speaker.announcer import DEFAULT_BURST_DURATION, DEFAULT_BURST_INTERVAL
+
 pytestmark = pytest.mark.root
 
 
@@ -130,6 +132,38 @@ def test_a_false_alarm_ends_when_the_owner_answers_again_and_only_the_owner_answ
     assert curl(c.topo.client, VIP6) == c.owner
     assert c.topo.client.neigh(VIP6)[0] == owner.mac
     assert took_over(c) and len(took_over(c)) == 1  # no second takeover after the heal
+
+
+def test_after_a_false_takeover_the_owner_reasserts_and_the_clients_neighbour_entries_come_back_to_it(
+    cluster: Cluster,
+) -> None:
+    c = cluster
+    client = c.topo.client
+    # Without a gratuitous announcement only NUD could move the client's entries back (after tens of seconds): make
+    # it unable to within this test (arp(7), ip-sysctl: delay_first_probe_time, base_reachable_time_ms), so the
+    # bounds below only catch a hang.
+    for fam in ("ipv4", "ipv6"):
+        client.run(["sysctl", "-qw", f"net.{fam}.neigh.eth0.delay_first_probe_time=600"])
+        client.run(["sysctl", "-qw", f"net.{fam}.neigh.eth0.base_reachable_time_ms=600000"])
+    c.start_all()
+    owner, runner_up = c.hosts[c.owner], c.hosts[c.runner_up]
+    # Pacing, not a measurement: the owner's own takeover burst (it started a few seconds ago) is over, so that no
+    # frame but a re-assertion can move the client back after the runner-up's claims.
+    time.sleep(DEFAULT_BURST_DURATION + DEFAULT_BURST_INTERVAL)
+    assert client.neigh(VIP4)[0] == owner.mac and client.neigh(VIP6)[0] == owner.mac
+    drop_probes_at(owner, runner_up.mac)  # the owner stays up; only the probes go unanswered
+    assert wait_for(lambda: len(took_over(c)) >= 1, timeout=20), c.logs()
+    # The runner-up's takeover burst claims the VIPs; the owner, which keeps them, answers each claim.
+    assert wait_for(lambda: {e["ip"] for e in c.events(c.owner, "reassert")} == {VIP4, VIP6}, timeout=20), c.logs()
+    heal(owner)
+    assert wait_for(lambda: c.metric(c.runner_up, "l2guard_speaker_probe_yields_total") >= 1, timeout=20), c.logs()
+    assert wait_for(lambda: c.metric(c.runner_up, f'l2guard_speaker_owner_not_answering{{node="{c.owner}"}}') == 0, 20)
+    back = lambda: client.neigh(VIP4)[0] == owner.mac and client.neigh(VIP6)[0] == owner.mac  # noqa: E731
+    assert wait_for(back, timeout=10), (client.neigh(VIP4), client.neigh(VIP6), c.logs())
+    assert curl(client, VIP4) == c.owner and curl(client, VIP6) == c.owner  # no flush: the entries as they are
+    sent = c.metric(c.owner, 'l2guard_speaker_reasserts_total{family="ipv4",interface="eth0"}')
+    assert sent >= 1, c.metrics(c.owner)
+    assert c.events(c.third, "reassert") == [] and c.events(c.runner_up, "reassert") == []
 
 
 def test_an_owner_whose_data_plane_stopped_is_reported_by_its_runner_up(cluster: Cluster) -> None:
