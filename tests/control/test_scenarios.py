@@ -273,7 +273,10 @@ def test_the_label_on_the_only_eligible_node_means_nobody_and_one_warning_event(
         "worker-2 labelled in every view",
     )
     settled(fleet, {"worker-1": {IP}})
-    # At a cold start the first speaker up may see no peer alive yet and say so: only what follows counts.
+    # At a cold start the first speaker up may see no peer alive yet and say so: only what follows counts, once
+    # every poster has written what it was given then (a cold-start Warning still queued would count as new).
+    wait_for(lambda: all(s.state.poster._queue.empty() for s in fleet.values()), fleet, "the posters' queues")
+    time.sleep(0.5)  # a write taken off the queue is in flight for at most a request
     before = {e["metadata"]["name"] for e in warnings_in(double)}
     label(double, "worker-1")
 
