@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import io
 import json
 import os
@@ -35,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from l2core.policy import EXCLUDE_LABEL
+from l2core.model import EXCLUDE_LABEL
 from l2guard.demo import topology
 from l2guard.demo.review import Answer, ReviewError, apply_patch, kubectl_lines, label_review, post
 from l2guard.demo.topology import CLIENT, NODES, VIP4, VIP6, Host, TopologyError
@@ -64,10 +65,10 @@ class StepFailed(Exception):
 
 
 class Interrupted(Exception):
-    """SIGTERM (SIGINT raises KeyboardInterrupt): clean up and exit 130."""
+    """SIGINT (Ctrl-C) or SIGTERM: clean up and exit 130."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted()
 
 
@@ -116,8 +117,12 @@ def cluster_state(nodes: list[dict[str, Any]]) -> str:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster", "ipFamilyPolicy": "RequireDualStack",
-                     "ports": [{"port": 80, "targetPort": 8080}]},  # fmt: skip
+            "spec": {
+                "type": "LoadBalancer",
+                "externalTrafficPolicy": "Cluster",
+                "ipFamilyPolicy": "RequireDualStack",
+                "ports": [{"port": 80, "targetPort": 8080}],
+            },
             "status": {"loadBalancer": {"ingress": [{"ip": VIP4}, {"ip": VIP6}]}},
         },
         {
@@ -172,7 +177,7 @@ class Narrator:
         self.out.write(f"        {mark}: {text}\n")
         self.out.flush()
 
-    def wait(self, what: str, predicate: Callable[[], bool], *, timeout: float) -> float:
+    def wait(self, what: str, predicate: Callable[[], object], *, timeout: float) -> float:
         """Poll `predicate` until true (returns the seconds it took) or `timeout` (raises StepFailed). After a
         second a progress line shows: updated in place on a terminal, written once when piped."""
         start = time.monotonic()
@@ -208,8 +213,13 @@ class Step:
     error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "figures": self.figures,
-                "error": self.error}  # fmt: skip
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "figures": self.figures,
+            "error": self.error,
+        }
 
 
 def check(condition: bool, message: str) -> None:
@@ -231,6 +241,7 @@ class Demo:
         self.dir = workdir
         self.state_file = workdir / "cluster.yaml"
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
         self.speakers: dict[str, subprocess.Popen[bytes]] = {}
         self.webhooks: dict[str, Webhook] = {}
         self.steps: list[Step] = []
@@ -242,10 +253,14 @@ class Demo:
 
     def spawn(self, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
         with (self.dir / log_name).open("wb") as log:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-            )
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                )
+            except OSError as exc:
+                raise StepFailed(f"cannot start {argv[0]}: {exc}") from exc
         self.procs.append(proc)
+        self.logs[proc.pid] = self.dir / log_name
         return proc
 
     def stop_all(self) -> None:
@@ -283,17 +298,26 @@ class Demo:
         _, text = self.l2guard("explain", str(self.state_file), "-o", "json")
         data: dict[str, Any] = json.loads(text)
         service = next(s for s in data["services"] if s["name"] == "web")
-        return {"exit": code, "status": service["status"], "announcer": service["announcer"],
-                "fixes": service["fixes"]}  # fmt: skip
+        return {"exit": code, "status": service["status"], "announcer": service["announcer"], "fixes": service["fixes"]}
 
     def probe(self, vip: str, seconds: float, *, until: str | None = None, count: int = 1) -> list[tuple[float, Any]]:
         argv = [sys.executable, "-m", "l2guard.demo.web", "probe", vip, str(seconds)]
         if until:
             argv += [until, str(count)]
-        res = subprocess.run(CLIENT.cmd(argv), capture_output=True, text=True, timeout=seconds + 15, check=False)
+        res = subprocess.run(
+            CLIENT.cmd(argv),
+            capture_output=True,
+            text=True,
+            timeout=seconds + 15,
+            check=False,
+            preexec_fn=_die_with_parent,
+        )
         if res.returncode != 0:
             raise StepFailed(f"the client's request loop failed: {res.stderr.strip()[-200:]}")
         return [(float(t), who) for t, who in json.loads(res.stdout)]
+
+    def neighbour_is(self, vip: str, node: str) -> bool:
+        return CLIENT.neighbour(vip)[0] == self.hosts[node].mac
 
     def neighbour(self, vip: str) -> str:
         mac, state = CLIENT.neighbour(vip)
@@ -302,9 +326,28 @@ class Demo:
 
     def start_webhook(self, name: str, *, policy: str, state: Path, certs: Path) -> None:
         port = free_port()
-        argv = [sys.executable, "-m", "l2guard.cli", "webhook", "--cert-file", str(certs / "tls.crt"),
-                "--key-file", str(certs / "tls.key"), "--host", "127.0.0.1", "--port", str(port),
-                "--health-port", "0", "--cluster-state", str(state), "--node-policy", policy, "--log-format", "json"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "l2guard.cli",
+            "webhook",
+            "--cert-file",
+            str(certs / "tls.crt"),
+            "--key-file",
+            str(certs / "tls.key"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--health-port",
+            "0",
+            "--cluster-state",
+            str(state),
+            "--node-policy",
+            policy,
+            "--log-format",
+            "json",
+        ]
         self.webhooks[name] = Webhook(port, self.spawn(argv, f"webhook-{name}.log"))
 
     def webhook_ready(self, hook: Webhook, ca: Path) -> bool:
@@ -318,12 +361,9 @@ class Demo:
         return True
 
     def tail(self, proc: subprocess.Popen[bytes]) -> str:
-        for log in self.dir.glob("*.log"):
-            if proc in self.procs and log.name.startswith(("webhook", "speaker")):
-                text = log.read_text(errors="replace").strip().splitlines()
-                if text:
-                    return text[-1][:300]
-        return "no output"
+        """The last line `proc` wrote, shortened."""
+        lines = self.logs[proc.pid].read_text(errors="replace").strip().splitlines()
+        return lines[-1][:300] if lines else "no output"
 
     def review(self, hook: str, node: str) -> tuple[dict[str, Any], Answer]:
         review = label_review(node_object(self.hosts[node], excluded=False))
@@ -342,7 +382,7 @@ class Demo:
             with contextlib.suppress(ValueError):
                 rec = json.loads(line)
                 if isinstance(rec, dict) and rec.get("event") == event:
-                    lines.append(f"{rec.get('level', '?')} {rec.get('message', '')}: {rec.get('reason', '')}")
+                    lines.append(f"{str(rec.get('level', '?')).upper()} {rec.get('msg', '')}: {rec.get('reason', '')}")
         return lines
 
     # --- the steps
@@ -358,6 +398,9 @@ class Demo:
         except StepFailed as exc:
             step.error = str(exc)
             raise
+        except (KeyboardInterrupt, Interrupted):
+            step.error = "interrupted"
+            raise
         finally:
             step.seconds = time.monotonic() - start
             self.say.verdict(step.ok, step.error or f"{name} ({step.seconds:.1f} s)")
@@ -368,8 +411,18 @@ class Demo:
     def setup(self, step: Step) -> None:
         certs = self.dir / "certs"
         certs.mkdir()
-        code, text = self.l2guard("certs", "generate", "--service", "l2guard-webhook", "--namespace",
-                                  "l2guard-system", "--ip", "127.0.0.1", "--out", str(certs))  # fmt: skip
+        code, text = self.l2guard(
+            "certs",
+            "generate",
+            "--service",
+            "l2guard-webhook",
+            "--namespace",
+            "l2guard-system",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            str(certs),
+        )
         check(code == 0, f"l2guard certs generate failed: {text.strip()}")
         self.say.say("certificates: a fresh CA and serving pair (l2guard certs generate), for 127.0.0.1")
         self.write_state(excluded=set())
@@ -392,19 +445,43 @@ class Demo:
                 topology.build()
             except TopologyError as exc:
                 raise StepFailed(f"building the namespaces: {exc}") from exc
-            self.say.say(f"namespaces: {CLIENT.ns} {CLIENT.ip4}, " + ", ".join(f"{h.ns} {h.ip4}" for h in NODES)
-                         + f", on bridge {topology.BRIDGE_NS} (multicast snooping, querier on)")  # fmt: skip
+            self.say.say(
+                f"namespaces: {CLIENT.ns} {CLIENT.ip4}, "
+                + ", ".join(f"{h.ns} {h.ip4}" for h in NODES)
+                + f", on bridge {topology.BRIDGE_NS} (multicast snooping, querier on)"
+            )
             for host in NODES:
-                self.spawn(host.cmd([sys.executable, "-m", "l2guard.demo.web", "serve", host.name]), f"web-{host.name}.log")
-                argv = [sys.executable, "-m", "l2guard.cli", "speaker", "--node-name", host.name, "--cluster-state",
-                        str(self.state_file), "--poll-interval", "0.1", "--log-format", "json"]  # fmt: skip
+                self.spawn(
+                    host.cmd([sys.executable, "-m", "l2guard.demo.web", "serve", host.name]), f"web-{host.name}.log"
+                )
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "l2guard.cli",
+                    "speaker",
+                    "--node-name",
+                    host.name,
+                    "--cluster-state",
+                    str(self.state_file),
+                    "--poll-interval",
+                    "0.1",
+                    "--log-format",
+                    "json",
+                ]
                 self.speakers[host.name] = self.spawn(host.cmd(argv), f"speaker-{host.name}.log")
             self.say.say("one l2guard speaker per node (file mode, real data plane) and an HTTP server behind the VIPs")
         ca = certs / "ca.crt"
         for name, hook in self.webhooks.items():
-            step.figures[f"webhook_{name}_start_s"] = round(self.say.wait(f"webhook {name}", lambda h=hook: self.webhook_ready(h, ca), timeout=START_TIMEOUT), 3)  # type: ignore[misc]  # fmt: skip
-        self.say.say(f"l2guard webhook (file mode, HTTPS on 127.0.0.1): warn on ports "
-                     f"{self.webhooks['warn'].port}/{self.webhooks['warn-after'].port}, strip on {self.webhooks['strip'].port}")  # fmt: skip
+            step.figures[f"webhook_{name}_start_s"] = round(
+                self.say.wait(
+                    f"webhook {name}", functools.partial(self.webhook_ready, hook, ca), timeout=START_TIMEOUT
+                ),
+                3,
+            )
+        self.say.say(
+            f"l2guard webhook (file mode, HTTPS on 127.0.0.1): warn on ports "
+            f"{self.webhooks['warn'].port}/{self.webhooks['warn-after'].port}, strip on {self.webhooks['strip'].port}"
+        )
 
     def step_owner(self, step: Step) -> None:
         result = self.explain()
@@ -419,8 +496,10 @@ class Demo:
             key = "ipv4" if vip == VIP4 else "ipv6"
             step.figures[f"{key}_served_by"] = who
             step.figures[f"{key}_first_answer_s"] = round(log[-1][0] - log[0][0], 3)
-            self.say.say(f"client: GET http://{vip if key == 'ipv4' else '[' + vip + ']'}/ -> {who!r}"
-                         f" (after {log[-1][0] - log[0][0]:.2f} s); neighbour {self.neighbour(vip)}")  # fmt: skip
+            self.say.say(
+                f"client: GET http://{vip if key == 'ipv4' else '[' + vip + ']'}/ -> {who!r}"
+                f" (after {log[-1][0] - log[0][0]:.2f} s); neighbour {self.neighbour(vip)}"
+            )
             mac, _ = CLIENT.neighbour(vip)
             check(mac == self.hosts[self.owner].mac, f"the client's neighbour entry for {vip} is {mac}")
 
@@ -449,13 +528,19 @@ class Demo:
         figures = interruption(log, self.owner, self.other)
         check(figures["served_by_new_owner"] >= STREAK, f"the request loop never settled on {self.other}: {figures}")
         for vip in (VIP4, VIP6):
-            self.say.wait(f"the client's {vip} entry to flip", lambda v=vip: CLIENT.neighbour(v)[0] == self.hosts[self.other].mac, timeout=10)  # type: ignore[misc]  # fmt: skip
+            self.say.wait(
+                f"the client's {vip} entry to flip",
+                functools.partial(self.neighbour_is, vip, self.other),
+                timeout=10,
+            )
             self.say.say(f"neighbour {before[vip]}\n       -> {self.neighbour(vip)}")
         six = self.probe(VIP6, 5, until=self.other, count=1)[-1][1]
         check(six == self.other, f"{VIP6} is answered by {six}, not {self.other}")
         step.figures.update(figures, ipv6_served_by=six)
-        self.say.say(f"interruption: {figures['interruption_ms']:.0f} ms, {figures['failed']} failed of "
-                     f"{figures['attempts']} requests; now served by {self.other!r}")  # fmt: skip
+        self.say.say(
+            f"interruption: {figures['interruption_ms']:.0f} ms, {figures['failed']} failed of "
+            f"{figures['attempts']} requests; now served by {self.other!r}"
+        )
 
     def step_label_both(self, step: Step) -> None:
         _, answer = self.review("warn-after", self.other)
@@ -464,7 +549,11 @@ class Demo:
         self.write_state(excluded={self.owner, self.other})
         if self.root:
             for node in self.hosts:
-                self.say.wait(f"speaker {node} to log it", lambda n=node: bool(self.speaker_logged(n, "no-announcer")), timeout=10)  # type: ignore[misc]  # fmt: skip
+                self.say.wait(
+                    f"speaker {node} to log it",
+                    functools.partial(self.speaker_logged, node, "no-announcer"),
+                    timeout=10,
+                )
             line = self.speaker_logged(self.other, "no-announcer")[-1]
             self.say.say(f"speaker {self.other} logs: {line}")
             step.figures["speakers_logged"] = sorted(self.hosts)
@@ -485,14 +574,22 @@ class Demo:
             answered += sum(who is not None for _, who in log)
         check(answered == 0, f"{answered} of {attempts} requests were answered although nobody announces")
         step.figures.update(attempts=attempts, answered=answered)
-        self.say.say(f"client (neighbour cache flushed, as after ~30 s): {attempts} requests, {answered} answered; "
-                     f"neighbour {self.neighbour(VIP4)}")  # fmt: skip
+        self.say.say(
+            f"client (neighbour cache flushed, as after ~30 s): {attempts} requests, {answered} answered; "
+            f"neighbour {self.neighbour(VIP4)}"
+        )
 
     def _answering(self) -> bool:
         """Whether a speaker still announces anything, from its /status (health port 7473 in its namespace)."""
         for host in NODES:
-            argv = host.cmd([sys.executable, "-c", "import urllib.request,sys;sys.stdout.write(urllib.request."
-                             "urlopen('http://127.0.0.1:7473/status',timeout=2).read().decode())"])  # fmt: skip
+            argv = host.cmd(
+                [
+                    sys.executable,
+                    "-c",
+                    "import urllib.request,sys;sys.stdout.write(urllib.request."
+                    "urlopen('http://127.0.0.1:7473/status',timeout=2).read().decode())",
+                ]
+            )
             res = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
             with contextlib.suppress(ValueError):
                 if json.loads(res.stdout).get("announced"):
@@ -503,7 +600,11 @@ class Demo:
         self.say.say("back to the start (both labels removed); now the webhook runs with --node-policy strip")
         self.write_state(excluded=set())
         if self.root:
-            self.say.wait(f"{self.owner} to answer again", lambda: self.probe(VIP4, 0.3, until=self.owner)[-1][1] == self.owner, timeout=10)  # fmt: skip
+            self.say.wait(
+                f"{self.owner} to answer again",
+                lambda: self.probe(VIP4, 0.3, until=self.owner)[-1][1] == self.owner,
+                timeout=10,
+            )
         review, answer = self.review("strip", self.owner)
         check(answer.allowed and bool(answer.patch), "the webhook in strip mode answered with no patch")
         self.say.say("patch: " + json.dumps(answer.patch))
@@ -545,13 +646,25 @@ class Demo:
         figures["takeover_after_kill_ms"] = round((first_new - killed) * 1000, 1)
         step.figures.update(figures)
         self.say.say(f"neighbour {self.neighbour(VIP4)}")
-        self.say.say(f"gap: {figures['interruption_ms']:.0f} ms without answers ({figures['failed']} failed "
-                     f"requests); {self.other!r} answers {figures['takeover_after_kill_ms']:.0f} ms after the kill")  # fmt: skip
+        self.say.say(
+            f"gap: {figures['interruption_ms']:.0f} ms without answers ({figures['failed']} failed "
+            f"requests); {self.other!r} answers {figures['takeover_after_kill_ms']:.0f} ms after the kill"
+        )
 
     def run(self) -> None:
-        self.run_step("setup", "Setting up: certificates, cluster state, webhooks" + (", namespaces, speakers" if self.root else ""), self.setup)  # fmt: skip
-        self.run_step("owner", f"1. explain shows the owner of {VIP4} and {VIP6}" + ("; the client reaches it" if self.root else ""), self.step_owner)  # fmt: skip
-        self.run_step("label-owner", f"2. Someone labels the owner, {self.owner}, with the exclude label", self.step_label_owner)  # fmt: skip
+        self.run_step(
+            "setup",
+            "Setting up: certificates, cluster state, webhooks" + (", namespaces, speakers" if self.root else ""),
+            self.setup,
+        )
+        self.run_step(
+            "owner",
+            f"1. explain shows the owner of {VIP4} and {VIP6}" + ("; the client reaches it" if self.root else ""),
+            self.step_owner,
+        )
+        self.run_step(
+            "label-owner", f"2. Someone labels the owner, {self.owner}, with the exclude label", self.step_label_owner
+        )
         self.run_step("label-both", f"3. Someone labels the other node, {self.other}, too", self.step_label_both)
         self.run_step("strip", "4. With --node-policy strip: the same label request", self.step_strip)
         if self.root:
@@ -581,11 +694,14 @@ def missing_tools() -> list[str]:
 
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    """SIGINT and SIGTERM raise Interrupted while the demo runs (also where SIGINT was inherited as ignored, as in
+    a background job), so that the cleanup runs."""
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
@@ -593,12 +709,16 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     colour = out.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
     say = Narrator(out, colour)
     if root and (missing := missing_tools()):
-        err.write(f"{PROG}: missing tools: {', '.join(missing)} (on Debian/Ubuntu: apt-get install "
-                  f"{' '.join(TOOLS[m.split()[0]] for m in missing)})\n")  # fmt: skip
+        err.write(
+            f"{PROG}: missing tools: {', '.join(missing)} (on Debian/Ubuntu: apt-get install "
+            f"{' '.join(TOOLS[m.split()[0]] for m in missing)})\n"
+        )
         return EXIT_FAILED
     if not root:
-        out.write(f"{PROG}: not root, so no network namespaces (run it with sudo for the whole story); "
-                  "showing the webhook's answers and explain only\n")  # fmt: skip
+        out.write(
+            f"{PROG}: not root, so no network namespaces (run it with sudo for the whole story); "
+            "showing the webhook's answers and explain only\n"
+        )
     interactive = not args.non_interactive and sys.stdin.isatty()
     code = EXIT_FAILED
     with tempfile.TemporaryDirectory(prefix="l2demo-") as tmp:
@@ -618,13 +738,19 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
                 if root:
                     topology.remove_all()
         total = time.monotonic() - say.started
-        summary = {"schemaVersion": 1, "ok": code == EXIT_OK, "root": root, "seconds": round(total, 3),
-                   "owner": demo.owner or None, "steps": [s.as_json() for s in demo.steps]}  # fmt: skip
+        summary = {
+            "schemaVersion": 1,
+            "ok": code == EXIT_OK,
+            "root": root,
+            "seconds": round(total, 3),
+            "owner": demo.owner or None,
+            "steps": [s.as_json() for s in demo.steps],
+        }
         if code == EXIT_INTERRUPTED:
             summary["interrupted"] = True
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
-    failed = [s.name for s in demo.steps if not s.ok]
-    say.title(f"{'all steps ok' if code == EXIT_OK else 'FAILED: ' + ', '.join(failed) or 'interrupted'} in {total:.1f} s"
-              + ("" if root else " (no root: the data-plane parts did not run)"))  # fmt: skip
+    failed = ", ".join(s.name for s in demo.steps if not s.ok)
+    verdict = {EXIT_OK: "all steps ok", EXIT_INTERRUPTED: "interrupted, cleaned up"}.get(code, f"FAILED: {failed}")
+    say.title(f"{verdict} in {total:.1f} s" + ("" if root else " (no root: the data-plane parts did not run)"))
     return code

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from l2core.policy import EXCLUDE_LABEL
+from l2core.model import EXCLUDE_LABEL
 
 MUTATE_NODE = "/mutate-v1-node?timeout=10s"  # the path of the manifests' MutatingWebhookConfiguration
 TIMEOUT = 10.0

@@ -31,7 +31,7 @@ def serve(name: str) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     class Server(socketserver.ThreadingTCPServer):
