@@ -43,6 +43,7 @@ from l2guard.demo.topology import CLIENT, NODES, VIP4, VIP6, Host, TopologyError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PROG = "l2guard demo"
 TOOLS = {"ip": "iproute2", "sysctl": "procps"}  # command -> Debian/Ubuntu package
@@ -689,7 +690,7 @@ def interruption(log: list[tuple[float, Any]], old: str, new: str) -> dict[str, 
 
 
 def missing_tools() -> list[str]:
-    return [f"{tool} (package {package})" for tool, package in TOOLS.items() if shutil.which(tool) is None]
+    return [tool for tool in TOOLS if shutil.which(tool) is None]
 
 
 @contextlib.contextmanager
@@ -706,12 +707,18 @@ def signals_raise() -> Iterator[None]:
 
 def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     root = os.geteuid() == 0
-    colour = out.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+    colour = out.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
     say = Narrator(out, colour)
+    if args.summary_json:  # a path it cannot write is a usage error before anything starts, not after the demo
+        try:
+            Path(args.summary_json).touch()
+        except OSError as exc:
+            err.write(f"{PROG}: --summary-json: cannot write {args.summary_json}: {exc.strerror or exc}\n")
+            return EXIT_USAGE
     if root and (missing := missing_tools()):
         err.write(
-            f"{PROG}: missing tools: {', '.join(missing)} (on Debian/Ubuntu: apt-get install "
-            f"{' '.join(TOOLS[m.split()[0]] for m in missing)})\n"
+            f"{PROG}: missing tools: {', '.join(f'{t} (package {TOOLS[t]})' for t in missing)} "
+            f"(on Debian/Ubuntu: apt-get install {' '.join(TOOLS[t] for t in missing)})\n"
         )
         return EXIT_FAILED
     if not root:
@@ -749,7 +756,11 @@ def run(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         if code == EXIT_INTERRUPTED:
             summary["interrupted"] = True
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
+        try:
+            Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:
+            err.write(f"{PROG}: --summary-json: cannot write {args.summary_json}: {exc.strerror or exc}\n")
+            code = code or EXIT_FAILED
     failed = ", ".join(s.name for s in demo.steps if not s.ok)
     verdict = {EXIT_OK: "all steps ok", EXIT_INTERRUPTED: "interrupted, cleaned up"}.get(code, f"FAILED: {failed}")
     say.title(f"{verdict} in {total:.1f} s" + ("" if root else " (no root: the data-plane parts did not run)"))
