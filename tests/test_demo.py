@@ -269,3 +269,18 @@ def test_colour_on_a_terminal_and_none_with_no_color(shared_dir: Path) -> None:
     code, text = run_on_a_terminal(argv, {**env, "NO_COLOR": "1"}, tmp_path)
     assert code == 0, text[-2000:]
     assert "\033[" not in text
+
+
+def test_environment_twins_do_not_change_the_story(shared_dir: Path) -> None:
+    argv, env = unprivileged()
+    env["L2GUARD_IGNORE_EXCLUDE_LB"] = "true"  # would keep every IP where it is, and the warnings would differ
+    summary_file = shared_dir / "summary.json"
+    res = subprocess.run([*argv, "--summary-json", str(summary_file)], capture_output=True, text=True, timeout=60,
+                         env=env, cwd=shared_dir, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert (
+        "l2guard demo: ignoring L2GUARD_IGNORE_EXCLUDE_LB: the demo runs with the defaults" in res.stdout.splitlines()
+    )
+    summary = json.loads(summary_file.read_text())
+    assert all(s["ok"] for s in summary["steps"])
+    assert any("NO announcing node" in w for w in steps(summary)["label-both"]["figures"]["warnings"])

@@ -1,6 +1,7 @@
 """The demo's traffic, run inside its namespaces: `serve NAME` is the tiny HTTP server behind the VIP on a node
-(it answers with the node's name); `probe VIP SECONDS [UNTIL COUNT]` is the client's bounded request loop: a new
-TCP connection every 5 ms (50 ms timeout), for at most SECONDS and 4,000 attempts, stopping early once UNTIL has
+(it answers with the node's name); `probe VIP SECONDS TIMEOUT [UNTIL COUNT]` is the client's bounded request loop:
+a new TCP connection every 5 ms (or when the last one ended), each given TIMEOUT seconds (0.05 to measure an
+interruption to 5 ms, 1 for an ordinary client), for at most SECONDS and 4,000 attempts, stopping early once UNTIL has
 answered COUNT times in a row. It prints one JSON list of [monotonic start time, node name or null].
 
 Standard library only; it must not import the rest of l2guard (it starts in well under 100 ms).
@@ -17,7 +18,6 @@ import time
 
 PORT = 80
 PERIOD = 0.005
-TIMEOUT = 0.05
 MAX_ATTEMPTS = 4000
 
 
@@ -42,11 +42,11 @@ def serve(name: str) -> None:
     Server(("::", PORT), Handler).serve_forever()
 
 
-def ask(vip: str) -> str | None:
+def ask(vip: str, timeout: float) -> str | None:
     """One request on a new connection: the node that answered, or None."""
     try:
-        with socket.create_connection((vip, PORT), timeout=TIMEOUT) as s:
-            s.settimeout(TIMEOUT)
+        with socket.create_connection((vip, PORT), timeout=timeout) as s:
+            s.settimeout(timeout)
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
             data = b""
             while chunk := s.recv(4096):
@@ -56,13 +56,13 @@ def ask(vip: str) -> str | None:
     return data.rsplit(b"\r\n\r\n", 1)[-1].decode(errors="replace") or None
 
 
-def probe(vip: str, seconds: float, until: str | None, count: int) -> list[tuple[float, str | None]]:
+def probe(vip: str, seconds: float, timeout: float, until: str | None, count: int) -> list[tuple[float, str | None]]:
     log: list[tuple[float, str | None]] = []
     streak = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end and len(log) < MAX_ATTEMPTS and not (until and streak >= count):
         start = time.monotonic()
-        who = ask(vip)
+        who = ask(vip, timeout)
         streak = streak + 1 if who == until else 0
         log.append((start, who))
         time.sleep(max(0.0, PERIOD - (time.monotonic() - start)))
@@ -73,11 +73,11 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "serve":
         serve(argv[1])
         return 0
-    if len(argv) in (3, 5) and argv[0] == "probe":
-        until, count = (argv[3], int(argv[4])) if len(argv) == 5 else (None, 0)
-        print(json.dumps(probe(argv[1], float(argv[2]), until, count)))
+    if len(argv) in (4, 6) and argv[0] == "probe":
+        until, count = (argv[4], int(argv[5])) if len(argv) == 6 else (None, 0)
+        print(json.dumps(probe(argv[1], float(argv[2]), float(argv[3]), until, count)))
         return 0
-    sys.stderr.write("usage: python -m l2guard.demo.web serve NAME | probe VIP SECONDS [UNTIL COUNT]\n")
+    sys.stderr.write("usage: python -m l2guard.demo.web serve NAME | probe VIP SECONDS TIMEOUT [UNTIL COUNT]\n")
     return 2
 
 
