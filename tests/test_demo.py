@@ -284,3 +284,17 @@ def test_environment_twins_do_not_change_the_story(shared_dir: Path) -> None:
     summary = json.loads(summary_file.read_text())
     assert all(s["ok"] for s in summary["steps"])
     assert any("NO announcing node" in w for w in steps(summary)["label-both"]["figures"]["warnings"])
+
+
+def test_the_readme_starts_with_the_demo_then_the_ci_test_command_and_names_the_demos_packages() -> None:
+    from l2guard.demo.command import TOOLS
+
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("```sh\n") + 6 :]
+    first, second = block[: block.index("```")].splitlines()
+    assert first == "python3 -m venv .venv && .venv/bin/pip install -q -e . && sudo .venv/bin/l2guard demo"
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert second == ci[ci.index("# The README's test command, word for word:") + 1]
+    packages = readme[readme.index("sudo apt-get install") :].split("`")[0].split()
+    assert set(TOOLS.values()) <= set(packages) and "python3-venv" in packages
+    assert "l2guard explain --sample kubeadm-single-node" in readme  # the way in without root stays documented
