@@ -233,6 +233,13 @@ def check(condition: bool, message: str) -> None:
 
 
 @dataclass
+class Probe:
+    proc: subprocess.Popen[bytes]
+    path: Path
+    limit: float  # seconds to wait for it at most
+
+
+@dataclass
 class Webhook:
     port: int
     proc: subprocess.Popen[bytes]
@@ -250,6 +257,7 @@ class Demo:
         self.speakers: dict[str, subprocess.Popen[bytes]] = {}
         self.webhooks: dict[str, Webhook] = {}
         self.steps: list[Step] = []
+        self.probes = 0
         self.hosts = {h.name: h for h in NODES}
         self.owner = ""
         self.other = ""
@@ -305,23 +313,37 @@ class Demo:
         service = next(s for s in data["services"] if s["name"] == "web")
         return {"exit": code, "status": service["status"], "announcer": service["announcer"], "fixes": service["fixes"]}
 
-    def probe(
+    def start_probe(
         self, vip: str, seconds: float, *, timeout: float = ORDINARY, until: str | None = None, count: int = 1
-    ) -> list[tuple[float, Any]]:
+    ) -> Probe:
+        """The client's request loop (web.py) in the background; its answer goes to a file, as a pipe could fill."""
         argv = [sys.executable, "-m", "l2guard.demo.web", "probe", vip, str(seconds), str(timeout)]
         if until:
             argv += [until, str(count)]
-        res = subprocess.run(
-            CLIENT.cmd(argv),
-            capture_output=True,
-            text=True,
-            timeout=seconds + 15,
-            check=False,
-            preexec_fn=_die_with_parent,
-        )
-        if res.returncode != 0:
-            raise StepFailed(f"the client's request loop failed: {res.stderr.strip()[-200:]}")
-        return [(float(t), who) for t, who in json.loads(res.stdout)]
+        self.probes += 1
+        path = self.dir / f"probe-{self.probes}.json"
+        with path.open("wb") as out:
+            try:
+                proc = subprocess.Popen(CLIENT.cmd(argv), stdout=out, stderr=subprocess.DEVNULL,
+                                        preexec_fn=_die_with_parent)  # fmt: skip
+            except OSError as exc:
+                raise StepFailed(f"cannot start the client's requests: {exc}") from exc
+        self.procs.append(proc)
+        return Probe(proc, path, seconds + 15)
+
+    def finish_probe(self, probe: Probe, what: str) -> list[tuple[float, Any]]:
+        """Wait for the loop (a progress line after a second) and return [(start time, who answered or None)]."""
+        self.say.wait(what, lambda: probe.proc.poll() is not None, timeout=probe.limit)
+        try:
+            return [(float(t), who) for t, who in json.loads(probe.path.read_text())]
+        except (OSError, ValueError, TypeError) as exc:
+            raise StepFailed(f"the client's request loop failed (exit {probe.proc.returncode}): {exc}") from exc
+
+    def probe(
+        self, vip: str, seconds: float, *, timeout: float = ORDINARY, until: str | None = None, count: int = 1
+    ) -> list[tuple[float, Any]]:
+        return self.finish_probe(self.start_probe(vip, seconds, timeout=timeout, until=until, count=count),
+                                 f"the client's requests to {vip}")  # fmt: skip
 
     def neighbour_is(self, vip: str, node: str) -> bool:
         return CLIENT.neighbour(vip)[0] == self.hosts[node].mac
@@ -408,6 +430,9 @@ class Demo:
         except (KeyboardInterrupt, Interrupted):
             step.error = "interrupted"
             raise
+        except Exception as exc:  # a command or file that failed in a way no check foresaw: still this step's failure
+            step.error = f"{type(exc).__name__}: {exc}"
+            raise StepFailed(step.error) from exc
         finally:
             step.seconds = time.monotonic() - start
             self.say.verdict(step.ok, step.error or f"{name} ({step.seconds:.1f} s)")
@@ -490,6 +515,11 @@ class Demo:
             f"{self.webhooks['warn'].port}/{self.webhooks['warn-after'].port}, strip on {self.webhooks['strip'].port}"
         )
 
+    def speakers_running(self) -> None:
+        for node, proc in self.speakers.items():
+            if proc.poll() is not None:
+                raise StepFailed(f"speaker {node} exited ({proc.returncode}): {self.tail(proc)}")
+
     def step_owner(self, step: Step) -> None:
         result = self.explain()
         check(result["announcer"] == self.owner, f"explain shows {result['announcer']}, not {self.owner}")
@@ -498,6 +528,7 @@ class Demo:
             return
         for vip in (VIP4, VIP6):
             log = self.probe(vip, START_TIMEOUT, until=self.owner, count=1)
+            self.speakers_running()
             who = log[-1][1]
             check(who == self.owner, f"the client's request to {vip} was answered by {who}, not {self.owner}")
             key = "ipv4" if vip == VIP4 else "ipv6"
@@ -521,19 +552,11 @@ class Demo:
             step.figures["announcer_after"] = result["announcer"]
             return
         before = {vip: self.neighbour(vip) for vip in (VIP4, VIP6)}
-        loop = subprocess.Popen(
-            CLIENT.cmd(
-                [sys.executable, "-m", "l2guard.demo.web", "probe", VIP4, "15", str(FAST), self.other, str(STREAK)]
-            ),
-            stdout=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
-        )
-        self.procs.append(loop)
+        loop = self.start_probe(VIP4, 15, timeout=FAST, until=self.other, count=STREAK)
         time.sleep(0.5)  # pacing: the loop is up and served by the owner before the label lands
         self.say.say(f"the label lands (state file updated); the client requests {VIP4} every 5 ms")
         self.write_state(excluded={self.owner})
-        out, _ = loop.communicate(timeout=30)
-        log = [(float(t), who) for t, who in json.loads(out)]
+        log = self.finish_probe(loop, f"{self.other} to answer {STREAK} requests in a row")
         figures = interruption(log, self.owner, self.other)
         check(figures["served_by_new_owner"] >= STREAK, f"the request loop never settled on {self.other}: {figures}")
         for vip in (VIP4, VIP6):
@@ -638,21 +661,13 @@ class Demo:
         self.say.say(f"client: {answered} of {len(log)} requests answered by {self.owner!r}")
 
     def step_node_dies(self, step: Step) -> None:
-        loop = subprocess.Popen(
-            CLIENT.cmd(
-                [sys.executable, "-m", "l2guard.demo.web", "probe", VIP4, "15", str(FAST), self.other, str(STREAK)]
-            ),
-            stdout=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
-        )
-        self.procs.append(loop)
+        loop = self.start_probe(VIP4, 15, timeout=FAST, until=self.other, count=STREAK)
         time.sleep(0.5)  # pacing: the loop is up and served by the owner
         killed = time.monotonic()
         self.speakers[self.owner].send_signal(signal.SIGKILL)
         topology.kill_node_link(self.hosts[self.owner])
         self.say.say(f"{self.owner}: speaker killed (SIGKILL), link down; {self.other} probes it every 0.3 s")
-        out, _ = loop.communicate(timeout=30)
-        log = [(float(t), who) for t, who in json.loads(out)]
+        log = self.finish_probe(loop, f"{self.other} to take over")
         figures = interruption(log, self.owner, self.other)
         check(figures["served_by_new_owner"] >= STREAK, f"{self.other} never took over: {figures}")
         first_new = next(t for t, who in log if who == self.other)
