@@ -1,6 +1,7 @@
 """The demo's network: a client and two nodes, each a network namespace joined through a veth pair to one Linux
 bridge (in a namespace of its own) with multicast snooping and an active querier, so that a speaker that forgets
-to join a solicited-node group is not rescued by flooding (see /work/shared/FIELD-NOTES.md, "Topology").
+to join a solicited-node group is not rescued by flooding (without an active querier the bridge floods multicast,
+also during the first seconds after snooping is turned on).
 
 Only documentation addresses (192.0.2.0/24, 2001:db8::/64) and only namespaces named `l2demo-*`, which this module
 creates and deletes; it never touches the root namespace's links, addresses or sysctls. Every command is `ip` or
