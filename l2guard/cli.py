@@ -38,6 +38,7 @@ COMMANDS = {
     "webhook": ("webhook.cli", "serve the admission webhook (HTTPS)"),
     "announce": ("speaker.announce_cli", "answer ARP/NDP for IPs on this node until interrupted"),
     "speaker": ("l2guard.control.command", "announce the LoadBalancer IPs this node wins (the DaemonSet's command)"),
+    "demo": ("l2guard.demo.command", "the whole story on one machine: namespaces, webhook, speakers (root)"),
     "certs": ("l2guard.certs_cli", "make the webhook's CA and serving certificate, or set a caBundle, by hand"),
 }
 
