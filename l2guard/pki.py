@@ -227,7 +227,8 @@ def pem(*certs: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def _public_der(key: object) -> bytes:
+def public_der(key: object) -> bytes:
+    """A public key as DER SubjectPublicKeyInfo, to compare two keys; b"" for an object that is no key."""
     public_bytes = getattr(key, "public_bytes", None)
     if public_bytes is None:
         return b""
@@ -313,7 +314,7 @@ def _leaf_problem(data: Mapping[str, bytes], names: Sequence[str], now: datetime
         key = _load_key(data.get(TLS_KEY, b""))
     except PKIError as exc:
         return f"the serving pair: {exc}"
-    if _public_der(key.public_key()) != _public_der(leaf.public_key()):
+    if public_der(key.public_key()) != public_der(leaf.public_key()):
         return "tls.key does not belong to tls.crt"
     if not leaf.not_valid_before_utc <= now < leaf.not_valid_after_utc:
         return f"the serving certificate is not valid now (valid until {leaf.not_valid_after_utc.isoformat()})"
@@ -334,7 +335,7 @@ def decide(data: Mapping[str, bytes] | None, policy: Policy, *, now: datetime.da
     except PKIError as exc:
         return Step("create", f"unusable CA: {exc}", fresh(policy, now=now))
     signer, previous = bundle[0], bundle[1:2]
-    if _public_der(ca_key.public_key()) != _public_der(signer.public_key()) or not _is_ca(signer):
+    if public_der(ca_key.public_key()) != public_der(signer.public_key()) or not _is_ca(signer):
         return Step("create", "ca.key does not belong to the first CA of ca.crt", fresh(policy, now=now))
     if not signer.not_valid_before_utc <= now < signer.not_valid_after_utc:
         return Step("create", "the CA is not valid now", fresh(policy, now=now))

@@ -44,6 +44,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from l2guard.pki import public_der
+
 log = logging.getLogger(__name__)
 
 MAX_FILE_SIZE = (
@@ -94,14 +96,6 @@ def read_bounded(which: str, path: str, *, limit: int = MAX_FILE_SIZE) -> bytes:
     return data
 
 
-def _public_der(key: object) -> bytes:
-    public_bytes = getattr(key, "public_bytes", None)
-    if public_bytes is None:
-        return b""
-    der: bytes = public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return der
-
-
 def prove(cert_file: str, key_file: str, cert: bytes, key: bytes, *, now: datetime.datetime) -> Pair:
     """Check in memory that `cert` (a PEM chain, leaf first) and `key` (an unencrypted PEM key) form a pair that is
     valid at `now`. Raises TLSError naming the file at fault."""
@@ -117,7 +111,7 @@ def prove(cert_file: str, key_file: str, cert: bytes, key: bytes, *, now: dateti
         ) from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise TLSError(KEY, key_file, f"not a PEM private key ({exc})") from exc
-    if _public_der(private.public_key()) != _public_der(leaf.public_key()):
+    if public_der(private.public_key()) != public_der(leaf.public_key()):
         raise TLSError(KEY, key_file, f"does not match the certificate in {cert_file}")
     not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     if now < not_before:
